@@ -1,0 +1,7 @@
+//! Subcommands of the `lopper` binary; one file each, each a thin shell over the library.
+
+pub mod controller;
+pub mod crd;
+pub mod plot;
+pub mod replay;
+pub mod run;

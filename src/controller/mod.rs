@@ -1,0 +1,1 @@
+//! controller (stub: being written).

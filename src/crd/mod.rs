@@ -1,0 +1,1 @@
+//! crd (stub: being written).

@@ -1,0 +1,1 @@
+//! Replay of recorded curves through a pruner (issue 2). OWNER: pruners engineer.

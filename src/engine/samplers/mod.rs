@@ -1,0 +1,1 @@
+//! Samplers (issue 3). OWNER: samplers engineer.

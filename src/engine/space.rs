@@ -1,0 +1,1 @@
+//! Search space (issue 3). OWNER: samplers engineer.

@@ -1,0 +1,44 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use lopper::cli;
+
+/// Hyperparameter-tuning studies on Kubernetes, with Optuna-exact pruning.
+#[derive(Parser)]
+#[command(name = "lopper", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator (reconciles Studies and Trials).
+    Controller(cli::controller::Args),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd(cli::crd::Args),
+    /// Run a Study manifest locally, trials as subprocesses.
+    Run(cli::run::Args),
+    /// Replay recorded learning curves through a pruner.
+    Replay(cli::replay::Args),
+    /// Plot learning curves from a results file or a study in the cluster.
+    Plot(cli::plot::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Controller(a) => cli::controller::run(a),
+        Command::Crd(a) => cli::crd::run(a),
+        Command::Run(a) => cli::run::run(a),
+        Command::Replay(a) => cli::replay::run(a),
+        Command::Plot(a) => cli::plot::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! plot (stub: being written).

@@ -1,0 +1,1 @@
+//! runner (stub: being written).
