@@ -1,0 +1,1 @@
+//! Parzen estimators for TPE.
