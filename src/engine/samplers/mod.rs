@@ -22,6 +22,7 @@ mod grid;
 mod parzen;
 mod qmc;
 mod random;
+mod sobol_table;
 mod tpe;
 
 use std::borrow::Cow;
