@@ -1,0 +1,304 @@
+//! Hand-written schema pieces and the admission rules the derive cannot express.
+//!
+//! Everything here yields *structural* schemas (no `$ref`, no `anyOf` at a typed node).
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use schemars::{Schema, SchemaGenerator, json_schema};
+use serde_json::{Value, json};
+
+/// Longest Study name: trial names append `-<number>` and Job names become pod label values (≤ 63).
+pub const MAX_STUDY_NAME: usize = 52;
+
+/// `params`: a map of name → bool | integer | number | string.
+pub fn params_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "additionalProperties": {"x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+/// Conditions as a map-list keyed by `type`, so several field managers can each own theirs.
+pub fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status"],
+            "properties": {
+                "type": {"type": "string"},
+                "status": {"type": "string"},
+                "reason": {"type": "string"},
+                "message": {"type": "string"},
+                "lastTransitionTime": {"type": "string", "format": "date-time"},
+                "observedGeneration": {"type": "integer", "format": "int64"},
+            },
+        },
+    })
+}
+
+/// `status.intermediate`: an atomic list of `{step, value}` (value null = NaN).
+pub fn points_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "x-kubernetes-list-type": "atomic",
+        "items": {
+            "type": "object",
+            "required": ["step"],
+            "properties": {
+                "step": {"type": "integer", "format": "int64"},
+                "value": {"type": "number", "nullable": true},
+            },
+        },
+    })
+}
+
+/// `trialTemplate.spec`: a batch/v1 JobSpec, kept open (placeholders may sit in any string)
+/// but with the parts admission can check declared.
+pub fn job_spec_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "description": "A batch/v1 JobSpec. Placeholders ${params.NAME}, ${trial.name}, ${trial.number}, ${study.name} are substituted in string values.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "required": ["template"],
+        "properties": {
+            "template": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "required": ["spec"],
+                "properties": {
+                    "spec": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": true,
+                        "required": ["containers"],
+                        "properties": {
+                            "restartPolicy": {"type": "string", "enum": ["Never", "OnFailure"]},
+                            "containers": {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 64,
+                                "items": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": true,
+                                    "required": ["name", "image"],
+                                    "properties": {
+                                        "name": {"type": "string", "minLength": 1, "maxLength": 63},
+                                        "image": {"type": "string", "minLength": 1},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+fn rule(rule: &str, message: &str) -> Value {
+    json!({"rule": rule, "message": message})
+}
+
+fn add_rules(node: &mut Value, rules: Vec<Value>) {
+    if let Some(obj) = node.as_object_mut() {
+        let list = obj
+            .entry("x-kubernetes-validations")
+            .or_insert_with(|| json!([]));
+        if let Some(arr) = list.as_array_mut() {
+            arr.extend(rules);
+        }
+    }
+}
+
+fn props_mut<'a>(node: &'a mut Value, name: &str) -> Option<&'a mut Value> {
+    node.get_mut("properties")?.get_mut(name)
+}
+
+fn property_names(node: &Value) -> Vec<String> {
+    node.get("properties")
+        .and_then(|p| p.as_object())
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// "exactly one key" for a union-like object (sampler, pruner, metrics).
+fn exactly_one(node: &mut Value, what: &str) {
+    let keys = property_names(node);
+    if keys.is_empty() {
+        return;
+    }
+    if let Some(obj) = node.as_object_mut() {
+        obj.entry("minProperties").or_insert(json!(1));
+        obj.entry("maxProperties").or_insert(json!(1));
+    }
+    let has: Vec<String> = keys.iter().map(|k| format!("has(self.{k})")).collect();
+    add_rules(
+        node,
+        vec![rule(
+            &format!("[{}].filter(x, x).size() == 1", has.join(", ")),
+            &format!("{what} must have exactly one of: {}", keys.join(", ")),
+        )],
+    );
+}
+
+/// Range rules for a numeric distribution (`float` / `int` of a parameter).
+fn range_rules(node: &mut Value, zero: &str) {
+    let keys = property_names(node);
+    let has = |k: &str| keys.iter().any(|x| x == k);
+    let mut rules = Vec::new();
+    if has("low") && has("high") {
+        rules.push(rule(
+            "!has(self.low) || !has(self.high) || self.low < self.high",
+            "low must be less than high",
+        ));
+        if has("log") {
+            rules.push(rule(
+                &format!("!has(self.log) || !self.log || !has(self.low) || self.low > {zero}"),
+                "log requires low > 0",
+            ));
+        }
+    }
+    if has("step") && has("log") {
+        rules.push(rule(
+            "!has(self.step) || !has(self.log) || !self.log",
+            "step cannot be combined with log",
+        ));
+    }
+    if has("step") {
+        rules.push(rule(
+            &format!("!has(self.step) || self.step > {zero}"),
+            "step must be positive",
+        ));
+    }
+    add_rules(node, rules);
+}
+
+/// Adds list bounds and CEL rules to the Study's `openAPIV3Schema`.
+pub fn study_rules(root: &mut Value) {
+    add_rules(
+        root,
+        vec![rule(
+            &format!("size(self.metadata.name) <= {MAX_STUDY_NAME}"),
+            &format!(
+                "metadata.name must be at most {MAX_STUDY_NAME} characters (trial and Job names append -<number>)"
+            ),
+        )],
+    );
+    let Some(spec) = props_mut(root, "spec") else {
+        return;
+    };
+    add_rules(
+        spec,
+        vec![
+            rule(
+                "!has(self.maxFailedTrials) || self.maxFailedTrials < self.maxTrials",
+                "maxFailedTrials must be less than maxTrials",
+            ),
+            rule(
+                "self.maxTrials <= 100000",
+                "maxTrials must be at most 100000",
+            ),
+        ],
+    );
+    for (field, what) in [
+        ("sampler", "spec.sampler"),
+        ("pruner", "spec.pruner"),
+        ("metrics", "spec.metrics"),
+    ] {
+        if let Some(n) = props_mut(spec, field) {
+            exactly_one(n, what);
+        }
+    }
+    if let Some(params) = props_mut(spec, "parameters") {
+        if let Some(obj) = params.as_object_mut() {
+            obj.insert("minItems".into(), json!(1));
+            obj.insert("maxItems".into(), json!(128));
+        }
+        add_rules(
+            params,
+            vec![rule(
+                "self.all(p, self.exists_one(q, q.name == p.name))",
+                "parameter names must be unique",
+            )],
+        );
+        if let Some(items) = params.get_mut("items") {
+            if let Some(name) = props_mut(items, "name")
+                && let Some(obj) = name.as_object_mut()
+            {
+                obj.insert("minLength".into(), json!(1));
+                obj.insert("maxLength".into(), json!(63));
+                obj.insert("pattern".into(), json!("^[A-Za-z_][A-Za-z0-9_.-]*$"));
+            }
+            let dists: Vec<String> = property_names(items)
+                .into_iter()
+                .filter(|k| k != "name" && k != "when")
+                .collect();
+            if !dists.is_empty() {
+                let has: Vec<String> = dists.iter().map(|k| format!("has(self.{k})")).collect();
+                add_rules(
+                    items,
+                    vec![rule(
+                        &format!("[{}].filter(x, x).size() == 1", has.join(", ")),
+                        &format!("a parameter must have exactly one of: {}", dists.join(", ")),
+                    )],
+                );
+            }
+            if let Some(f) = props_mut(items, "float") {
+                range_rules(f, "0.0");
+            }
+            if let Some(i) = props_mut(items, "int") {
+                range_rules(i, "0");
+            }
+            if let Some(c) = props_mut(items, "categorical")
+                && let Some(choices) = props_mut(c, "choices")
+                && let Some(obj) = choices.as_object_mut()
+            {
+                obj.entry("minItems").or_insert(json!(1));
+            }
+        }
+    }
+    if let Some(tt) = props_mut(spec, "trialTemplate") {
+        add_rules(
+            tt,
+            vec![rule(
+                "!has(self.primaryContainer) || self.spec.template.spec.containers.exists(c, c.name == self.primaryContainer)",
+                "primaryContainer must name a container of spec.template.spec.containers",
+            )],
+        );
+        if let Some(g) = props_mut(tt, "gpuResource")
+            && let Some(obj) = g.as_object_mut()
+        {
+            obj.insert(
+                "pattern".into(),
+                json!("^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"),
+            );
+        }
+    }
+    if let Some(ws) = props_mut(spec, "warmStart")
+        && let Some(fs) = props_mut(ws, "fromStudies")
+        && let Some(obj) = fs.as_object_mut()
+    {
+        obj.insert("minItems".into(), json!(1));
+        obj.insert("maxItems".into(), json!(32));
+        obj.insert(
+            "items".into(),
+            json!({"type": "string", "minLength": 1, "maxLength": 253}),
+        );
+    }
+}
+
+/// Applies `f` to the `openAPIV3Schema` of every version of `crd`.
+pub fn patch_schema(crd: &mut CustomResourceDefinition, f: impl Fn(&mut Value)) {
+    for v in &mut crd.spec.versions {
+        if let Some(s) = v
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let mut value = serde_json::to_value(&*s).expect("schema to json");
+            f(&mut value);
+            *s = serde_json::from_value(value).expect("json to schema");
+        }
+    }
+}

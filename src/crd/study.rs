@@ -1,0 +1,223 @@
+//! The `Study` custom resource: a search space, a sampler, a pruner and a Job template.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::engine_api::{MetricsSpec, ParamSpec, PrunerSpec, SamplerSpec};
+use crate::engine::{Direction, Params, PrunerState};
+
+/// `spec` of a Study.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "lopper.dev",
+    version = "v1alpha1",
+    kind = "Study",
+    plural = "studies",
+    namespaced,
+    shortname = "st",
+    category = "lopper",
+    status = "StudyStatus",
+    doc = "A hyperparameter-tuning study: trials sampled from a search space, run as Jobs, pruned early.",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Best","type":"number","jsonPath":".status.best.value"}"#,
+    printcolumn = r#"{"name":"Completed/Max","type":"string","jsonPath":".status.progress"}"#,
+    printcolumn = r#"{"name":"Running","type":"integer","jsonPath":".status.trials.running"}"#,
+    printcolumn = r#"{"name":"Pruned","type":"integer","jsonPath":".status.trials.pruned"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StudySpec {
+    /// What is optimised.
+    pub objective: Objective,
+    /// The search space (the engine's parameter specs).
+    pub parameters: Vec<ParamSpec>,
+    /// Exactly one sampler; default `tpe` with default settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<SamplerSpec>,
+    /// Exactly one pruner; default `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruner: Option<PrunerSpec>,
+    /// How many trials the study runs in total.
+    #[schemars(range(min = 1))]
+    pub max_trials: u32,
+    /// How many trials run at once (default 1).
+    #[serde(default = "default_parallelism")]
+    #[schemars(range(min = 1))]
+    pub parallelism: u32,
+    /// The study fails once more trials than this have failed (default: never fails early).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_failed_trials: Option<u32>,
+    /// Where intermediate metrics come from; default `logs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsSpec>,
+    /// Earlier studies in the namespace whose trials feed the sampler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<WarmStart>,
+    /// How each trial runs: a batch/v1 Job template with `${...}` placeholders.
+    pub trial_template: TrialTemplate,
+}
+
+fn default_parallelism() -> u32 {
+    1
+}
+
+/// `spec.objective`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Objective {
+    /// The metric name the trainer reports (e.g. `val_loss`).
+    #[schemars(length(min = 1))]
+    pub metric: String,
+    /// `minimize` (default) or `maximize`.
+    #[serde(default)]
+    pub direction: Direction,
+    /// Optional: the study succeeds once a completed trial reaches this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<f64>,
+}
+
+/// `spec.warmStart`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmStart {
+    /// Names of earlier Studies in the same namespace.
+    #[schemars(length(min = 1))]
+    pub from_studies: Vec<String>,
+}
+
+/// `spec.trialTemplate`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialTemplate {
+    /// The container that gets the GPUs, the LOPPER_* env and whose log is read (default: the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_container: Option<String>,
+    /// Shorthand: sets this many `gpuResource` as limit on the primary container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1024))]
+    pub gpus: Option<u32>,
+    /// The extended resource name of a GPU (default `nvidia.com/gpu`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_resource: Option<String>,
+    /// Labels and annotations copied onto the Job and its pod template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    /// A batch/v1 JobSpec. String values may hold `${params.NAME}`, `${trial.name}`,
+    /// `${trial.number}` and `${study.name}`.
+    #[schemars(schema_with = "super::schema::job_spec_schema")]
+    pub spec: serde_json::Value,
+}
+
+/// `spec.trialTemplate.metadata`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Lifecycle of a Study.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum StudyPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl StudyPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StudyPhase::Pending => "Pending",
+            StudyPhase::Running => "Running",
+            StudyPhase::Succeeded => "Succeeded",
+            StudyPhase::Failed => "Failed",
+        }
+    }
+    pub fn is_finished(self) -> bool {
+        matches!(self, StudyPhase::Succeeded | StudyPhase::Failed)
+    }
+}
+
+/// `status` of a Study. Everything in it is derived from the Study's Trials except
+/// `prunerState`, which holds what a pruner resolves once (written by its own field manager).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StudyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<StudyPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready / Running / Succeeded / Failed (and MetricsUnavailable from metric sources).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::conditions_schema")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<TrialCounts>,
+    /// `completed/maxTrials`, for `kubectl get studies`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestTrial>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_seconds: Option<GpuSeconds>,
+    /// Values the pruner resolved once (successive halving's `auto` min resource, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruner_state: Option<PrunerState>,
+}
+
+/// `status.trials`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialCounts {
+    pub created: u32,
+    /// Pending or Running.
+    pub running: u32,
+    pub completed: u32,
+    pub pruned: u32,
+    pub failed: u32,
+}
+
+/// `status.best`: the best completed trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BestTrial {
+    pub trial: String,
+    pub number: u64,
+    pub value: f64,
+    #[schemars(schema_with = "super::schema::params_schema")]
+    pub params: Params,
+}
+
+/// `status.gpuSeconds`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GpuSeconds {
+    /// GPU-seconds used by all trials so far (running trials up to now).
+    pub used: f64,
+    /// Estimated full-length GPU time of pruned trials minus what they used.
+    pub saved_by_pruning: f64,
+}
+
+impl Study {
+    /// The effective sampler (default: TPE with default settings).
+    pub fn sampler(&self) -> SamplerSpec {
+        self.spec.sampler.clone().unwrap_or_default()
+    }
+    /// The effective pruner (default: none).
+    pub fn pruner(&self) -> PrunerSpec {
+        self.spec.pruner.clone().unwrap_or(PrunerSpec::Nop)
+    }
+    /// The effective metric source (default: logs).
+    pub fn metrics(&self) -> MetricsSpec {
+        self.spec.metrics.clone().unwrap_or_default()
+    }
+}

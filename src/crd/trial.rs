@@ -1,0 +1,238 @@
+//! The `Trial` custom resource: one sampled configuration of a Study, run as one Job.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Params, TrialRecord, TrialState};
+
+/// The most intermediate points kept in `status.intermediate`.
+///
+/// Bounded so a Trial never approaches etcd's object size limit. Once full, the first
+/// `MAX_POINTS - 1` points stay and the last slot always holds the newest point (the newest
+/// report replaces it), so pruners keep seeing the latest value; `status.droppedPoints` counts
+/// what was not kept.
+pub const MAX_POINTS: usize = 1000;
+
+/// `spec` of a Trial (written once by the Study controller, never changed).
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "lopper.dev",
+    version = "v1alpha1",
+    kind = "Trial",
+    namespaced,
+    shortname = "tr",
+    category = "lopper",
+    status = "TrialStatus",
+    doc = "One trial of a Study: a sampled configuration run as one Job.",
+    printcolumn = r#"{"name":"Study","type":"string","jsonPath":".spec.study"}"#,
+    printcolumn = r#"{"name":"Number","type":"integer","jsonPath":".spec.number"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Step","type":"integer","jsonPath":".status.lastStep"}"#,
+    printcolumn = r#"{"name":"Value","type":"number","jsonPath":".status.value"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialSpec {
+    /// The owning Study's name.
+    #[schemars(length(min = 1))]
+    pub study: String,
+    /// Dense trial number within the study: 0, 1, 2, …
+    pub number: u64,
+    /// The sampled (active) parameters.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::params_schema")]
+    pub params: Params,
+}
+
+/// Lifecycle of a Trial. Completed, Pruned and Failed are final.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum TrialPhase {
+    #[default]
+    Pending,
+    Running,
+    Completed,
+    Pruned,
+    Failed,
+}
+
+impl TrialPhase {
+    pub const ALL: [TrialPhase; 5] = [
+        TrialPhase::Pending,
+        TrialPhase::Running,
+        TrialPhase::Completed,
+        TrialPhase::Pruned,
+        TrialPhase::Failed,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialPhase::Pending => "Pending",
+            TrialPhase::Running => "Running",
+            TrialPhase::Completed => "Completed",
+            TrialPhase::Pruned => "Pruned",
+            TrialPhase::Failed => "Failed",
+        }
+    }
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TrialPhase::Completed | TrialPhase::Pruned | TrialPhase::Failed
+        )
+    }
+    /// The engine's view (Pending counts as Running, as Optuna's WAITING does).
+    pub fn engine_state(self) -> TrialState {
+        match self {
+            TrialPhase::Pending | TrialPhase::Running => TrialState::Running,
+            TrialPhase::Completed => TrialState::Complete,
+            TrialPhase::Pruned => TrialState::Pruned,
+            TrialPhase::Failed => TrialState::Failed,
+        }
+    }
+}
+
+/// One reported intermediate value; `value: null` is a reported NaN.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Point {
+    pub step: i64,
+    pub value: Option<f64>,
+}
+
+/// `status` of a Trial: the single source of truth for its metrics and pruning state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<TrialPhase>,
+    /// Reported values in step order (see [`MAX_POINTS`] for the cap).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::points_schema")]
+    pub intermediate: Vec<Point>,
+    /// Points not kept because of the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_points: Option<u64>,
+    /// The largest reported step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<i64>,
+    /// The step up to which the pruner has been asked (level-triggered re-check after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_step: Option<i64>,
+    /// Final objective (completed) or last value (pruned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_at_step: Option<i64>,
+    /// Successive halving's recorded value per rung (rung number as key).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rungs: BTreeMap<String, f64>,
+    /// The Job's name, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::schema::conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+impl Trial {
+    pub fn phase(&self) -> TrialPhase {
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or_default()
+    }
+
+    /// The engine's record of this trial, from spec and status.
+    pub fn record(&self) -> TrialRecord {
+        let mut r = TrialRecord::new(self.spec.number);
+        r.params = self.spec.params.clone();
+        r.state = self.phase().engine_state();
+        if let Some(s) = &self.status {
+            for p in &s.intermediate {
+                r.intermediate.insert(p.step, p.value.unwrap_or(f64::NAN));
+            }
+            r.value = s.value;
+            if r.state == TrialState::Complete && r.value.is_none() {
+                r.value = Some(f64::NAN);
+            }
+            for (k, v) in &s.rungs {
+                if let Ok(k) = k.parse() {
+                    r.rungs.insert(k, *v);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// Appends points to a stored list: steps at or below the last stored step are ignored
+/// (as Optuna ignores a repeated report); returns how many were recorded. Applies the
+/// [`MAX_POINTS`] cap.
+pub fn append_points(
+    list: &mut Vec<Point>,
+    dropped: &mut u64,
+    points: &[(i64, f64)],
+    cap: usize,
+) -> usize {
+    let mut recorded = 0;
+    for &(step, value) in points {
+        if list.last().is_some_and(|p| p.step >= step) {
+            continue;
+        }
+        let value = if value.is_nan() { None } else { Some(value) };
+        if value.is_some_and(|v| v.is_infinite()) {
+            continue;
+        }
+        let p = Point { step, value };
+        if list.len() >= cap.max(1) {
+            list.pop();
+            *dropped += 1;
+        }
+        list.push(p);
+        recorded += 1;
+    }
+    recorded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_ignores_repeated_and_lower_steps() {
+        let mut l = Vec::new();
+        let mut d = 0;
+        assert_eq!(append_points(&mut l, &mut d, &[(0, 1.0), (1, 0.5)], 10), 2);
+        assert_eq!(
+            append_points(&mut l, &mut d, &[(1, 0.1), (0, 0.2), (3, f64::NAN)], 10),
+            1
+        );
+        assert_eq!(l.len(), 3);
+        assert_eq!(
+            l[2],
+            Point {
+                step: 3,
+                value: None
+            }
+        );
+        assert_eq!(append_points(&mut l, &mut d, &[(4, f64::INFINITY)], 10), 0);
+    }
+
+    #[test]
+    fn cap_keeps_first_points_and_newest() {
+        let mut l = Vec::new();
+        let mut d = 0;
+        let pts: Vec<_> = (0..10).map(|i| (i, i as f64)).collect();
+        append_points(&mut l, &mut d, &pts, 4);
+        assert_eq!(
+            l.iter().map(|p| p.step).collect::<Vec<_>>(),
+            vec![0, 1, 2, 9]
+        );
+        assert_eq!(d, 6);
+    }
+}
