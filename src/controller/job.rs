@@ -1,0 +1,438 @@
+//! Rendering a Trial's Job from the Study's `trialTemplate` (pure, no I/O).
+//!
+//! Placeholders `${params.NAME}`, `${trial.name}`, `${trial.number}` and `${study.name}` are
+//! substituted in every string of the template's JobSpec (a parameter that is inactive in this
+//! trial renders as the empty string). The primary container gets the GPU limit; every
+//! container gets `LOPPER_STUDY`, `LOPPER_TRIAL`, `LOPPER_TRIAL_NUMBER`, `LOPPER_PARAMS` (JSON)
+//! and one `LOPPER_PARAM_<NAME>` per active parameter.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use serde_json::Value;
+
+use crate::crd::{NUMBER_LABEL, STUDY_LABEL, Study, TRIAL_LABEL, Trial};
+
+/// The default extended resource name of a GPU.
+pub const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
+
+/// Why a template could not be rendered (the Trial fails with this message).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RenderError {
+    #[error("spec.trialTemplate.spec: unknown placeholder ${{{0}}}")]
+    UnknownPlaceholder(String),
+    #[error("spec.trialTemplate.spec: unterminated placeholder in {0:?}")]
+    Unterminated(String),
+    #[error("spec.trialTemplate.spec is not a valid batch/v1 JobSpec: {0}")]
+    InvalidJobSpec(String),
+    #[error("spec.trialTemplate.spec.template.spec has no containers")]
+    NoContainers,
+    #[error("spec.trialTemplate.primaryContainer {0:?} names no container")]
+    NoPrimary(String),
+}
+
+/// The values placeholders can take for one trial.
+pub struct Substitutions<'a> {
+    pub study: &'a str,
+    pub trial: &'a str,
+    pub number: u64,
+    pub params: &'a crate::engine::Params,
+    /// Every parameter name of the space (inactive ones render empty).
+    pub known: Vec<&'a str>,
+}
+
+impl Substitutions<'_> {
+    fn lookup(&self, key: &str) -> Option<String> {
+        match key {
+            "study.name" => Some(self.study.to_string()),
+            "trial.name" => Some(self.trial.to_string()),
+            "trial.number" => Some(self.number.to_string()),
+            _ => {
+                let name = key.strip_prefix("params.")?;
+                match self.params.get(name) {
+                    Some(v) => Some(v.to_string()),
+                    None if self.known.contains(&name) => Some(String::new()),
+                    None => None,
+                }
+            }
+        }
+    }
+
+    /// Substitutes every `${...}` in `s`; `$${` escapes a literal `${`.
+    pub fn apply(&self, s: &str) -> Result<String, RenderError> {
+        let mut out = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(i) = rest.find("${") {
+            if i > 0 && rest[..i].ends_with('$') {
+                out.push_str(&rest[..i - 1]);
+                out.push_str("${");
+                rest = &rest[i + 2..];
+                continue;
+            }
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 2..];
+            let Some(end) = after.find('}') else {
+                return Err(RenderError::Unterminated(s.to_string()));
+            };
+            let key = after[..end].trim();
+            let v = self
+                .lookup(key)
+                .ok_or_else(|| RenderError::UnknownPlaceholder(key.to_string()))?;
+            out.push_str(&v);
+            rest = &after[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn apply_value(&self, v: &mut Value) -> Result<(), RenderError> {
+        match v {
+            Value::String(s) => {
+                if s.contains("${") {
+                    *s = self.apply(s)?;
+                }
+            }
+            Value::Array(a) => {
+                for x in a {
+                    self.apply_value(x)?;
+                }
+            }
+            Value::Object(o) => {
+                for x in o.values_mut() {
+                    self.apply_value(x)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `LOPPER_PARAM_<NAME>`: upper case, anything but `[A-Z0-9_]` becomes `_`.
+pub fn param_env_name(name: &str) -> String {
+    let mut s = String::from("LOPPER_PARAM_");
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_uppercase());
+        } else {
+            s.push('_');
+        }
+    }
+    s
+}
+
+fn env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+/// The owner reference making `owner` the controller of a child.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.meta().name.clone().unwrap_or_default(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Renders the Job of `trial`. `extra_env` (e.g. a metric source's `LOPPER_TOKEN`) is added
+/// to every container after the built-in variables.
+pub fn render_job(study: &Study, trial: &Trial, extra_env: &[EnvVar]) -> Result<Job, RenderError> {
+    let tt = &study.spec.trial_template;
+    let trial_name = trial.name_any();
+    let subs = Substitutions {
+        study: &trial.spec.study,
+        trial: &trial_name,
+        number: trial.spec.number,
+        params: &trial.spec.params,
+        known: study
+            .spec
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect(),
+    };
+    let mut raw = tt.spec.clone();
+    subs.apply_value(&mut raw)?;
+    let mut spec: JobSpec =
+        serde_json::from_value(raw).map_err(|e| RenderError::InvalidJobSpec(e.to_string()))?;
+
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(m) = &tt.metadata {
+        labels.extend(m.labels.clone());
+        annotations.extend(m.annotations.clone());
+    }
+    labels.insert(STUDY_LABEL.into(), trial.spec.study.clone());
+    labels.insert(TRIAL_LABEL.into(), trial_name.clone());
+    labels.insert(NUMBER_LABEL.into(), trial.spec.number.to_string());
+
+    let pod_meta = spec.template.metadata.get_or_insert_with(Default::default);
+    let pl = pod_meta.labels.get_or_insert_with(Default::default);
+    for (k, v) in &labels {
+        pl.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    // Our labels always win on the pod (selectors and the log follower rely on them).
+    for k in [STUDY_LABEL, TRIAL_LABEL, NUMBER_LABEL] {
+        pl.insert(k.into(), labels[k].clone());
+    }
+    if !annotations.is_empty() {
+        let pa = pod_meta.annotations.get_or_insert_with(Default::default);
+        for (k, v) in &annotations {
+            pa.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+
+    let pod = spec
+        .template
+        .spec
+        .as_mut()
+        .ok_or(RenderError::NoContainers)?;
+    if pod.containers.is_empty() {
+        return Err(RenderError::NoContainers);
+    }
+    pod.restart_policy
+        .get_or_insert_with(|| "Never".to_string());
+    let primary = match &tt.primary_container {
+        Some(n) => pod
+            .containers
+            .iter()
+            .position(|c| &c.name == n)
+            .ok_or_else(|| RenderError::NoPrimary(n.clone()))?,
+        None => 0,
+    };
+    let params_json = serde_json::to_string(&trial.spec.params).unwrap_or_default();
+    let mut vars = vec![
+        env("LOPPER_STUDY", trial.spec.study.clone()),
+        env("LOPPER_TRIAL", trial_name.clone()),
+        env("LOPPER_TRIAL_NUMBER", trial.spec.number.to_string()),
+        env("LOPPER_PARAMS", params_json),
+    ];
+    for (k, v) in &trial.spec.params {
+        vars.push(env(&param_env_name(k), v.to_string()));
+    }
+    vars.extend(extra_env.iter().cloned());
+    for c in &mut pod.containers {
+        let e = c.env.get_or_insert_with(Vec::new);
+        e.retain(|x| !vars.iter().any(|v| v.name == x.name));
+        e.extend(vars.iter().cloned());
+    }
+    if let Some(gpus) = tt.gpus {
+        let res = tt
+            .gpu_resource
+            .clone()
+            .unwrap_or_else(|| DEFAULT_GPU_RESOURCE.to_string());
+        let c = &mut pod.containers[primary];
+        let r = c.resources.get_or_insert_with(Default::default);
+        let limits = r.limits.get_or_insert_with(Default::default);
+        limits.insert(res.clone(), Quantity(gpus.to_string()));
+        if let Some(req) = r.requests.as_mut()
+            && req.contains_key(&res)
+        {
+            req.insert(res, Quantity(gpus.to_string()));
+        }
+    }
+    // A trial runs once: retries would burn GPU time on a configuration already judged.
+    spec.backoff_limit.get_or_insert(0);
+
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(trial_name),
+            namespace: trial.namespace(),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            owner_references: Some(vec![controller_ref(trial)]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    })
+}
+
+/// The GPUs one trial of `study` uses (the primary container's limit).
+pub fn gpus_per_trial(study: &Study) -> u32 {
+    let tt = &study.spec.trial_template;
+    if let Some(g) = tt.gpus {
+        return g;
+    }
+    let res = tt.gpu_resource.as_deref().unwrap_or(DEFAULT_GPU_RESOURCE);
+    let containers = tt
+        .spec
+        .pointer("/template/spec/containers")
+        .and_then(|c| c.as_array());
+    let Some(containers) = containers else {
+        return 0;
+    };
+    let idx = tt
+        .primary_container
+        .as_ref()
+        .and_then(|n| {
+            containers
+                .iter()
+                .position(|c| c.get("name").and_then(|x| x.as_str()) == Some(n))
+        })
+        .unwrap_or(0);
+    containers
+        .get(idx)
+        .and_then(|c| c.pointer("/resources/limits"))
+        .and_then(|l| l.get(res))
+        .and_then(|q| match q {
+            Value::Number(n) => n.as_u64().map(|n| n as u32),
+            Value::String(s) => s.parse().ok(),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::crd::{StudySpec, TrialSpec};
+    use crate::engine::ParamValue;
+
+    pub(crate) fn study(template: Value, gpus: Option<u32>) -> Study {
+        let spec: StudySpec = serde_json::from_value(serde_json::json!({
+            "objective": {"metric": "val_loss"},
+            "parameters": [
+                {"name": "lr", "float": {"low": 0.001, "high": 0.1}},
+                {"name": "opt", "categorical": {"choices": ["adam", "sgd"]}},
+                {"name": "momentum", "float": {"low": 0.0, "high": 0.9}, "when": {"opt": ["sgd"]}}
+            ],
+            "maxTrials": 4,
+            "trialTemplate": {"gpus": gpus, "metadata": {"labels": {"team": "ml"}}, "spec": template}
+        }))
+        .unwrap();
+        let mut s = Study::new("digits", spec);
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.uid = Some("u-study".into());
+        s
+    }
+
+    fn trial() -> Trial {
+        let mut params = crate::engine::Params::new();
+        params.insert("lr".into(), ParamValue::Float(0.012));
+        params.insert("opt".into(), ParamValue::Str("adam".into()));
+        let mut t = Trial::new(
+            "digits-7",
+            TrialSpec {
+                study: "digits".into(),
+                number: 7,
+                params,
+            },
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some("u-trial".into());
+        t
+    }
+
+    fn template() -> Value {
+        serde_json::json!({
+            "template": {"spec": {"containers": [
+                {"name": "trainer", "image": "train:1",
+                 "args": ["--lr=${params.lr}", "--opt=${params.opt}", "--m=${params.momentum}",
+                          "--out=/runs/${study.name}/${trial.name}/${trial.number}", "cost=$${HOME}"],
+                 "env": [{"name": "LOPPER_STUDY", "value": "stale"}]},
+                {"name": "sidecar", "image": "side:1"}
+            ]}}
+        })
+    }
+
+    #[test]
+    fn renders_placeholders_env_gpus_labels_owner() {
+        let job = render_job(&study(template(), Some(2)), &trial(), &[]).unwrap();
+        assert_eq!(job.metadata.name.as_deref(), Some("digits-7"));
+        let labels = job.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[STUDY_LABEL], "digits");
+        assert_eq!(labels[TRIAL_LABEL], "digits-7");
+        assert_eq!(labels["team"], "ml");
+        let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("Trial", "u-trial")
+        );
+        assert_eq!(owner.controller, Some(true));
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        let pl = spec.template.metadata.unwrap().labels.unwrap();
+        assert_eq!(pl[TRIAL_LABEL], "digits-7");
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.as_ref().unwrap(),
+            &vec![
+                "--lr=0.012".to_string(),
+                "--opt=adam".into(),
+                "--m=".into(),
+                "--out=/runs/digits/digits-7/7".into(),
+                "cost=${HOME}".into()
+            ]
+        );
+        let env: BTreeMap<_, _> = c
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| (e.name.as_str(), e.value.clone().unwrap()))
+            .collect();
+        assert_eq!(env["LOPPER_STUDY"], "digits");
+        assert_eq!(env["LOPPER_TRIAL"], "digits-7");
+        assert_eq!(env["LOPPER_TRIAL_NUMBER"], "7");
+        assert_eq!(env["LOPPER_PARAM_LR"], "0.012");
+        assert_eq!(env["LOPPER_PARAM_OPT"], "adam");
+        let p: Value = serde_json::from_str(&env["LOPPER_PARAMS"]).unwrap();
+        assert_eq!(p, serde_json::json!({"lr": 0.012, "opt": "adam"}));
+        let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(limits["nvidia.com/gpu"].0, "2");
+        assert!(pod.containers[1].resources.is_none());
+    }
+
+    #[test]
+    fn unknown_placeholder_and_bad_spec_are_errors() {
+        let t = serde_json::json!({"template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "args": ["${params.nope}"]}]}}});
+        assert_eq!(
+            render_job(&study(t, None), &trial(), &[]).unwrap_err(),
+            RenderError::UnknownPlaceholder("params.nope".into())
+        );
+        let t = serde_json::json!({"template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "args": ["${trial.name"]}]}}});
+        assert!(matches!(
+            render_job(&study(t, None), &trial(), &[]),
+            Err(RenderError::Unterminated(_))
+        ));
+        let t = serde_json::json!({"template": {"spec": {"containers": "nope"}}});
+        assert!(matches!(
+            render_job(&study(t, None), &trial(), &[]),
+            Err(RenderError::InvalidJobSpec(_))
+        ));
+    }
+
+    #[test]
+    fn gpus_per_trial_from_shorthand_or_limits() {
+        assert_eq!(gpus_per_trial(&study(template(), Some(3))), 3);
+        assert_eq!(gpus_per_trial(&study(template(), None)), 0);
+        let t = serde_json::json!({"template": {"spec": {"containers": [
+            {"name": "a", "image": "x", "resources": {"limits": {"nvidia.com/gpu": "2"}}}]}}});
+        assert_eq!(gpus_per_trial(&study(t, None)), 2);
+    }
+
+    #[test]
+    fn param_env_names() {
+        assert_eq!(param_env_name("lr"), "LOPPER_PARAM_LR");
+        assert_eq!(
+            param_env_name("drop.out-rate"),
+            "LOPPER_PARAM_DROP_OUT_RATE"
+        );
+    }
+}
