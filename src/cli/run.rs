@@ -1,10 +1,79 @@
-//! `lopper run` (being written).
+//! `lopper run FILE`: the Study manifest `kubectl apply` takes, run locally, trials as
+//! subprocesses (see [`crate::runner`]).
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The Study manifest (YAML, the CRD's schema).
+    pub file: PathBuf,
+    /// Trials running at once (overrides spec.parallelism).
+    #[arg(long, short = 'p')]
+    pub parallelism: Option<u32>,
+    /// Total trials (overrides spec.maxTrials).
+    #[arg(long)]
+    pub max_trials: Option<u32>,
+    /// Write the results as JSON here (after every finished trial and at the end).
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+    /// Plot the learning curves here at the end (.png or .svg).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Working directory of the trials (default: the manifest's folder).
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// An earlier results file whose trials feed the sampler (repeatable).
+    #[arg(long = "warm-start", value_name = "RESULTS")]
+    pub warm_start: Vec<PathBuf>,
+    /// Seconds between SIGTERM and SIGKILL when a trial is stopped (default: the pod's
+    /// terminationGracePeriodSeconds, else 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub grace: Option<f64>,
+    /// Echo every line the trials print.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+    /// Plain log lines even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lopper run` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let opts = crate::runner::RunOptions {
+        parallelism: args.parallelism,
+        max_trials: args.max_trials,
+        workdir: args.workdir,
+        output: args.output.clone(),
+        warm_start: args.warm_start,
+        grace: args.grace.map(|g| Duration::from_secs_f64(g.max(0.0))),
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+        verbose: args.verbose,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(crate::runner::run(&args.file, opts))?;
+    print!("{}", crate::runner::ui::summary(&results));
+    if let Some(out) = &args.output {
+        println!("results: {}", out.display());
+    }
+    if let Some(plot) = &args.plot {
+        crate::plot::plot(&results, plot, &crate::plot::PlotOptions::default())?;
+        println!("plot: {}", plot.display());
+    }
+    Ok(match results.phase.as_str() {
+        "Succeeded" => ExitCode::SUCCESS,
+        "Interrupted" => ExitCode::from(130),
+        _ => ExitCode::from(1),
+    })
 }

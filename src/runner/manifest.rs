@@ -1,0 +1,218 @@
+//! Reading a Study manifest (the CRD's schema, as `kubectl apply` takes it) for a local run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::crd::Study;
+use crate::engine::Direction;
+use crate::engine::pruners::PrunerSpec;
+use crate::engine::samplers::SamplerSpec;
+use crate::engine::space::ParamSpec;
+use crate::metrics::MetricsSpec;
+
+/// Grace period between SIGTERM and SIGKILL when the pod template does not set
+/// `terminationGracePeriodSeconds` (Kubernetes' default).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// The primary container, as far as a local run uses it.
+#[derive(Clone, Debug, Default)]
+pub struct Container {
+    pub name: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    /// Literal `env` entries (`valueFrom` entries cannot be resolved locally and are skipped).
+    pub env: Vec<(String, String)>,
+}
+
+/// Everything `lopper run` needs from a Study manifest.
+#[derive(Clone, Debug)]
+pub struct LocalStudy {
+    pub name: String,
+    /// The manifest's folder: the default working directory of the trials.
+    pub dir: PathBuf,
+    pub direction: Direction,
+    pub metric: String,
+    pub goal: Option<f64>,
+    pub parameters: Vec<ParamSpec>,
+    pub sampler: SamplerSpec,
+    pub sampler_name: String,
+    pub pruner: PrunerSpec,
+    pub pruner_name: String,
+    pub max_trials: u32,
+    pub parallelism: u32,
+    pub max_failed_trials: Option<u32>,
+    pub metrics: MetricsSpec,
+    pub warm_start: Vec<String>,
+    pub container: Container,
+    pub grace: Duration,
+}
+
+impl LocalStudy {
+    /// Reads the first `kind: Study` document of the YAML file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<LocalStudy> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            })
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = dir.canonicalize().unwrap_or(dir);
+        Self::parse(&text, dir).with_context(|| format!("in {}", path.display()))
+    }
+
+    pub fn parse(text: &str, dir: PathBuf) -> anyhow::Result<LocalStudy> {
+        let mut found = None;
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let value = serde_yaml::Value::deserialize(doc).context("not valid YAML")?;
+            if value.get("kind").and_then(|k| k.as_str()) == Some("Study") {
+                found = Some(value);
+                break;
+            }
+        }
+        let value = found.context("no `kind: Study` document")?;
+        // Through JSON, as the API server sees it (serde_yaml reads enums from a `Value` only
+        // as YAML tags, not as the `{tpe: {...}}` maps of the schema).
+        let json = serde_json::to_value(&value).context("not valid YAML")?;
+        let study: Study = serde_json::from_value(json).context("not a valid Study")?;
+        let name = study
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .context("metadata.name is required")?;
+        let sampler = study.sampler();
+        // Through serde, so this reads the engine's spec whatever type the CRD embeds.
+        let pruner: PrunerSpec =
+            serde_json::from_value(serde_json::to_value(study.pruner())?).context("spec.pruner")?;
+        let metrics = study.metrics();
+        metrics
+            .validate()
+            .map_err(|e| anyhow::anyhow!("spec.metrics: {e}"))?;
+        let spec = &study.spec;
+        anyhow::ensure!(spec.max_trials >= 1, "spec.maxTrials must be at least 1");
+        anyhow::ensure!(spec.parallelism >= 1, "spec.parallelism must be at least 1");
+        let pod = spec
+            .trial_template
+            .spec
+            .pointer("/template/spec")
+            .context("spec.trialTemplate.spec.template.spec is required")?;
+        let containers = pod
+            .get("containers")
+            .and_then(|c| c.as_array())
+            .filter(|c| !c.is_empty())
+            .context("spec.trialTemplate.spec.template.spec.containers is empty")?;
+        let primary = match &spec.trial_template.primary_container {
+            Some(n) => containers
+                .iter()
+                .find(|c| c.get("name").and_then(|x| x.as_str()) == Some(n))
+                .with_context(|| format!("primaryContainer {n:?} is not among the containers"))?,
+            None => &containers[0],
+        };
+        let container = container(primary)?;
+        anyhow::ensure!(
+            !container.command.is_empty() || !container.args.is_empty(),
+            "container {:?}: a local run needs `command` (the image's entrypoint is unknown here)",
+            container.name
+        );
+        let grace = pod
+            .get("terminationGracePeriodSeconds")
+            .and_then(|g| g.as_f64())
+            .map(|g| Duration::from_secs_f64(g.max(0.0)))
+            .unwrap_or(DEFAULT_GRACE);
+        Ok(LocalStudy {
+            name,
+            dir,
+            direction: spec.objective.direction,
+            metric: spec.objective.metric.clone(),
+            goal: spec.objective.goal,
+            parameters: spec.parameters.clone(),
+            sampler_name: key_name(&sampler),
+            sampler,
+            pruner_name: key_name(&pruner),
+            pruner,
+            max_trials: spec.max_trials,
+            parallelism: spec.parallelism,
+            max_failed_trials: spec.max_failed_trials,
+            metrics,
+            warm_start: spec
+                .warm_start
+                .as_ref()
+                .map(|w| w.from_studies.clone())
+                .unwrap_or_default(),
+            container,
+            grace,
+        })
+    }
+}
+
+use serde::Deserialize;
+
+fn container(c: &serde_json::Value) -> anyhow::Result<Container> {
+    let strings = |key: &str| -> anyhow::Result<Vec<String>> {
+        match c.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+            Some(v) => serde_json::from_value(v.clone())
+                .with_context(|| format!("container {key} must be a list of strings")),
+        }
+    };
+    let mut env = Vec::new();
+    if let Some(list) = c.get("env").and_then(|e| e.as_array()) {
+        for e in list {
+            let Some(name) = e.get("name").and_then(|n| n.as_str()) else {
+                continue;
+            };
+            match e.get("value") {
+                Some(serde_json::Value::String(v)) => env.push((name.to_string(), v.clone())),
+                Some(v) if !v.is_null() => env.push((name.to_string(), v.to_string())),
+                _ if e.get("valueFrom").is_some() => {
+                    tracing::warn!("env {name}: valueFrom cannot be resolved locally, skipped")
+                }
+                _ => env.push((name.to_string(), String::new())),
+            }
+        }
+    }
+    Ok(Container {
+        name: c
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("")
+            .to_string(),
+        command: strings("command")?,
+        args: strings("args")?,
+        env,
+    })
+}
+
+/// The one key of a `{key: {...}}` spec (`tpe`, `median`, …).
+fn key_name<T: serde::Serialize>(spec: &T) -> String {
+    match serde_json::to_value(spec) {
+        Ok(serde_json::Value::Object(m)) => m.keys().next().cloned().unwrap_or_default(),
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// The results file standing for an earlier study named in `spec.warmStart.fromStudies`:
+/// `<name>.results.json` (or `<name>.json`) next to the manifest.
+pub fn warm_start_file(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    for candidate in [format!("{name}.results.json"), format!("{name}.json")] {
+        let p = dir.join(&candidate);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    anyhow::bail!(
+        "spec.warmStart.fromStudies names {name:?}: locally that is the results file \
+         {name}.results.json next to the manifest (write it with `lopper run --output`), \
+         and {} has none",
+        dir.display()
+    )
+}
