@@ -2,9 +2,15 @@
 //!
 //! - [`spec`]: `spec.metrics` of a Study ([`MetricsSpec`]).
 //! - [`parser`]: the log-line parser shared with `lopper run`.
+//! - [`push`]: the push endpoint (a router over a [`push::ReportSink`]).
+//! - [`server`]: `/metrics`, `/healthz`, `/readyz` plus extra routes.
+//! - [`telemetry`]: observations per source, errors, report latency.
 
 pub mod parser;
+pub mod push;
+pub mod server;
 pub mod spec;
+pub mod telemetry;
 
 pub use parser::{LineBuffer, LineParser, RawObservation, SpecError};
 pub use spec::{
