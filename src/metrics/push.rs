@@ -91,15 +91,23 @@ pub fn tokens_match(presented: &str, expected: &str) -> bool {
     !expected.is_empty() && bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
 }
 
-/// The objective's value in a report: `Err(400)` when absent, `Ok(None)` for ±inf (ignored, as
-/// in logs), `Ok(Some(v))` otherwise (NaN kept).
+/// The name under which a report may carry the objective when it does not name it (what
+/// `python/lopper_report.py` sends when it does not know the objective's name).
+pub const OBJECTIVE_ALIAS: &str = "value";
+
+/// The objective's value in a report (under its name, else under [`OBJECTIVE_ALIAS`]):
+/// `Err(400)` when absent, `Ok(None)` for ±inf (ignored, as in logs), `Ok(Some(v))` otherwise
+/// (NaN kept).
 pub fn objective_value(
     metrics: &BTreeMap<String, f64>,
     objective: &str,
 ) -> Result<Option<f64>, ReportError> {
-    match metrics.get(objective) {
+    match metrics
+        .get(objective)
+        .or_else(|| metrics.get(OBJECTIVE_ALIAS))
+    {
         None => Err(ReportError::BadRequest(format!(
-            "metrics.{objective} (the study's objective metric) is missing"
+            "metrics.{objective} (the study's objective metric, or `value`) is missing"
         ))),
         Some(v) if v.is_infinite() => {
             tracing::debug!(objective, value = v, "push report: infinite value ignored");
