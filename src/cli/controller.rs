@@ -1,10 +1,157 @@
-//! `lopper controller` (being written).
+//! `lopper controller`: runs the operator (Study and Trial reconcilers, HTTP endpoints,
+//! leader election).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::controller::http::{Readiness, serve};
+use crate::controller::leader::LeaseLock;
+use crate::controller::{Config, run as run_controllers};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Run the operator.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address of the HTTP server (/metrics, /healthz, /readyz, push reports).
+    #[arg(long, env = "LOPPER_METRICS_ADDR", conflicts_with = "port")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Port of the HTTP server on all interfaces (default 8080).
+    #[arg(long, env = "LOPPER_PORT")]
+    pub port: Option<u16>,
+    /// Namespace to watch (repeatable); none = all namespaces.
+    #[arg(
+        long = "namespace",
+        short = 'n',
+        env = "LOPPER_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Leader election with a Lease (for running two replicas).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "LOPPER_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "LOPPER_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(long, default_value = "lopper-controller")]
+    pub lease_name: String,
+    /// Log format; the level comes from RUST_LOG (default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "LOPPER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Reconciles running at once per controller.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lopper controller` is not implemented yet")
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Json => b.json().try_init(),
+        LogFormat::Text => b.try_init(),
+    };
+}
+
+fn pod_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE").ok().or_else(|| {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .ok()
+            .map(|s| s.trim().to_string())
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
+    let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+    rt.block_on(async_main(args))
+}
+
+async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (kubeconfig or in-cluster)")?;
+    let addr = args
+        .metrics_addr
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], args.port.unwrap_or(8080))));
+    let ready = Readiness::default();
+    let server = tokio::spawn(serve(addr, ready.clone()));
+    let cfg = Config {
+        namespaces: args.namespaces.clone(),
+        concurrency: args.concurrency,
+        ..Default::default()
+    };
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+    };
+    let lock = args.leader_election.then(|| {
+        let identity = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| hostname())
+            .unwrap_or_else(|| format!("lopper-{}", std::process::id()));
+        let ns = args
+            .lease_namespace
+            .clone()
+            .or_else(pod_namespace)
+            .unwrap_or_else(|| "default".into());
+        LeaseLock::new(
+            client.clone(),
+            &ns,
+            &args.lease_name,
+            &identity,
+            Duration::from_secs(15),
+        )
+    });
+    let work = async {
+        if let Some(lock) = &lock {
+            tracing::info!(lease = %lock.name, identity = %lock.identity, "waiting for leadership");
+            lock.acquire().await;
+            tracing::info!("leading");
+        }
+        ready.set(true);
+        let controllers = run_controllers(client.clone(), cfg);
+        match &lock {
+            Some(lock) => tokio::select! {
+                _ = controllers => Ok(()),
+                _ = lock.hold() => Err(anyhow::anyhow!("lost the leader lease")),
+            },
+            None => {
+                controllers.await;
+                Ok(())
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = work => r,
+        _ = shutdown => { tracing::info!("shutting down"); Ok(()) }
+        r = server => match r {
+            Ok(Err(e)) => Err(anyhow::anyhow!("HTTP server on {addr}: {e}")),
+            _ => Err(anyhow::anyhow!("HTTP server stopped")),
+        },
+    };
+    if let Some(lock) = &lock {
+        lock.release().await;
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }

@@ -118,6 +118,17 @@ pub async fn trial_event(
     reason: &str,
     note: String,
 ) {
+    publish_event(client, trial.object_ref(&()), warning, reason, note).await
+}
+
+/// Publishes an Event about any object (best effort).
+pub async fn publish_event(
+    client: &Client,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
     let reporter = match std::env::var("POD_NAME") {
         Ok(pod) => Reporter {
             controller: REPORTER.into(),
@@ -137,7 +148,7 @@ pub async fn trial_event(
         action: reason.to_string(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&ev, &trial.object_ref(&())).await {
+    if let Err(e) = recorder.publish(&ev, &reference).await {
         tracing::debug!(error = %e, "publishing event failed");
     }
 }

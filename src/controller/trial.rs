@@ -1,0 +1,358 @@
+//! Trial reconcile: create the Job idempotently, map Job/pod state to the Trial's phase,
+//! re-run a pending pruning decision, and make sure finished trials never run again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+
+use super::job::render_job;
+use super::observe::{ObserveError, observe};
+use super::prune::{delete_job, trial_event};
+use super::status::{apply_trial_status, is_status, set_condition};
+use super::telemetry::telemetry;
+use super::{Context, Error};
+use crate::crd::{Study, TRIAL_LABEL, Trial, TrialPhase, TrialStatus};
+
+/// How long a succeeded Job may wait for its final metrics before the Trial fails with
+/// `MetricsMissing` (a log follower may still be reading the last lines).
+pub const METRICS_GRACE: Duration = Duration::from_secs(30);
+
+pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let t = telemetry();
+    t.reconciles.with_label_values(&["trial"]).inc();
+    let timer = t
+        .reconcile_duration
+        .with_label_values(&["trial"])
+        .start_timer();
+    let r = reconcile_inner(&trial, &ctx).await;
+    timer.observe_duration();
+    if r.is_err() {
+        t.reconcile_errors.with_label_values(&["trial"]).inc();
+    }
+    r
+}
+
+/// What the Job says about the trial.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobState {
+    Pending,
+    Running,
+    Succeeded { at: Option<Timestamp> },
+    Failed { reason: String, message: String },
+}
+
+/// Maps a Job's status to a [`JobState`] (pure).
+pub fn job_state(job: &Job) -> JobState {
+    let Some(s) = &job.status else {
+        return JobState::Pending;
+    };
+    for c in s.conditions.iter().flatten() {
+        if c.status != "True" {
+            continue;
+        }
+        match c.type_.as_str() {
+            "Complete" | "SuccessCriteriaMet" => {
+                return JobState::Succeeded {
+                    at: s
+                        .completion_time
+                        .as_ref()
+                        .map(|t| t.0)
+                        .or(c.last_transition_time.as_ref().map(|t| t.0)),
+                };
+            }
+            "Failed" | "FailureTarget" => {
+                return JobState::Failed {
+                    reason: c.reason.clone().unwrap_or_else(|| "JobFailed".into()),
+                    message: c.message.clone().unwrap_or_default(),
+                };
+            }
+            _ => {}
+        }
+    }
+    if s.ready.unwrap_or(0) > 0 {
+        JobState::Running
+    } else {
+        JobState::Pending
+    }
+}
+
+/// A failed pod's container termination, as text ("container trainer exited with code 1 (Error)").
+fn pod_failure(pods: &[Pod]) -> Option<String> {
+    for p in pods {
+        let st = p.status.as_ref()?;
+        for cs in st.container_statuses.iter().flatten() {
+            if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref())
+                && t.exit_code != 0
+            {
+                return Some(format!(
+                    "container {} exited with code {}{}{}",
+                    cs.name,
+                    t.exit_code,
+                    t.reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default(),
+                    t.message
+                        .as_ref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        if st.phase.as_deref() == Some("Failed") {
+            return Some(format!(
+                "pod {} failed{}",
+                p.name_any(),
+                st.reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    None
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> {
+    if trial.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let client = &ctx.client;
+    let ns = trial.namespace().unwrap_or_default();
+    let name = trial.name_any();
+    let phase = trial.phase();
+    let old = trial.status.clone().unwrap_or_default();
+    let job_name = old.job.clone().unwrap_or_else(|| name.clone());
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let job = jobs.get_opt(&job_name).await?;
+
+    if phase.is_finished() {
+        // Never restarts; a pruned or failed trial's Job (and GPUs) go away.
+        if matches!(phase, TrialPhase::Pruned | TrialPhase::Failed)
+            && let Some(j) = &job
+            && j.meta().deletion_timestamp.is_none()
+            && !matches!(
+                job_state(j),
+                JobState::Succeeded { .. } | JobState::Failed { .. }
+            )
+        {
+            delete_job(client, &ns, &job_name).await?;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let studies: Api<Study> = Api::namespaced(client.clone(), &ns);
+    let Some(study) = studies.get_opt(&trial.spec.study).await? else {
+        return Ok(Action::await_change());
+    };
+    let generation = trial.meta().generation;
+    let mut status: TrialStatus = old.clone();
+    let job = match job {
+        Some(j) => j,
+        None if old.job.is_some() => {
+            status.phase = Some(TrialPhase::Failed);
+            status.completion_time = Some(now());
+            let msg = format!(
+                "job {job_name} was deleted while the trial was {}",
+                phase.as_str()
+            );
+            set_condition(
+                &mut status.conditions,
+                "Failed",
+                true,
+                "JobDeleted",
+                &msg,
+                generation,
+            );
+            write(ctx, trial, &status, &old).await?;
+            trial_event(client, trial, true, "JobDeleted", msg).await;
+            return Ok(Action::await_change());
+        }
+        None => {
+            let extra = match &ctx.env_hook {
+                Some(h) => h(Arc::new(study.clone()), trial.clone(), client.clone())
+                    .await
+                    .map_err(Error::Other)?,
+                None => Vec::new(),
+            };
+            match render_job(&study, trial, &extra) {
+                Ok(j) => match jobs.create(&PostParams::default(), &j).await {
+                    Ok(_) => tracing::info!(trial = %name, "job created"),
+                    Err(e) if is_status(&e, 409) => {}
+                    Err(e) if is_status(&e, 422) || is_status(&e, 400) => {
+                        return fail(ctx, trial, &old, "InvalidJob", &e.to_string()).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+                Err(e) => return fail(ctx, trial, &old, "InvalidTemplate", &e.to_string()).await,
+            }
+            status.job = Some(job_name.clone());
+            status.phase = Some(TrialPhase::Pending);
+            write(ctx, trial, &status, &old).await?;
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+    };
+    status.job = Some(job_name.clone());
+
+    let mut action = Action::requeue(Duration::from_secs(300));
+    match job_state(&job) {
+        JobState::Pending => {
+            status.phase = Some(TrialPhase::Pending);
+        }
+        JobState::Running => {
+            status.phase = Some(TrialPhase::Running);
+            if status.start_time.is_none() {
+                status.start_time = Some(now());
+            }
+        }
+        JobState::Succeeded { at } => {
+            if status.start_time.is_none() {
+                status.start_time = job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.start_time.clone())
+                    .or_else(|| Some(now()));
+            }
+            match status.intermediate.last() {
+                Some(last) => {
+                    status.phase = Some(TrialPhase::Completed);
+                    status.value = last.value;
+                    status.completion_time = Some(at.map(Time).unwrap_or_else(now));
+                    let msg = format!(
+                        "completed at step {} with {} = {}",
+                        last.step,
+                        study.spec.objective.metric,
+                        last.value
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "NaN".into())
+                    );
+                    set_condition(
+                        &mut status.conditions,
+                        "Completed",
+                        true,
+                        "JobSucceeded",
+                        &msg,
+                        generation,
+                    );
+                }
+                None => {
+                    let since = at.unwrap_or_else(Timestamp::now);
+                    let waited = Timestamp::now().duration_since(since);
+                    if waited.as_secs() >= METRICS_GRACE.as_secs() as i64 {
+                        return fail(
+                            ctx,
+                            trial,
+                            &old,
+                            "MetricsMissing",
+                            &format!(
+                                "the job succeeded but no value of {} was observed",
+                                study.spec.objective.metric
+                            ),
+                        )
+                        .await;
+                    }
+                    action = Action::requeue(Duration::from_secs(2));
+                }
+            }
+        }
+        JobState::Failed { reason, message } => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let list = pods
+                .list(&ListParams::default().labels(&format!("{TRIAL_LABEL}={name}")))
+                .await?;
+            let detail = pod_failure(&list.items);
+            let msg = match detail {
+                Some(d) if message.is_empty() => d,
+                Some(d) => format!("{message}; {d}"),
+                None => message,
+            };
+            return fail(ctx, trial, &old, &reason, &msg).await;
+        }
+    }
+
+    // A decision pending since the last report (e.g. the operator restarted in between).
+    if status.checked_step != status.intermediate.last().map(|p| p.step)
+        && !status.phase.is_some_and(TrialPhase::is_finished)
+    {
+        write(ctx, trial, &status, &old).await?;
+        match observe(client, &ns, &name, &[]).await {
+            Ok(_) | Err(ObserveError::Finished { .. }) | Err(ObserveError::NotFound(_)) => {}
+            Err(ObserveError::Kube(e)) => return Err(e.into()),
+            Err(e) => return Err(Error::Other(e.to_string())),
+        }
+        return Ok(action);
+    }
+    write(ctx, trial, &status, &old).await?;
+    Ok(action)
+}
+
+/// Writes the status if it changed; a conflict means someone (an observer) wrote first:
+/// the resulting watch event reconciles again.
+async fn write(
+    ctx: &Context,
+    trial: &Trial,
+    status: &TrialStatus,
+    old: &TrialStatus,
+) -> Result<(), Error> {
+    if status == old {
+        return Ok(());
+    }
+    if status.phase != old.phase {
+        tracing::info!(
+            trial = %trial.name_any(),
+            phase = status.phase.unwrap_or_default().as_str(),
+            "trial phase"
+        );
+    }
+    let api: Api<Trial> =
+        Api::namespaced(ctx.client.clone(), &trial.namespace().unwrap_or_default());
+    match apply_trial_status(
+        &api,
+        &trial.name_any(),
+        status,
+        trial.resource_version().as_deref(),
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fails the trial with a reason and message (and deletes its Job if it still runs).
+async fn fail(
+    ctx: &Context,
+    trial: &Trial,
+    old: &TrialStatus,
+    reason: &str,
+    message: &str,
+) -> Result<Action, Error> {
+    let mut status = old.clone();
+    status.phase = Some(TrialPhase::Failed);
+    if status.completion_time.is_none() {
+        status.completion_time = Some(now());
+    }
+    set_condition(
+        &mut status.conditions,
+        "Failed",
+        true,
+        reason,
+        message,
+        trial.meta().generation,
+    );
+    write(ctx, trial, &status, old).await?;
+    trial_event(&ctx.client, trial, true, reason, message.to_string()).await;
+    Ok(Action::await_change())
+}
