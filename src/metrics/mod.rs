@@ -7,6 +7,7 @@
 //! - [`telemetry`]: observations per source, errors, report latency.
 
 pub mod parser;
+pub mod prometheus;
 pub mod push;
 pub mod server;
 pub mod spec;

@@ -1,0 +1,551 @@
+//! The `prometheus` metric source: PromQL instant queries for a study's running trials.
+//!
+//! Templates get `{{trial}}`, `{{study}}` and `{{namespace}}` substituted. When every
+//! `{{trial}}` of a template sits in one label matcher (`trial="{{trial}}"`), the trials of the
+//! study are batched into one query with a regex matcher (`trial=~"a|b|c"`) and the answer is
+//! split by that label; otherwise each trial gets its own query.
+//!
+//! A new point is recorded when the step series advances (with `step`), or when the sample
+//! timestamp of the value advances (without `step`: `timestamp(<value>)` is queried too).
+//! Prometheus unreachable, an error answer or a running trial without a series for
+//! [`ABSENT_POLLS`] polls: nothing is recorded (no pruning on missing data), the Study gets the
+//! condition `MetricsUnavailable=True` with the error, polls back off (up to 8× the interval)
+//! and the condition turns `False` once queries work again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use super::spec::PrometheusSpec;
+use super::telemetry;
+
+/// Polls a running trial may go without a series before the study is marked.
+pub const ABSENT_POLLS: u32 = 5;
+
+/// The Study condition type set while metrics cannot be read.
+pub const CONDITION: &str = "MetricsUnavailable";
+
+/// Credentials for Prometheus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+impl Auth {
+    /// From a Secret's data: `token` (bearer) or `username` + `password` (basic).
+    pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Auth, String> {
+        let get = |k: &str| {
+            data.get(k)
+                .map(|v| String::from_utf8_lossy(v).trim().to_string())
+        };
+        if let Some(t) = get("token") {
+            return Ok(Auth::Bearer(t));
+        }
+        match (get("username"), get("password")) {
+            (Some(username), Some(password)) => Ok(Auth::Basic { username, password }),
+            _ => Err("the auth Secret needs `token`, or `username` and `password`".into()),
+        }
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum PromError {
+    #[error("prometheus unreachable at {url}: {message}")]
+    Unreachable { url: String, message: String },
+    #[error("prometheus answered {status}: {message}")]
+    Answer { status: u16, message: String },
+    #[error("unexpected prometheus answer: {0}")]
+    Decode(String),
+}
+
+/// One series of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: BTreeMap<String, String>,
+    /// Evaluation (or, for `timestamp()`, sample) time, seconds.
+    pub ts: f64,
+    pub value: f64,
+}
+
+/// A small Prometheus HTTP API client (instant queries).
+#[derive(Clone, Debug)]
+pub struct PromClient {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<Auth>,
+}
+
+#[derive(Deserialize)]
+struct ApiAnswer {
+    status: String,
+    #[serde(default)]
+    data: Option<ApiData>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorItem {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl PromClient {
+    pub fn new(base: &str, auth: Option<Auth>, timeout: Duration) -> Result<Self, String> {
+        super::server::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        Ok(PromClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+        })
+    }
+
+    /// Runs an instant query; a scalar answer becomes one sample without labels.
+    pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PromError> {
+        let started = Instant::now();
+        let r = self.query_inner(promql).await;
+        telemetry::telemetry()
+            .query_duration
+            .with_label_values(&[if r.is_ok() { "ok" } else { "error" }])
+            .observe(started.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn query_inner(&self, promql: &str) -> Result<Vec<Sample>, PromError> {
+        let url = format!("{}/api/v1/query", self.base);
+        let mut req = self
+            .http
+            .post(&url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(format!("query={}", form_encode(promql)));
+        match &self.auth {
+            Some(Auth::Basic { username, password }) => {
+                req = req.basic_auth(username, Some(password))
+            }
+            Some(Auth::Bearer(t)) => req = req.bearer_auth(t),
+            None => {}
+        }
+        let resp = req.send().await.map_err(|e| PromError::Unreachable {
+            url: self.base.clone(),
+            message: error_chain(&e),
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.map_err(|e| PromError::Unreachable {
+            url: self.base.clone(),
+            message: error_chain(&e),
+        })?;
+        let answer: ApiAnswer = match serde_json::from_slice(&bytes) {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(if status >= 400 {
+                    PromError::Answer {
+                        status,
+                        message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
+                    }
+                } else {
+                    PromError::Decode(e.to_string())
+                });
+            }
+        };
+        if answer.status != "success" {
+            return Err(PromError::Answer {
+                status,
+                message: answer.error.unwrap_or_else(|| "error".into()),
+            });
+        }
+        let data = answer
+            .data
+            .ok_or_else(|| PromError::Decode("no data".into()))?;
+        match data.result_type.as_str() {
+            "vector" => {
+                let items: Vec<VectorItem> = serde_json::from_value(data.result)
+                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                Ok(items
+                    .into_iter()
+                    .map(|i| Sample {
+                        labels: i.metric,
+                        ts: i.value.0,
+                        value: parse_prom_float(&i.value.1),
+                    })
+                    .collect())
+            }
+            "scalar" => {
+                let (ts, v): (f64, String) = serde_json::from_value(data.result)
+                    .map_err(|e| PromError::Decode(e.to_string()))?;
+                Ok(vec![Sample {
+                    labels: BTreeMap::new(),
+                    ts,
+                    value: parse_prom_float(&v),
+                }])
+            }
+            other => Err(PromError::Decode(format!(
+                "result type {other} (an instant vector or scalar is needed)"
+            ))),
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded` encoding of a value.
+fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn parse_prom_float(s: &str) -> f64 {
+    match s {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        _ => s.parse().unwrap_or(f64::NAN),
+    }
+}
+
+/// Substitutes `{{trial}}`, `{{study}}`, `{{namespace}}` (spaces inside the braces allowed).
+pub fn render(template: &str, trial: &str, study: &str, namespace: &str) -> String {
+    static VAR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\{\{\s*(trial|study|namespace)\s*\}\}").expect("regex"));
+    VAR.replace_all(template, |c: &regex::Captures| match &c[1] {
+        "trial" => trial.to_string(),
+        "study" => study.to_string(),
+        _ => namespace.to_string(),
+    })
+    .into_owned()
+}
+
+/// One query to run and how to map its series to trials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedQuery {
+    pub promql: String,
+    /// Batched: the label whose value names the trial. `None`: the query is for `trials[0]` alone.
+    pub label: Option<String>,
+    pub trials: Vec<String>,
+}
+
+/// Plans the queries of `template` for `trials`: one batched query when possible.
+pub fn plan(template: &str, trials: &[String], study: &str, namespace: &str) -> Vec<PlannedQuery> {
+    static MATCHER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"\{\{\s*trial\s*\}\}""#).expect("regex")
+    });
+    static ANY_TRIAL: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\{\{\s*trial\s*\}\}").expect("regex"));
+    if trials.is_empty() {
+        return Vec::new();
+    }
+    let all = ANY_TRIAL.find_iter(template).count();
+    let matchers: Vec<_> = MATCHER.captures_iter(template).collect();
+    let labels: Vec<&str> = matchers
+        .iter()
+        .map(|c| c.get(1).map_or("", |m| m.as_str()))
+        .collect();
+    let batchable = all == 0
+        || (!labels.is_empty() && labels.len() == all && labels.iter().all(|l| *l == labels[0]));
+    if all == 0 {
+        // Not per trial: one query, the same answer for every trial is meaningless unless the
+        // series carry a `trial` label; map by that label.
+        return vec![PlannedQuery {
+            promql: render(template, "", study, namespace),
+            label: Some("trial".into()),
+            trials: trials.to_vec(),
+        }];
+    }
+    if batchable && trials.len() > 1 {
+        let label = labels[0].to_string();
+        let alternation = trials
+            .iter()
+            .map(|t| promql_regex_escape(t))
+            .collect::<Vec<_>>()
+            .join("|");
+        let promql = MATCHER
+            .replace_all(template, |c: &regex::Captures| {
+                format!("{}=~\"{}\"", &c[1], alternation)
+            })
+            .into_owned();
+        return vec![PlannedQuery {
+            promql: render(&promql, "", study, namespace),
+            label: Some(label),
+            trials: trials.to_vec(),
+        }];
+    }
+    trials
+        .iter()
+        .map(|t| PlannedQuery {
+            promql: render(template, t, study, namespace),
+            label: None,
+            trials: vec![t.clone()],
+        })
+        .collect()
+}
+
+/// Escapes a literal for an RE2 regex inside a PromQL double-quoted string.
+fn promql_regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            out.push(c);
+        } else {
+            // `\\.` in PromQL source is `\.` in the regex.
+            out.push_str("\\\\");
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Runs the planned queries and returns, per trial, its sample (the newest if several).
+pub async fn query_trials(
+    client: &PromClient,
+    template: &str,
+    trials: &[String],
+    study: &str,
+    namespace: &str,
+) -> Result<HashMap<String, Sample>, PromError> {
+    let mut out: HashMap<String, Sample> = HashMap::new();
+    for q in plan(template, trials, study, namespace) {
+        let samples = client.query(&q.promql).await?;
+        for s in samples {
+            let trial = match &q.label {
+                Some(l) => match s.labels.get(l) {
+                    Some(t) if q.trials.contains(t) => t.clone(),
+                    _ => continue,
+                },
+                None => q.trials[0].clone(),
+            };
+            match out.get(&trial) {
+                Some(prev) if prev.ts >= s.ts => {}
+                _ => {
+                    out.insert(trial, s);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per-trial progress of the poller.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cursor {
+    pub last_step: Option<i64>,
+    pub last_sample_ts: Option<f64>,
+    pub misses: u32,
+}
+
+impl Cursor {
+    /// The point to record from one poll's `value` and `step` (or value-timestamp) samples.
+    pub fn advance(
+        &mut self,
+        value: f64,
+        step: Option<f64>,
+        sample_ts: Option<f64>,
+    ) -> Option<(i64, f64)> {
+        self.misses = 0;
+        let step = match step {
+            Some(s) => {
+                if !s.is_finite() || s < 0.0 || s > 9.0e15 {
+                    return None;
+                }
+                s.floor() as i64
+            }
+            None => {
+                let ts = sample_ts?;
+                if self.last_sample_ts.is_some_and(|last| ts <= last) {
+                    return None;
+                }
+                self.last_sample_ts = Some(ts);
+                self.last_step.map_or(0, |s| s + 1)
+            }
+        };
+        if self.last_step.is_some_and(|last| step <= last) {
+            return None;
+        }
+        if value.is_infinite() {
+            tracing::debug!(step, "prometheus metrics: infinite value ignored");
+            return None;
+        }
+        self.last_step = Some(step);
+        Some((step, value))
+    }
+}
+
+/// One poll: what to record, and which trials are missing data.
+#[derive(Debug, Default)]
+pub struct PollResult {
+    pub points: Vec<(String, (i64, f64))>,
+    pub absent: Vec<String>,
+}
+
+/// Polls once for `trials`, updating `cursors` (created on demand, dropped for gone trials).
+pub async fn poll_once(
+    client: &PromClient,
+    spec: &PrometheusSpec,
+    trials: &[String],
+    study: &str,
+    namespace: &str,
+    cursors: &mut HashMap<String, Cursor>,
+) -> Result<PollResult, PromError> {
+    cursors.retain(|k, _| trials.contains(k));
+    let values = query_trials(client, &spec.value, trials, study, namespace).await?;
+    let steps = match &spec.step {
+        Some(t) => Some(query_trials(client, t, trials, study, namespace).await?),
+        None => None,
+    };
+    let stamps = if spec.step.is_none() {
+        let t = format!("timestamp({})", spec.value);
+        Some(query_trials(client, &t, trials, study, namespace).await?)
+    } else {
+        None
+    };
+    let mut res = PollResult::default();
+    for t in trials {
+        let c = cursors.entry(t.clone()).or_default();
+        let v = values.get(t);
+        let s = steps.as_ref().map(|m| m.get(t));
+        match (v, s) {
+            (None, _) | (Some(_), Some(None)) => {
+                c.misses += 1;
+                if c.misses >= ABSENT_POLLS {
+                    res.absent.push(t.clone());
+                }
+            }
+            (Some(v), s) => {
+                let step = s.flatten().map(|x| x.value);
+                let ts = stamps.as_ref().and_then(|m| m.get(t)).map(|x| x.value);
+                if let Some(p) = c.advance(v.value, step, ts) {
+                    res.points.push((t.clone(), p));
+                }
+            }
+        }
+    }
+    Ok(res)
+}
+
+/// The delay before the next poll after `failures` consecutive failures.
+pub fn backoff(interval: Duration, failures: u32) -> Duration {
+    if failures == 0 {
+        return interval;
+    }
+    let factor = 1u32 << failures.min(3);
+    (interval * factor).min(interval.max(Duration::from_secs(300)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn render_and_plan() {
+        assert_eq!(
+            render(
+                r#"loss{trial="{{trial}}",study="{{ study }}",ns="{{namespace}}"}"#,
+                "t-1",
+                "s",
+                "n"
+            ),
+            r#"loss{trial="t-1",study="s",ns="n"}"#
+        );
+        let p = plan(
+            r#"val_loss{trial="{{trial}}", study="{{study}}"}"#,
+            &names(&["s-0", "s-1.x"]),
+            "s",
+            "ns",
+        );
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].promql, r#"val_loss{trial=~"s-0|s-1\\.x", study="s"}"#);
+        assert_eq!(p[0].label.as_deref(), Some("trial"));
+        // aggregated away or used twice with different labels: one query per trial
+        let p = plan(
+            r#"max(loss{a="{{trial}}"}) + on() x{b="{{trial}}"}"#,
+            &names(&["t1", "t2"]),
+            "s",
+            "n",
+        );
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].promql, r#"max(loss{a="t2"}) + on() x{b="t2"}"#);
+        assert_eq!(p[1].label, None);
+    }
+
+    #[test]
+    fn cursor_rules() {
+        let mut c = Cursor::default();
+        assert_eq!(c.advance(0.9, Some(0.0), None), Some((0, 0.9)));
+        assert_eq!(c.advance(0.8, Some(0.0), None), None);
+        assert_eq!(c.advance(0.8, Some(2.0), None), Some((2, 0.8)));
+        assert_eq!(c.advance(f64::INFINITY, Some(3.0), None), None);
+        let (s, v) = c.advance(f64::NAN, Some(3.0), None).unwrap();
+        assert!(s == 3 && v.is_nan());
+        let mut c = Cursor::default();
+        assert_eq!(c.advance(0.5, None, Some(10.0)), Some((0, 0.5)));
+        assert_eq!(c.advance(0.5, None, Some(10.0)), None);
+        assert_eq!(c.advance(0.4, None, Some(11.0)), Some((1, 0.4)));
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let i = Duration::from_secs(1);
+        assert_eq!(backoff(i, 0), i);
+        assert_eq!(backoff(i, 1), Duration::from_secs(2));
+        assert_eq!(backoff(i, 10), Duration::from_secs(8));
+    }
+
+    #[test]
+    fn auth_from_secret() {
+        let mut d = BTreeMap::new();
+        d.insert("username".to_string(), b"u".to_vec());
+        d.insert("password".to_string(), b"p\n".to_vec());
+        assert_eq!(
+            Auth::from_secret_data(&d).unwrap(),
+            Auth::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
+        d.insert("token".to_string(), b"t".to_vec());
+        assert_eq!(
+            Auth::from_secret_data(&d).unwrap(),
+            Auth::Bearer("t".into())
+        );
+    }
+}
