@@ -241,7 +241,9 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
 subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     issue admin "/O=system:masters/CN=admin" "$client"
-    issue kube-controller-manager "/CN=system:kube-controller-manager" "$client"
+    # O=system:masters: with --use-service-account-credentials=false every controller acts as this
+    # user, and the bootstrap system:kube-controller-manager role alone cannot (e.g.) update nodes.
+    issue kube-controller-manager "/O=system:masters/CN=system:kube-controller-manager" "$client"
     issue kube-scheduler "/CN=system:kube-scheduler" "$client"
     issue kwok "/O=system:masters/CN=kwok" "$client"
   )
