@@ -5,7 +5,7 @@
 //! ```yaml
 //! random: {seed: 1}
 //! grid:   {}                                   # every combination; floats need step
-//! tpe:    {seed: 1, startupTrials: 10, candidates: 24, multivariate: false, considerPruned: true}
+//! tpe:    {seed: 1, startupTrials: 10, candidates: 24, multivariate: true, considerPruned: true}
 //! qmc:    {seed: 1, kind: sobol}               # sobol | halton, scrambled
 //! ```
 //!
@@ -103,8 +103,9 @@ pub struct TpeSpec {
     #[serde(default = "default_candidates")]
     pub candidates: u32,
     /// Joint Parzen estimator over the always-active parameters (conditional ones are
-    /// sampled independently). Default: independent per parameter.
-    #[serde(default)]
+    /// sampled independently), as Optuna 5.0 does by default for a single objective
+    /// (`multivariate=None` means multivariate there). `false`: independent per parameter.
+    #[serde(default = "default_true")]
     pub multivariate: bool,
     /// Rank pruned trials after complete ones by (last step desc, value at it) as Optuna.
     /// When false, pruned trials are ignored.
@@ -132,7 +133,7 @@ impl Default for TpeSpec {
             seed: None,
             startup_trials: default_startup(),
             candidates: default_candidates(),
-            multivariate: false,
+            multivariate: true,
             consider_pruned: true,
             constant_liar: true,
         }

@@ -62,6 +62,9 @@ pub(crate) fn log_gauss_mass(a: f64, b: f64) -> f64 {
         lb + (-(la - lb).exp()).ln_1p()
     } else if a > 0.0 {
         log_gauss_mass(-b, -a)
+    } else if a < -8.5 && b > 8.5 {
+        // Φ(-8.5) < 1e-17: the mass is 1 to double precision.
+        0.0
     } else {
         (-ndtr(a) - ndtr(-b)).ln_1p()
     }
@@ -163,22 +166,31 @@ pub(crate) fn default_gamma(n: usize) -> usize {
     (n.div_ceil(10)).min(25)
 }
 
-/// One dimension of the mixture.
+/// One dimension of the mixture. Per-kernel constants (log weight, normalisers) are folded
+/// into [`ParzenEstimator::base`].
 #[derive(Clone, Debug)]
 enum Dim {
     /// Truncated normal kernels in (possibly log-) transformed space.
-    Numerical {
+    Continuous {
         mus: Vec<f64>,
         sigmas: Vec<f64>,
         inv_sigmas: Vec<f64>,
-        /// `-ln σ_k - ln √(2π) - ln Z_k` (continuous) or `-ln Z_k` (discrete).
-        consts: Vec<f64>,
-        /// Adapted bounds in transformed space.
         lo: f64,
         hi: f64,
         log: bool,
-        /// Step grid in original space (discrete dimensions).
-        step: Option<(f64, f64, f64)>,
+    },
+    /// Truncated normal kernels integrated over each step cell (ints, stepped floats).
+    /// Kernels sharing (μ, σ) share one mass evaluation (`pair_of` indexes `pairs`).
+    Discrete {
+        mus: Vec<f64>,
+        sigmas: Vec<f64>,
+        lo: f64,
+        hi: f64,
+        log: bool,
+        /// (step, low, high) in original space.
+        grid: (f64, f64, f64),
+        pair_of: Vec<u32>,
+        pairs: Vec<(f64, f64)>,
     },
     /// Per-kernel log-probabilities of each choice, row-major (`n_kernels × n_choices`).
     Categorical {
@@ -190,7 +202,8 @@ enum Dim {
 /// A Parzen estimator over some parameters, built from observations (internal values).
 #[derive(Clone, Debug)]
 pub(crate) struct ParzenEstimator {
-    log_weights: Vec<f64>,
+    /// Per kernel: log weight plus the dimensions' constant log-density terms.
+    base: Vec<f64>,
     cum_weights: Vec<f64>,
     dims: Vec<Dim>,
 }
@@ -205,11 +218,11 @@ impl ParzenEstimator {
         let total: f64 = weights.iter().sum();
         let mut acc = 0.0;
         let mut cum_weights = Vec::with_capacity(weights.len());
-        let mut log_weights = Vec::with_capacity(weights.len());
+        let mut base = Vec::with_capacity(weights.len());
         for w in &weights {
             acc += w / total;
             cum_weights.push(acc);
-            log_weights.push((w / total).ln());
+            base.push((w / total).ln());
         }
         if let Some(last) = cum_weights.last_mut() {
             *last = 1.0;
@@ -217,10 +230,10 @@ impl ParzenEstimator {
         let dims = obs
             .iter()
             .zip(dists)
-            .map(|(o, d)| build_dim(o, d))
+            .map(|(o, d)| build_dim(o, d, &mut base))
             .collect();
         ParzenEstimator {
-            log_weights,
+            base,
             cum_weights,
             dims,
         }
@@ -243,26 +256,77 @@ impl ParzenEstimator {
     /// Mixture log-density of one joint sample.
     pub(crate) fn log_pdf(&self, x: &[f64], scratch: &mut Vec<f64>) -> f64 {
         scratch.clear();
-        scratch.extend_from_slice(&self.log_weights);
+        scratch.extend_from_slice(&self.base);
         for (d, &xd) in self.dims.iter().zip(x) {
             add_dim_log_pdf(d, xd, scratch);
         }
-        let max = scratch.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        if !max.is_finite() {
-            return max;
-        }
-        let mut s = 0.0;
-        for &a in scratch.iter() {
-            let d = a - max;
-            if d > -60.0 {
-                s += d.exp();
-            }
-        }
-        max + s.ln()
+        log_sum_exp(scratch)
     }
 }
 
-fn build_dim(obs: &[f64], dist: &Distribution) -> Dim {
+/// `exp(x)` for `x ≤ 0`, branch-free so the caller's loop vectorises (relative error
+/// below 1e-14; inputs under -700 are treated as -700).
+#[inline(always)]
+fn exp_nonpositive(x: f64) -> f64 {
+    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: rounds to an integer
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let x = if x < -700.0 { -700.0 } else { x };
+    let t = x * std::f64::consts::LOG2_E + MAGIC;
+    let n = t - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 39_916_800.0;
+    for c in [
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    // The low mantissa bits of `t` hold n; 2^n = (n + 1023) << 52.
+    let scale = f64::from_bits(t.to_bits().wrapping_add(1023) << 52);
+    p * scale
+}
+
+/// `ln Σ exp(a_k)`.
+fn log_sum_exp(a: &[f64]) -> f64 {
+    let chunks = a.chunks_exact(4);
+    let rest = chunks.remainder();
+    let mut m = [f64::NEG_INFINITY; 4];
+    for c in chunks {
+        for j in 0..4 {
+            m[j] = if c[j] > m[j] { c[j] } else { m[j] };
+        }
+    }
+    let mut max = m[0].max(m[1]).max(m[2].max(m[3]));
+    for &v in rest {
+        max = max.max(v);
+    }
+    if !max.is_finite() {
+        return max;
+    }
+    let mut s = [0.0f64; 4];
+    for c in a.chunks_exact(4) {
+        for j in 0..4 {
+            s[j] += exp_nonpositive(c[j] - max);
+        }
+    }
+    let mut total = (s[0] + s[1]) + (s[2] + s[3]);
+    for &v in rest {
+        total += exp_nonpositive(v - max);
+    }
+    max + total.ln()
+}
+
+fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
     let (low, high, log, step) = match dist {
         Distribution::Categorical { choices } => {
             let n_choices = choices.len();
@@ -271,19 +335,17 @@ fn build_dim(obs: &[f64], dist: &Distribution) -> Dim {
             if obs.is_empty() {
                 log_probs.extend(std::iter::repeat_n(-(n_choices as f64).ln(), n_choices));
             } else {
-                let base = 1.0 / n_kernels as f64; // prior_weight / n_kernels
-                let row_sum_obs = base * n_choices as f64 + 1.0;
-                let row_sum_prior = base * n_choices as f64;
+                let prior = 1.0 / n_kernels as f64; // prior_weight / n_kernels
+                let row_sum_obs = prior * n_choices as f64 + 1.0;
+                let (hit, miss) = (
+                    ((prior + 1.0) / row_sum_obs).ln(),
+                    (prior / row_sum_obs).ln(),
+                );
                 for &o in obs {
                     let idx = o.round() as usize;
-                    for c in 0..n_choices {
-                        let w = if c == idx { base + 1.0 } else { base };
-                        log_probs.push((w / row_sum_obs).ln());
-                    }
+                    log_probs.extend((0..n_choices).map(|c| if c == idx { hit } else { miss }));
                 }
-                for _ in 0..n_choices {
-                    log_probs.push((base / row_sum_prior).ln());
-                }
+                log_probs.extend(std::iter::repeat_n(-(n_choices as f64).ln(), n_choices));
             }
             return Dim::Categorical {
                 log_probs,
@@ -321,29 +383,60 @@ fn build_dim(obs: &[f64], dist: &Distribution) -> Dim {
     }
     mus.push(0.5 * (lo + hi));
     sigmas.push(range);
-    let inv_sigmas: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
-    let consts = mus
-        .iter()
-        .zip(&sigmas)
-        .map(|(&m, &s)| {
-            let log_z = log_gauss_mass((lo - m) / s, (hi - m) / s);
-            if step.is_some() {
-                -log_z
-            } else {
-                -s.ln() - LN_SQRT_2PI - log_z
-            }
-        })
-        .collect();
-    Dim::Numerical {
-        mus,
-        sigmas,
-        inv_sigmas,
-        consts,
-        lo,
-        hi,
-        log,
-        step: step.map(|s| (s, low, high)),
+    let ln_min_sigma = min_sigma.ln();
+    for ((b, &m), &s) in base.iter_mut().zip(&mus).zip(&sigmas) {
+        let log_z = log_gauss_mass((lo - m) / s, (hi - m) / s);
+        *b -= log_z;
+        if step.is_none() {
+            // Dense histories clip most bandwidths to the minimum: skip their logarithm.
+            *b -= if s == min_sigma { ln_min_sigma } else { s.ln() } + LN_SQRT_2PI;
+        }
     }
+    match step {
+        None => {
+            let inv_sigmas = sigmas.iter().map(|s| 1.0 / s).collect();
+            Dim::Continuous {
+                mus,
+                sigmas,
+                inv_sigmas,
+                lo,
+                hi,
+                log,
+            }
+        }
+        Some(st) => {
+            let mut order: Vec<(u64, u64, u32)> = (0..mus.len())
+                .map(|k| (mus[k].to_bits(), sigmas[k].to_bits(), k as u32))
+                .collect();
+            order.sort_unstable();
+            let mut pairs: Vec<(f64, f64)> = Vec::new();
+            let mut pair_of = vec![0u32; mus.len()];
+            let mut last = None;
+            for &(m, s, k) in &order {
+                if last != Some((m, s)) {
+                    pairs.push((f64::from_bits(m), 1.0 / f64::from_bits(s)));
+                    last = Some((m, s));
+                }
+                pair_of[k as usize] = (pairs.len() - 1) as u32;
+            }
+            Dim::Discrete {
+                mus,
+                sigmas,
+                lo,
+                hi,
+                log,
+                grid: (st, low, high),
+                pair_of,
+                pairs,
+            }
+        }
+    }
+}
+
+/// Maps an `f64` to a `u64` with the same order (`total_cmp`).
+fn ordered_bits(x: f64) -> u64 {
+    let b = x.to_bits();
+    if b >> 63 == 1 { !b } else { b | (1 << 63) }
 }
 
 fn compute_sigmas(mus: &[f64], lo: f64, hi: f64) -> Vec<f64> {
@@ -351,11 +444,16 @@ fn compute_sigmas(mus: &[f64], lo: f64, hi: f64) -> Vec<f64> {
     if n == 0 {
         return Vec::new();
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]));
+    // (value, position) pairs sort directly, ties by position (deterministic).
+    let mut order: Vec<(u64, u32)> = mus
+        .iter()
+        .enumerate()
+        .map(|(i, &m)| (ordered_bits(m), i as u32))
+        .collect();
+    order.sort_unstable();
     let mut ext = Vec::with_capacity(n + 2);
     ext.push(lo);
-    ext.extend(order.iter().map(|&i| mus[i]));
+    ext.extend(order.iter().map(|&(_, i)| mus[i as usize]));
     ext.push(hi);
     let mut sorted_sigmas: Vec<f64> = (1..=n)
         .map(|j| (ext[j] - ext[j - 1]).max(ext[j + 1] - ext[j]))
@@ -365,8 +463,8 @@ fn compute_sigmas(mus: &[f64], lo: f64, hi: f64) -> Vec<f64> {
         sorted_sigmas[n - 1] = ext[n] - ext[n - 1];
     }
     let mut sigmas = vec![0.0; n];
-    for (j, &i) in order.iter().enumerate() {
-        sigmas[i] = sorted_sigmas[j];
+    for (j, &(_, i)) in order.iter().enumerate() {
+        sigmas[i as usize] = sorted_sigmas[j];
     }
     sigmas
 }
@@ -388,25 +486,33 @@ fn sample_dim(d: &Dim, k: usize, rng: &mut ChaCha8Rng) -> f64 {
             }
             (n_choices - 1) as f64
         }
-        Dim::Numerical {
+        Dim::Continuous {
             mus,
             sigmas,
             lo,
             hi,
             log,
-            step,
             ..
         } => {
             let (m, s) = (mus[k], sigmas[k]);
-            let z = truncnorm_std(rng, (lo - m) / s, (hi - m) / s);
-            let mut x = (m + s * z).clamp(*lo, *hi);
+            let x = (m + s * truncnorm_std(rng, (lo - m) / s, (hi - m) / s)).clamp(*lo, *hi);
+            if *log { x.exp() } else { x }
+        }
+        Dim::Discrete {
+            mus,
+            sigmas,
+            lo,
+            hi,
+            log,
+            grid: (st, low, high),
+            ..
+        } => {
+            let (m, s) = (mus[k], sigmas[k]);
+            let mut x = (m + s * truncnorm_std(rng, (lo - m) / s, (hi - m) / s)).clamp(*lo, *hi);
             if *log {
                 x = x.exp();
             }
-            if let Some((st, low, high)) = step {
-                x = (low + ((x - low) / st).round() * st).clamp(*low, *high);
-            }
-            x
+            (low + ((x - low) / st).round() * st).clamp(*low, *high)
         }
     }
 }
@@ -418,41 +524,42 @@ fn add_dim_log_pdf(d: &Dim, x: f64, acc: &mut [f64]) {
             n_choices,
         } => {
             let c = (x.round().max(0.0) as usize).min(n_choices - 1);
-            for (k, a) in acc.iter_mut().enumerate() {
-                *a += log_probs[k * n_choices + c];
+            for (a, row) in acc.iter_mut().zip(log_probs.chunks_exact(*n_choices)) {
+                *a += row[c];
             }
         }
-        Dim::Numerical {
+        Dim::Continuous {
             mus,
             inv_sigmas,
-            consts,
             log,
-            step,
             ..
-        } => match step {
-            None => {
-                let xt = if *log { x.ln() } else { x };
-                for (k, a) in acc.iter_mut().enumerate() {
-                    let z = (xt - mus[k]) * inv_sigmas[k];
-                    *a += consts[k] - 0.5 * z * z;
-                }
+        } => {
+            let xt = if *log { x.ln() } else { x };
+            for ((a, &m), &inv) in acc.iter_mut().zip(mus).zip(inv_sigmas) {
+                let z = (xt - m) * inv;
+                *a -= 0.5 * z * z;
             }
-            Some((st, _, _)) => {
-                let (l, r) = if *log {
-                    ((x - st / 2.0).ln(), (x + st / 2.0).ln())
-                } else {
-                    (x - st / 2.0, x + st / 2.0)
-                };
-                for (k, a) in acc.iter_mut().enumerate() {
-                    if *a == f64::NEG_INFINITY {
-                        continue;
-                    }
-                    let zl = (l - mus[k]) * inv_sigmas[k];
-                    let zr = (r - mus[k]) * inv_sigmas[k];
-                    *a += consts[k] + log_gauss_mass(zl, zr);
-                }
+        }
+        Dim::Discrete {
+            log,
+            grid: (st, _, _),
+            pair_of,
+            pairs,
+            ..
+        } => {
+            let (l, r) = if *log {
+                ((x - st / 2.0).ln(), (x + st / 2.0).ln())
+            } else {
+                (x - st / 2.0, x + st / 2.0)
+            };
+            let mass: Vec<f64> = pairs
+                .iter()
+                .map(|&(m, inv)| log_gauss_mass((l - m) * inv, (r - m) * inv))
+                .collect();
+            for (a, &p) in acc.iter_mut().zip(pair_of) {
+                *a += mass[p as usize];
             }
-        },
+        }
     }
 }
 
@@ -473,6 +580,19 @@ mod tests {
         assert!((m - 0.682_689_49).abs() < 1e-6);
         let tail = log_gauss_mass(30.0, 31.0);
         assert!(tail.is_finite() && tail < -400.0);
+    }
+
+    #[test]
+    fn fast_exp_and_log_sum_exp() {
+        for i in 0..=7000 {
+            let x = -(i as f64) * 0.1;
+            let (a, b) = (exp_nonpositive(x), x.exp());
+            assert!((a - b).abs() <= 1e-13 * b, "{x}: {a} vs {b}");
+        }
+        let v = [-1.0, -2.0, -3.0, -1000.0, 0.5];
+        let direct = v.iter().map(|x: &f64| x.exp()).sum::<f64>().ln();
+        assert!((log_sum_exp(&v) - direct).abs() < 1e-12);
+        assert_eq!(log_sum_exp(&[f64::NEG_INFINITY; 3]), f64::NEG_INFINITY);
     }
 
     #[test]

@@ -132,7 +132,11 @@ fn primes(n: usize) -> Vec<u64> {
     let mut ps: Vec<u64> = Vec::with_capacity(n);
     let mut c = 2u64;
     while ps.len() < n {
-        if ps.iter().take_while(|&&p| p * p <= c).all(|&p| c % p != 0) {
+        if ps
+            .iter()
+            .take_while(|&&p| p * p <= c)
+            .all(|&p| !c.is_multiple_of(p))
+        {
             ps.push(c);
         }
         c += 1;

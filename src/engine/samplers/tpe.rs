@@ -12,10 +12,10 @@
 //!   in `n`. With `constantLiar: false` they are ignored.
 //! * A Parzen estimator is fitted to each group (see [`super::parzen`]); `candidates` points
 //!   are drawn from l(x) and the one maximising `log l(x) − log g(x)` is proposed.
-//! * Independent mode (default) does this per active parameter, using the trials that hold
-//!   it (conditional parameters learn from the trials where they were active).
-//!   `multivariate: true` samples the always-active parameters jointly from one estimator
-//!   (Optuna's intersection search space); conditional ones stay independent.
+//! * `multivariate: true` (the default, as Optuna 5.0's default for one objective) samples
+//!   the always-active parameters jointly from one estimator (Optuna's intersection search
+//!   space); conditional ones are sampled independently, each from the trials where it was
+//!   active. `multivariate: false` does every parameter independently.
 //!
 //! Randomness comes from (seed, trial number, parameter index) only, so the same history
 //! gives the same suggestion after a restart.
@@ -73,59 +73,105 @@ fn cmp_pair(a: (f64, f64), b: (f64, f64)) -> Ordering {
     a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
 }
 
-/// Splits usable trials (sorted by number) into (below, above), each sorted by number.
-fn split<'a>(
-    trials: &[&'a TrialRecord],
+/// Splits usable trials (sorted by number) into (below, above) positions, each in trial
+/// order.
+fn split(
+    trials: &[&TrialRecord],
     n_below: usize,
     direction: Direction,
-) -> (Vec<&'a TrialRecord>, Vec<&'a TrialRecord>) {
-    let mut complete: Vec<&TrialRecord> = Vec::new();
-    let mut pruned: Vec<&TrialRecord> = Vec::new();
-    let mut running: Vec<&TrialRecord> = Vec::new();
-    for &t in trials {
+) -> (Vec<usize>, Vec<usize>) {
+    let mut complete: Vec<usize> = Vec::new();
+    let mut pruned: Vec<usize> = Vec::new();
+    let mut running: Vec<usize> = Vec::new();
+    for (i, t) in trials.iter().enumerate() {
         match t.state {
-            TrialState::Complete => complete.push(t),
-            TrialState::Pruned => pruned.push(t),
-            TrialState::Running => running.push(t),
+            TrialState::Complete => complete.push(i),
+            TrialState::Pruned => pruned.push(i),
+            TrialState::Running => running.push(i),
             TrialState::Failed => {}
         }
     }
-    let value = |t: &TrialRecord| t.value.unwrap_or(f64::INFINITY);
-    match direction {
-        Direction::Minimize => complete.sort_by(|a, b| value(a).total_cmp(&value(b))),
-        Direction::Maximize => complete.sort_by(|a, b| value(b).total_cmp(&value(a))),
-    }
-    pruned.sort_by(|a, b| cmp_pair(pruned_key(a, direction), pruned_key(b, direction)));
+    // Optuna sorts stably by value and takes the first `n_below`; ranking by (value,
+    // position) selects exactly the same trials without sorting all of them.
+    let sign = if direction == Direction::Minimize {
+        1.0
+    } else {
+        -1.0
+    };
+    let key = |i: usize| sign * trials[i].value.unwrap_or(f64::INFINITY);
+    let by_value = |a: &usize, b: &usize| key(*a).total_cmp(&key(*b)).then(a.cmp(b));
     let nb_c = n_below.min(complete.len());
+    if nb_c > 0 && nb_c < complete.len() {
+        complete.select_nth_unstable_by(nb_c - 1, by_value);
+    }
+    let mut below: Vec<usize> = complete[..nb_c].to_vec();
+    let mut above: Vec<usize> = complete[nb_c..].to_vec();
     let nb_p = (n_below - nb_c).min(pruned.len());
-    let mut below: Vec<&TrialRecord> = complete[..nb_c].to_vec();
+    if nb_p > 0 {
+        pruned.sort_by(|&a, &b| {
+            cmp_pair(
+                pruned_key(trials[a], direction),
+                pruned_key(trials[b], direction),
+            )
+        });
+    }
     below.extend_from_slice(&pruned[..nb_p]);
-    let mut above: Vec<&TrialRecord> = complete[nb_c..].to_vec();
     above.extend_from_slice(&pruned[nb_p..]);
     above.extend(running);
-    below.sort_by_key(|t| t.number);
-    above.sort_by_key(|t| t.number);
+    below.sort_unstable();
+    above.sort_unstable();
     (below, above)
 }
 
-/// Internal values of `params` (indices into the space) for each trial holding all of them.
-fn observations(space: &SearchSpace, trials: &[&TrialRecord], params: &[usize]) -> Vec<Vec<f64>> {
-    let mut obs: Vec<Vec<f64>> = vec![Vec::new(); params.len()];
-    let mut row = Vec::with_capacity(params.len());
-    'trials: for t in trials {
-        row.clear();
-        for &i in params {
-            let p = &space.params()[i];
-            let Some(x) = t.params.get(&p.name).and_then(|v| p.dist.to_internal(v)) else {
-                continue 'trials;
-            };
-            row.push(x);
+/// Internal values of every trial (rows) for every parameter of the space (columns), as
+/// one row-major matrix: NaN where the trial lacks the parameter or holds a value outside
+/// it. One merge of each trial's sorted params with the sorted parameter names.
+fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
+    let d = space.len();
+    let mut names: Vec<(&str, usize)> = space
+        .params()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    names.sort_unstable();
+    let mut m = vec![f64::NAN; trials.len() * d];
+    for (t, row) in trials.iter().zip(m.chunks_exact_mut(d.max(1))) {
+        let mut it = t.params.iter().peekable();
+        for &(name, i) in &names {
+            while it.peek().is_some_and(|(k, _)| k.as_str() < name) {
+                it.next();
+            }
+            if let Some((k, v)) = it.peek()
+                && k.as_str() == name
+            {
+                row[i] = space.params()[i].dist.to_internal(v).unwrap_or(f64::NAN);
+            }
         }
-        for (o, &x) in obs.iter_mut().zip(&row) {
-            o.push(x);
+    }
+    m
+}
+
+/// Columns `params` of the rows `which` that hold all of them.
+fn observations(matrix: &[f64], d: usize, which: &[usize], params: &[usize]) -> Vec<Vec<f64>> {
+    let mut obs: Vec<Vec<f64>> = vec![Vec::with_capacity(which.len()); params.len()];
+    for &r in which {
+        let row = &matrix[r * d..(r + 1) * d];
+        if params.iter().all(|&i| !row[i].is_nan()) {
+            for (o, &i) in obs.iter_mut().zip(params) {
+                o.push(row[i]);
+            }
         }
     }
     obs
+}
+
+/// The data one suggestion works from.
+struct Split {
+    matrix: Vec<f64>,
+    d: usize,
+    below: Vec<usize>,
+    above: Vec<usize>,
 }
 
 impl TpeSampler {
@@ -133,15 +179,20 @@ impl TpeSampler {
     fn sample_group(
         &self,
         space: &SearchSpace,
-        below: &[&TrialRecord],
-        above: &[&TrialRecord],
+        data: &Split,
         params: &[usize],
         number: u64,
         salt: u64,
     ) -> Vec<f64> {
         let dists: Vec<&Distribution> = params.iter().map(|&i| &space.params()[i].dist).collect();
-        let l = ParzenEstimator::new(&observations(space, below, params), &dists);
-        let g = ParzenEstimator::new(&observations(space, above, params), &dists);
+        let l = ParzenEstimator::new(
+            &observations(&data.matrix, data.d, &data.below, params),
+            &dists,
+        );
+        let g = ParzenEstimator::new(
+            &observations(&data.matrix, data.d, &data.above, params),
+            &dists,
+        );
         let mut rng = trial_rng(self.seed(), number, salt);
         let candidates = l.sample(&mut rng, self.spec.candidates.max(1) as usize);
         let mut scratch = Vec::new();
@@ -181,6 +232,12 @@ impl Sampler for TpeSampler {
             return Ok(Suggestion::Params(random.sample(space, number)));
         }
         let (below, above) = split(&trials, default_gamma(n), direction);
+        let data = Split {
+            matrix: internal_matrix(space, &trials),
+            d: space.len(),
+            below,
+            above,
+        };
 
         let joint: Vec<usize> = if self.spec.multivariate {
             (0..space.len())
@@ -192,14 +249,14 @@ impl Sampler for TpeSampler {
         let joint_values = if joint.is_empty() {
             Vec::new()
         } else {
-            self.sample_group(space, &below, &above, &joint, number, u64::MAX)
+            self.sample_group(space, &data, &joint, number, u64::MAX)
         };
         let params = space.assemble(|i, p, _| -> Result<ParamValue, SamplerError> {
             if let Some(pos) = joint.iter().position(|&j| j == i) {
                 let x = joint_values.get(pos).copied().unwrap_or(f64::NAN);
                 return Ok(p.dist.from_internal(x));
             }
-            let x = self.sample_group(space, &below, &above, &[i], number, i as u64);
+            let x = self.sample_group(space, &data, &[i], number, i as u64);
             Ok(p.dist.from_internal(x.first().copied().unwrap_or(f64::NAN)))
         })?;
         Ok(Suggestion::Params(params))
@@ -235,7 +292,7 @@ mod tests {
             trial(6, TrialState::Pruned, None, &[(5, f64::NAN)]),
         ];
         let refs: Vec<&TrialRecord> = ts.iter().collect();
-        let nums = |v: Vec<&TrialRecord>| v.iter().map(|t| t.number).collect::<Vec<_>>();
+        let nums = |v: Vec<usize>| v.iter().map(|&i| refs[i].number).collect::<Vec<_>>();
         let (b, a) = split(&refs, 3, Direction::Minimize);
         // both complete, then the pruned trial that reached step 5 with the lower value
         assert_eq!(nums(b), vec![0, 3, 5]);

@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Lopper's samplers next to Optuna's, in one go (issue 3).
+
+Runs `cargo bench --bench samplers` (Lopper: random, TPE with defaults (multivariate, as
+Optuna 5.0), TPE with `multivariate: false`, scrambled Sobol QMC) and Optuna's RandomSampler, TPESampler (defaults) and QMCSampler (scrambled Sobol) on
+Branin, Hartmann-6, Rosenbrock-4 and a mixed int/categorical/conditional function:
+`--seeds` seeds x `--trials` trials each, median of the best value found. Then times one
+suggestion with 100 and 1,000 trials of history for both and prints the speed ratio.
+
+    python3 -m venv .venv-bench && .venv-bench/bin/pip install optuna==5.0.0 scipy
+    .venv-bench/bin/python bench/samplers_vs_optuna.py            # full run
+    .venv-bench/bin/python bench/samplers_vs_optuna.py --seeds 3 --trials 50 --reps 5
+
+`--lopper-cmd` replaces the cargo command (e.g. a prebuilt binary); `--json` saves raw rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore")
+
+
+# --- objectives (same definitions as benches/samplers.rs) -------------------------------
+
+
+def branin(t):
+    x1 = t.suggest_float("x1", -5.0, 10.0)
+    x2 = t.suggest_float("x2", 0.0, 15.0)
+    b, c, r, s, tt = 5.1 / (4 * math.pi**2), 5 / math.pi, 6.0, 10.0, 1 / (8 * math.pi)
+    return (x2 - b * x1**2 + c * x1 - r) ** 2 + s * (1 - tt) * math.cos(x1) + s
+
+
+ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
+A = np.array(
+    [
+        [10, 3, 17, 3.5, 1.7, 8],
+        [0.05, 10, 17, 0.1, 8, 14],
+        [3, 3.5, 1.7, 10, 17, 8],
+        [17, 8, 0.05, 10, 0.1, 14],
+    ]
+)
+P = np.array(
+    [
+        [0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886],
+        [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+        [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650],
+        [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
+    ]
+)
+
+
+def hartmann6(t):
+    x = np.array([t.suggest_float(f"x{i}", 0.0, 1.0) for i in range(6)])
+    return float(-(ALPHA * np.exp(-(A * (x - P) ** 2).sum(axis=1))).sum())
+
+
+def rosenbrock4(t):
+    x = [t.suggest_float(f"x{i}", -5.0, 10.0) for i in range(4)]
+    return sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(3))
+
+
+def mixed(t):
+    layers = t.suggest_int("layers", 1, 8)
+    width = t.suggest_int("width", 8, 512, log=True)
+    opt = t.suggest_categorical("optimizer", ["adam", "sgd", "rmsprop"])
+    lr = math.log10(t.suggest_float("lr", 1e-5, 1.0, log=True))
+    if opt == "adam":
+        target, cost = -3.0, 0.2
+    else:
+        m = t.suggest_float("momentum", 0.0, 0.99)
+        target, cost = (-1.5, 2 * abs(m - 0.9)) if opt == "sgd" else (-2.5, 0.1 + abs(m - 0.5))
+    dropout = t.suggest_float("dropout", 0.0, 0.5, step=0.05)
+    act = {"relu": 0.0, "gelu": 0.05, "tanh": 0.3}[
+        t.suggest_categorical("activation", ["relu", "tanh", "gelu"])
+    ]
+    return (
+        (lr - target) ** 2
+        + (layers - 4) ** 2 / 4
+        + (math.log2(width) - 7) ** 2 / 4
+        + 10 * (dropout - 0.2) ** 2
+        + cost
+        + act
+    )
+
+
+FUNCTIONS = {"branin": branin, "hartmann6": hartmann6, "rosenbrock4": rosenbrock4, "mixed": mixed}
+
+OPTUNA_SAMPLERS = {
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed),
+    "qmc": lambda seed: optuna.samplers.QMCSampler(
+        qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False
+    ),
+}
+
+
+def optuna_best(fname, sname, seed, trials):
+    study = optuna.create_study(sampler=OPTUNA_SAMPLERS[sname](seed))
+    study.optimize(FUNCTIONS[fname], n_trials=trials)
+    return study.best_value
+
+
+class _Stop(Exception):
+    pass
+
+
+def optuna_time(fname, sname, history, reps):
+    """CPU seconds per suggestion (ask + the objective's suggest_* calls) after `history`
+    trials; CPU rather than wall time so a shared machine skews neither side."""
+    fn = FUNCTIONS[fname]
+    seed_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=99))
+    seed_study.optimize(fn, n_trials=history)
+    study = optuna.create_study(sampler=OPTUNA_SAMPLERS[sname](1))
+    study.add_trials(seed_study.trials)
+    spent = 0.0
+    for _ in range(reps):
+        start = time.process_time()
+        trial = study.ask()
+        fn(trial)  # the objective is trivial next to sampling
+        spent += time.process_time() - start
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)  # keep the history unchanged
+    return spent / reps
+
+
+def run_lopper(cmd, seeds, trials, reps):
+    full = cmd + ["--seeds", str(seeds), "--trials", str(trials), "--reps", str(reps)]
+    print("running:", " ".join(full), file=sys.stderr)
+    out = subprocess.run(full, check=True, capture_output=True, text=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=20, help="suggestions timed per case (Optuna)")
+    ap.add_argument("--lopper-reps", type=int, default=200, help="suggestions timed per case (Lopper)")
+    ap.add_argument(
+        "--lopper-cmd",
+        default="cargo bench --quiet --bench samplers --",
+        help="command printing Lopper's JSON rows",
+    )
+    ap.add_argument("--json", help="write all raw rows here")
+    args = ap.parse_args()
+
+    rows = run_lopper(shlex.split(args.lopper_cmd), args.seeds, args.trials, args.lopper_reps)
+    for r in rows:
+        r["impl"] = "lopper"
+    for fname in FUNCTIONS:
+        for sname in OPTUNA_SAMPLERS:
+            for seed in range(args.seeds):
+                rows.append(
+                    dict(
+                        kind="best",
+                        impl="optuna",
+                        function=fname,
+                        sampler=sname,
+                        seed=seed,
+                        best=optuna_best(fname, sname, seed, args.trials),
+                    )
+                )
+            print(f"optuna {fname} {sname} done", file=sys.stderr)
+    for fname in FUNCTIONS:
+        for history in (100, 1000):
+            for sname in ("random", "tpe", "qmc"):
+                rows.append(
+                    dict(
+                        kind="time",
+                        impl="optuna",
+                        function=fname,
+                        sampler=sname,
+                        history=history,
+                        seconds_per_suggestion=optuna_time(fname, sname, history, args.reps),
+                    )
+                )
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+    def med(impl, fname, sname):
+        v = [
+            r["best"]
+            for r in rows
+            if r["kind"] == "best" and r["impl"] == impl and r["function"] == fname and r["sampler"] == sname
+        ]
+        return statistics.median(v) if v else float("nan")
+
+    def tm(impl, fname, sname, history):
+        v = [
+            r["seconds_per_suggestion"]
+            for r in rows
+            if r["kind"] == "time"
+            and r["impl"] == impl
+            and r["function"] == fname
+            and r["sampler"] == sname
+            and r["history"] == history
+        ]
+        return v[0] if v else float("nan")
+
+    print(f"\n## Median best value ({args.seeds} seeds x {args.trials} trials, minimisation)\n")
+    cols = [
+        ("lopper", "random"),
+        ("optuna", "random"),
+        ("lopper", "tpe"),
+        ("lopper", "tpe-independent"),
+        ("optuna", "tpe"),
+        ("lopper", "qmc"),
+        ("optuna", "qmc"),
+    ]
+    print("| function | " + " | ".join(f"{i} {s}" for i, s in cols) + " | TPE target |")
+    print("|---" * (len(cols) + 2) + "|")
+    all_ok = True
+    for fname in FUNCTIONS:
+        vals = [med(i, fname, s) for i, s in cols]
+        ok = med("lopper", "tpe", fname) <= med("optuna", "tpe", fname)
+        all_ok &= ok
+        print(f"| {fname} | " + " | ".join(f"{v:.4g}" for v in vals) + f" | {'met' if ok else 'NOT met'} |")
+
+    print("\n## Time per suggestion (history of random trials; ratio = Optuna / Lopper)\n")
+    print("| function | sampler | history | lopper | optuna | ratio |")
+    print("|---|---|---|---|---|---|")
+    min_ratio_1000 = math.inf
+    for fname in FUNCTIONS:
+        for sname in ("random", "tpe", "qmc"):
+            for history in (100, 1000):
+                ours, theirs = tm("lopper", fname, sname, history), tm("optuna", fname, sname, history)
+                ratio = theirs / ours
+                if sname == "tpe" and history == 1000:
+                    min_ratio_1000 = min(min_ratio_1000, ratio)
+                print(
+                    f"| {fname} | {sname} | {history} | {ours * 1e6:.1f} µs | {theirs * 1e3:.2f} ms | {ratio:.0f}x |"
+                )
+    print(
+        f"\nTPE no worse than Optuna's on every function: {'met' if all_ok else 'NOT met'}; "
+        f"TPE speed-up at 1,000 trials >= 100x: {'met' if min_ratio_1000 >= 100 else 'NOT met'} "
+        f"(min {min_ratio_1000:.0f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
