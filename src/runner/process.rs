@@ -154,7 +154,10 @@ pub async fn supervise(
                     if n == 0 { break; }
                     lines.push(&chunk[..n]).into_iter().for_each(&mut on_line);
                 }
-                s = child.wait(), if status.is_none() => { status = Some(s); }
+                s = child.wait() => {
+                    status = Some(s);
+                    break;
+                }
             }
         }
     }
