@@ -118,8 +118,8 @@ cmd_build() {
     log "  $name: go build $pkg ..."
     start=$(date +%s)
     tmp="$BIN_DIR/.$name.tmp.$$"
-    if ! (cd "$TOOLS_DIR/$moddir" && GOFLAGS=-mod=readonly nice -n "$BUILD_NICE" \
-          go build -trimpath -ldflags "${!ldvar}" -o "$tmp" "$pkg"); then
+    if ! (cd "$TOOLS_DIR/$moddir" && nice -n "$BUILD_NICE" \
+          go build -mod=readonly -trimpath -ldflags "${!ldvar}" -o "$tmp" "$pkg"); then
       rm -f "$tmp"
       die "building $name failed"
     fi
@@ -594,17 +594,22 @@ cmd_logs() {
   done
 }
 
-case "${1:-}" in
-  build) cmd_build ;;
-  up) cmd_up ;;
-  down) cmd_down ;;
-  status) cmd_status ;;
-  logs) shift; cmd_logs "$@" ;;
-  env) echo "export KUBECONFIG=$CLUSTER_DIR/kubeconfig" ;;
-  bin-dir) echo "$BIN_DIR" ;;
-  *)
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
-    [[ -n "${1:-}" ]] && exit 2
-    exit 0
-    ;;
-esac
+main() {
+  case "${1:-}" in
+    build) cmd_build ;;
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    logs) shift; cmd_logs "$@" ;;
+    env) echo "export KUBECONFIG=$CLUSTER_DIR/kubeconfig" ;;
+    bin-dir) echo "$BIN_DIR" ;;
+    *)
+      sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+      [[ -n "${1:-}" ]] && exit 2
+      exit 0
+      ;;
+  esac
+}
+
+# One line, ending in exit: bash never reads past it, so editing this file while it runs is safe.
+main "$@"; exit $?
