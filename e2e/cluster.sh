@@ -290,12 +290,12 @@ wait_until() { # description command...
   done
 }
 
-etcd_healthy() { curl -fsS "http://127.0.0.1:${ETCD_PORT}/health" | grep -q '"health":"true"'; }
+etcd_healthy() { curl -fsS --max-time 5 "http://127.0.0.1:${ETCD_PORT}/health" | grep -q '"health":"true"'; }
 apiserver_ready() {
-  curl -fsS --cacert "$CLUSTER_DIR/pki/ca.crt" --cert "$CLUSTER_DIR/pki/admin.crt" \
+  curl -fsS --max-time 5 --cacert "$CLUSTER_DIR/pki/ca.crt" --cert "$CLUSTER_DIR/pki/admin.crt" \
     --key "$CLUSTER_DIR/pki/admin.key" "https://127.0.0.1:${APISERVER_PORT}/readyz" | grep -q '^ok'
 }
-kctl() { "$BIN_DIR/kubectl" --kubeconfig "$CLUSTER_DIR/kubeconfig" "$@"; }
+kctl() { "$BIN_DIR/kubectl" --request-timeout=10s --kubeconfig "$CLUSTER_DIR/kubeconfig" "$@"; }
 default_sa_exists() { kctl -n default get serviceaccount default; }
 nodes_ready() {
   local n
@@ -303,6 +303,7 @@ nodes_ready() {
     [[ "$(kctl get node "$n" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" == "True" ]] || return 1
   done
 }
+cluster_healthy() { apiserver_ready && nodes_ready; }
 nodes_untainted() {
   # The node lifecycle controller removes its not-ready taint once kwok reports Ready.
   local n
@@ -369,7 +370,9 @@ print_usage_hint() {
 cmd_up() {
   lock_cluster
   load_ports
-  if all_components_running && [[ -n "${APISERVER_PORT:-}" ]] && apiserver_ready && nodes_ready; then
+  # Already running: wait for it to answer (it may just be slow under load) rather than restart it
+  # under the feet of whoever uses it.
+  if all_components_running && [[ -n "${APISERVER_PORT:-}" ]] && wait_until "running cluster to answer" cluster_healthy; then
     log "already up"
     cmd_status_unlocked
     print_usage_hint
