@@ -222,6 +222,11 @@ gen_certs() {
     umask 077
     openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
     openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=lopper-e2e-ca" -out ca.crt 2>/dev/null
+    # Front-proxy CA: only so the components' delegated authentication finds the
+    # requestheader CA bundle it looks for (otherwise their logs fill with errors).
+    openssl ecparam -name prime256v1 -genkey -noout -out front-proxy-ca.key 2>/dev/null
+    openssl req -x509 -new -key front-proxy-ca.key -sha256 -days 3650 -subj "/CN=lopper-e2e-front-proxy-ca" \
+      -out front-proxy-ca.crt 2>/dev/null
     # Service-account token signing key pair.
     openssl ecparam -name prime256v1 -genkey -noout -out sa.key 2>/dev/null
     openssl ec -in sa.key -pubout -out sa.pub 2>/dev/null
@@ -246,6 +251,13 @@ subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubern
     issue kube-controller-manager "/O=system:masters/CN=system:kube-controller-manager" "$client"
     issue kube-scheduler "/CN=system:kube-scheduler" "$client"
     issue kwok "/O=system:masters/CN=kwok" "$client"
+    # The apiserver's client certificate towards aggregated APIs, signed by the front-proxy CA.
+    openssl ecparam -name prime256v1 -genkey -noout -out front-proxy-client.key 2>/dev/null
+    openssl req -new -key front-proxy-client.key -subj "/CN=front-proxy-client" -out front-proxy-client.csr 2>/dev/null
+    printf '%s\n' "$client" >front-proxy-client.ext
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key -CAcreateserial \
+      -sha256 -days 3650 -extfile front-proxy-client.ext -out front-proxy-client.crt 2>/dev/null
+    rm -f front-proxy-client.csr front-proxy-client.ext
   )
 }
 
@@ -440,6 +452,13 @@ EOF
     --tls-cert-file="$pki/apiserver.crt" \
     --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$pki/front-proxy-client.key" \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" \
