@@ -226,7 +226,7 @@ def main():
     all_ok = True
     for fname in FUNCTIONS:
         vals = [med(i, fname, s) for i, s in cols]
-        ok = med("lopper", "tpe", fname) <= med("optuna", "tpe", fname)
+        ok = med("lopper", fname, "tpe") <= med("optuna", fname, "tpe")
         all_ok &= ok
         print(f"| {fname} | " + " | ".join(f"{v:.4g}" for v in vals) + f" | {'met' if ok else 'NOT met'} |")
 
@@ -238,7 +238,7 @@ def main():
         for sname in ("random", "tpe", "qmc"):
             for history in (100, 1000):
                 ours, theirs = tm("lopper", fname, sname, history), tm("optuna", fname, sname, history)
-                ratio = theirs / ours
+                ratio = theirs / ours if ours > 0 else math.inf
                 if sname == "tpe" and history == 1000:
                     min_ratio_1000 = min(min_ratio_1000, ratio)
                 print(
