@@ -1,10 +1,69 @@
-//! `lopper replay` (being written).
+//! `lopper replay --input FILE|-`: replays recorded learning curves through a pruner and
+//! prints the outcome as JSON. Malformed input exits with code 2.
 
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct Args {}
+use anyhow::Context;
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lopper replay` is not implemented yet")
+use crate::engine::replay::{ReplayInput, replay};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Replay input (JSON or YAML): `{study, direction, pruner, trials: [{steps?, values}]}`;
+    /// `-` reads standard input.
+    #[arg(long, short)]
+    pub input: PathBuf,
+    /// Pretty-print the JSON output.
+    #[arg(long)]
+    pub pretty: bool,
+    /// Replay N times and print the fastest replay's duration on stderr (benchmarking).
+    #[arg(long, value_name = "N")]
+    pub time: Option<u32>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let text = if args.input.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&args.input)
+            .with_context(|| format!("reading {}", args.input.display()))?
+    };
+    let source = args.input.display().to_string();
+    let input = match ReplayInput::parse(&text) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("error: {source}: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(n) = args.time {
+        let mut best = f64::INFINITY;
+        for _ in 0..n.max(1) {
+            let t0 = std::time::Instant::now();
+            let out = replay(&input);
+            best = best.min(t0.elapsed().as_secs_f64());
+            std::hint::black_box(out).ok();
+        }
+        eprintln!("replay took {best:e} s (best of {})", n.max(1));
+    }
+    let out = match replay(&input) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {source}: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let json = if args.pretty {
+        serde_json::to_string_pretty(&out)?
+    } else {
+        serde_json::to_string(&out)?
+    };
+    println!("{json}");
+    Ok(ExitCode::SUCCESS)
 }
