@@ -287,9 +287,12 @@ fn main() {
                 let mut sink = 0usize;
                 // At least `reps` suggestions and 0.2 s of CPU: the CPU clock ticks coarsely.
                 let mut done = 0u64;
-                while done < reps || (cpu_seconds(start) - cpu0 < 0.2 && done < 10_000_000) {
-                    sink += suggest(sampler.as_ref(), space, &history, history_len + done).len();
-                    done += 1;
+                while done == 0 || (cpu_seconds(start) - cpu0 < 0.2 && done < 10_000_000) {
+                    for _ in 0..reps.max(1) {
+                        sink +=
+                            suggest(sampler.as_ref(), space, &history, history_len + done).len();
+                        done += 1;
+                    }
                 }
                 let per = (cpu_seconds(start) - cpu0) / done as f64;
                 let wall = start.elapsed().as_secs_f64() / done as f64;

@@ -202,8 +202,10 @@ enum Dim {
 /// A Parzen estimator over some parameters, built from observations (internal values).
 #[derive(Clone, Debug)]
 pub(crate) struct ParzenEstimator {
-    /// Per kernel: log weight plus the dimensions' constant log-density terms.
+    /// Per kernel: the dimensions' constant log-density terms.
     base: Vec<f64>,
+    /// Normalised mixture weights (applied linearly in the log-sum-exp: no logarithms).
+    linear_weights: Vec<f64>,
     cum_weights: Vec<f64>,
     dims: Vec<Dim>,
 }
@@ -218,12 +220,13 @@ impl ParzenEstimator {
         let total: f64 = weights.iter().sum();
         let mut acc = 0.0;
         let mut cum_weights = Vec::with_capacity(weights.len());
-        let mut base = Vec::with_capacity(weights.len());
+        let mut linear_weights = Vec::with_capacity(weights.len());
         for w in &weights {
             acc += w / total;
             cum_weights.push(acc);
-            base.push((w / total).ln());
+            linear_weights.push(w / total);
         }
+        let mut base = vec![0.0; weights.len()];
         if let Some(last) = cum_weights.last_mut() {
             *last = 1.0;
         }
@@ -234,6 +237,7 @@ impl ParzenEstimator {
             .collect();
         ParzenEstimator {
             base,
+            linear_weights,
             cum_weights,
             dims,
         }
@@ -260,7 +264,7 @@ impl ParzenEstimator {
         for (d, &xd) in self.dims.iter().zip(x) {
             add_dim_log_pdf(d, xd, scratch);
         }
-        log_sum_exp(scratch)
+        log_sum_exp(scratch, &self.linear_weights)
     }
 }
 
@@ -296,8 +300,8 @@ fn exp_nonpositive(x: f64) -> f64 {
     p * scale
 }
 
-/// `ln Σ exp(a_k)`.
-fn log_sum_exp(a: &[f64]) -> f64 {
+/// `ln Σ w_k exp(a_k)` for positive weights `w`.
+fn log_sum_exp(a: &[f64], w: &[f64]) -> f64 {
     let chunks = a.chunks_exact(4);
     let rest = chunks.remainder();
     let mut m = [f64::NEG_INFINITY; 4];
@@ -314,14 +318,15 @@ fn log_sum_exp(a: &[f64]) -> f64 {
         return max;
     }
     let mut s = [0.0f64; 4];
-    for c in a.chunks_exact(4) {
+    for (c, wc) in a.chunks_exact(4).zip(w.chunks_exact(4)) {
         for j in 0..4 {
-            s[j] += exp_nonpositive(c[j] - max);
+            s[j] += wc[j] * exp_nonpositive(c[j] - max);
         }
     }
     let mut total = (s[0] + s[1]) + (s[2] + s[3]);
-    for &v in rest {
-        total += exp_nonpositive(v - max);
+    let tail = a.len() - rest.len();
+    for (&v, &wv) in rest.iter().zip(&w[tail..]) {
+        total += wv * exp_nonpositive(v - max);
     }
     max + total.ln()
 }
@@ -590,9 +595,18 @@ mod tests {
             assert!((a - b).abs() <= 1e-13 * b, "{x}: {a} vs {b}");
         }
         let v = [-1.0, -2.0, -3.0, -1000.0, 0.5];
-        let direct = v.iter().map(|x: &f64| x.exp()).sum::<f64>().ln();
-        assert!((log_sum_exp(&v) - direct).abs() < 1e-12);
-        assert_eq!(log_sum_exp(&[f64::NEG_INFINITY; 3]), f64::NEG_INFINITY);
+        let w = [0.1, 0.2, 0.3, 0.2, 0.2];
+        let direct = v
+            .iter()
+            .zip(&w)
+            .map(|(x, w): (&f64, &f64)| w * x.exp())
+            .sum::<f64>()
+            .ln();
+        assert!((log_sum_exp(&v, &w) - direct).abs() < 1e-12);
+        assert_eq!(
+            log_sum_exp(&[f64::NEG_INFINITY; 3], &[1.0; 3]),
+            f64::NEG_INFINITY
+        );
     }
 
     #[test]
