@@ -210,6 +210,26 @@ pub fn study_rules(root: &mut Value) {
             exactly_one(n, what);
         }
     }
+    if let Some(p) = props_mut(spec, "pruner")
+        && let Some(th) = props_mut(p, "threshold")
+    {
+        let keys = property_names(th);
+        if keys.iter().any(|k| k == "lower") && keys.iter().any(|k| k == "upper") {
+            add_rules(
+                th,
+                vec![
+                    rule(
+                        "has(self.lower) || has(self.upper)",
+                        "threshold needs at least one of lower, upper",
+                    ),
+                    rule(
+                        "!has(self.lower) || !has(self.upper) || self.lower <= self.upper",
+                        "lower must not exceed upper",
+                    ),
+                ],
+            );
+        }
+    }
     if let Some(params) = props_mut(spec, "parameters") {
         if let Some(obj) = params.as_object_mut() {
             obj.insert("minItems".into(), json!(1));
