@@ -6,6 +6,8 @@
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz` plus extra routes.
 //! - [`telemetry`]: observations per source, errors, report latency.
 
+pub mod logs;
+pub mod operator;
 pub mod parser;
 pub mod prometheus;
 pub mod push;

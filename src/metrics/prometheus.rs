@@ -380,7 +380,7 @@ impl Cursor {
         self.misses = 0;
         let step = match step {
             Some(s) => {
-                if !s.is_finite() || s < 0.0 || s > 9.0e15 {
+                if !s.is_finite() || !(0.0..=9.0e15).contains(&s) {
                     return None;
                 }
                 s.floor() as i64

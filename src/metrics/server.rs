@@ -16,7 +16,7 @@ pub const DEFAULT_ADDR: &str = "0.0.0.0:8080";
 
 /// A readiness flag shared between the server and whoever decides readiness.
 #[derive(Clone, Debug, Default)]
-pub struct Ready(Arc<AtomicBool>);
+pub struct Ready(pub Arc<AtomicBool>);
 
 impl Ready {
     pub fn new(ready: bool) -> Self {

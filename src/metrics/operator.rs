@@ -1,0 +1,631 @@
+//! The operator side of the metric sources.
+//!
+//! - [`env_hook`]: for `push` studies, the per-trial token Secret (named like the Trial, key
+//!   `token`, owned by the Trial) and the Job's `LOPPER_TOKEN` (secretKeyRef),
+//!   `LOPPER_REPORT_URL` and `LOPPER_METRIC`.
+//! - [`PushSink`]: the [`ReportSink`] that checks the token and records through `observe`.
+//! - [`run`]: watches Studies and Trials and keeps one log follower per unfinished trial of a
+//!   `logs` study and one poller per unfinished `prometheus` study.
+//! - [`http_router`]: the push route for [`super::server::serve`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::prometheus::{self as prom, Auth, Cursor, PromClient, PromError};
+use super::push::{self, ReportError, ReportSink, objective_value, tokens_match};
+use super::spec::{MetricsSpec, PrometheusSpec};
+use super::telemetry;
+use crate::controller::{EnvHook, ObserveError, observe};
+use crate::crd::{Study, Trial, TrialPhase};
+
+/// The field manager of the `MetricsUnavailable` condition.
+pub const FIELD_MANAGER: &str = "lopper-metrics";
+
+/// Key of the token in the per-trial Secret.
+pub const TOKEN_KEY: &str = "token";
+
+fn random_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// The env hook for the Trial controller: `push` studies get a token Secret and the env of
+/// the push protocol; other sources get nothing. `report_base_url` is how pods reach the
+/// operator's HTTP port, e.g. `http://lopper.lopper-system.svc:8080`.
+pub fn env_hook(report_base_url: String) -> EnvHook {
+    let base = Arc::new(report_base_url.trim_end_matches('/').to_string());
+    Arc::new(move |study: Arc<Study>, trial: Trial, client: Client| {
+        let base = base.clone();
+        Box::pin(async move {
+            if !matches!(study.metrics(), MetricsSpec::Push(_)) {
+                return Ok(Vec::new());
+            }
+            let ns = trial
+                .namespace()
+                .ok_or_else(|| "trial without namespace".to_string())?;
+            let name = trial.name_any();
+            ensure_token_secret(&client, &ns, &trial)
+                .await
+                .map_err(|e| format!("token Secret {ns}/{name}: {e}"))?;
+            Ok(push_env(&base, &ns, &name, &study.spec.objective.metric))
+        })
+    })
+}
+
+/// The env of a push trial (`LOPPER_TOKEN` from the Secret named like the Trial).
+pub fn push_env(base: &str, namespace: &str, trial: &str, metric: &str) -> Vec<EnvVar> {
+    vec![
+        EnvVar {
+            name: "LOPPER_TOKEN".into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: trial.to_string(),
+                    key: TOKEN_KEY.into(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        EnvVar {
+            name: "LOPPER_REPORT_URL".into(),
+            value: Some(format!(
+                "{}{}",
+                base.trim_end_matches('/'),
+                push::report_path(namespace, trial)
+            )),
+            ..Default::default()
+        },
+        EnvVar {
+            name: "LOPPER_METRIC".into(),
+            value: Some(metric.to_string()),
+            ..Default::default()
+        },
+    ]
+}
+
+/// Creates the trial's token Secret unless it exists (owned by the Trial); returns the token.
+pub async fn ensure_token_secret(
+    client: &Client,
+    namespace: &str,
+    trial: &Trial,
+) -> Result<String, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let name = trial.name_any();
+    if let Some(s) = api.get_opt(&name).await?
+        && let Some(t) = secret_token(&s)
+    {
+        return Ok(t);
+    }
+    let token = random_token();
+    let owner = trial
+        .controller_owner_ref(&())
+        .map(|mut o: OwnerReference| {
+            o.controller = Some(false);
+            o.block_owner_deletion = Some(true);
+            o
+        });
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (crate::crd::TRIAL_LABEL.to_string(), name.clone()),
+                (
+                    crate::crd::STUDY_LABEL.to_string(),
+                    trial.spec.study.clone(),
+                ),
+            ])),
+            owner_references: owner.map(|o| vec![o]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY.to_string(),
+            ByteString(token.clone().into_bytes()),
+        )])),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(token),
+        Err(e) if is_status(&e, 409) => {
+            // Raced with another reconcile: use theirs.
+            let s = api.get(&name).await?;
+            Ok(secret_token(&s).unwrap_or(token))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn secret_token(s: &Secret) -> Option<String> {
+    let v = s.data.as_ref()?.get(TOKEN_KEY)?;
+    let t = String::from_utf8_lossy(&v.0).trim().to_string();
+    (!t.is_empty()).then_some(t)
+}
+
+/// The operator's [`ReportSink`]: 404 unknown trial, 401 token mismatch (the Secret named like
+/// the Trial and owned by it), 409 finished, 400 objective missing; records through `observe`.
+#[derive(Clone)]
+pub struct PushSink {
+    client: Client,
+}
+
+impl PushSink {
+    pub fn new(client: Client) -> Self {
+        PushSink { client }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ReportError {
+    ReportError::Unavailable(format!("kubernetes API: {e}"))
+}
+
+impl ReportSink for PushSink {
+    fn report<'a>(
+        &'a self,
+        namespace: &'a str,
+        trial: &'a str,
+        bearer_token: &'a str,
+        step: i64,
+        metrics: &'a BTreeMap<String, f64>,
+    ) -> BoxFuture<'a, Result<bool, ReportError>> {
+        Box::pin(async move {
+            let trials: Api<Trial> = Api::namespaced(self.client.clone(), namespace);
+            let Some(t) = trials.get_opt(trial).await.map_err(unavailable)? else {
+                return Err(ReportError::NotFound(trial.into()));
+            };
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+            let secret = secrets.get_opt(trial).await.map_err(unavailable)?;
+            let owned = |s: &Secret| {
+                let uid = t.uid();
+                s.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == uid.as_ref())
+            };
+            let expected = secret
+                .as_ref()
+                .filter(|s| owned(s))
+                .and_then(secret_token)
+                .unwrap_or_default();
+            if !tokens_match(bearer_token, &expected) {
+                return Err(ReportError::Unauthorized);
+            }
+            let phase = t.phase();
+            if phase.is_finished() {
+                return Err(ReportError::Finished {
+                    trial: trial.into(),
+                    phase: phase.as_str().into(),
+                    prune: phase == TrialPhase::Pruned,
+                });
+            }
+            let studies: Api<Study> = Api::namespaced(self.client.clone(), namespace);
+            let Some(study) = studies.get_opt(&t.spec.study).await.map_err(unavailable)? else {
+                return Err(ReportError::NotFound(format!(
+                    "{trial} (its study {} is gone)",
+                    t.spec.study
+                )));
+            };
+            let Some(value) = objective_value(metrics, &study.spec.objective.metric)? else {
+                return Ok(false);
+            };
+            match observe(&self.client, namespace, trial, &[(step, value)]).await {
+                Ok(o) => Ok(o.prune),
+                Err(ObserveError::NotFound(_)) => Err(ReportError::NotFound(trial.into())),
+                Err(ObserveError::Finished { phase, prune, .. }) => Err(ReportError::Finished {
+                    trial: trial.into(),
+                    phase: phase.into(),
+                    prune,
+                }),
+                Err(e) => Err(ReportError::Unavailable(e.to_string())),
+            }
+        })
+    }
+}
+
+/// The push route backed by [`PushSink`].
+pub fn http_router(client: Client) -> axum::Router {
+    push::router(Arc::new(PushSink::new(client)))
+}
+
+/// Sets (`Some((reason, message))`) or clears (`None`) the Study's `MetricsUnavailable`
+/// condition with server-side apply under [`FIELD_MANAGER`].
+pub async fn set_unavailable(
+    client: &Client,
+    namespace: &str,
+    study: &str,
+    problem: Option<(&str, &str)>,
+) -> Result<(), kube::Error> {
+    let api: Api<Study> = Api::namespaced(client.clone(), namespace);
+    let (status, reason, message) = match problem {
+        Some((r, m)) => ("True", r, m),
+        None => ("False", "MetricsAvailable", "metrics are readable again"),
+    };
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({
+        "apiVersion": "lopper.dev/v1alpha1",
+        "kind": "Study",
+        "status": {"conditions": [{
+            "type": prom::CONDITION,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": now,
+        }]}
+    });
+    api.patch_status(
+        study,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The running trials of a study as the poller needs them: name and last recorded step.
+type TrialList = Vec<(String, Option<i64>)>;
+
+async fn load_auth(
+    client: &Client,
+    namespace: &str,
+    spec: &PrometheusSpec,
+) -> Result<Option<Auth>, String> {
+    let Some(a) = &spec.auth else { return Ok(None) };
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let s = api
+        .get(&a.secret_ref.name)
+        .await
+        .map_err(|e| format!("auth Secret {}: {e}", a.secret_ref.name))?;
+    let data: BTreeMap<String, Vec<u8>> = s
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    Auth::from_secret_data(&data).map(Some)
+}
+
+/// Polls Prometheus for one study until aborted.
+pub async fn poll_study(
+    client: Client,
+    namespace: String,
+    study: String,
+    spec: PrometheusSpec,
+    mut trials: watch::Receiver<TrialList>,
+    mut condition: Option<bool>,
+) {
+    let interval = spec.interval().unwrap_or(PrometheusSpec::DEFAULT_INTERVAL);
+    let timeout = interval.clamp(Duration::from_secs(2), Duration::from_secs(10));
+    let mut cursors: HashMap<String, Cursor> = HashMap::new();
+    let mut failures = 0u32;
+    let mut last_problem: Option<String> = None;
+    loop {
+        let list = trials.borrow_and_update().clone();
+        let names: Vec<String> = list.iter().map(|(n, _)| n.clone()).collect();
+        let problem: Option<(&'static str, String)> = if names.is_empty() {
+            None
+        } else {
+            for (n, last) in &list {
+                cursors.entry(n.clone()).or_insert_with(|| Cursor {
+                    last_step: *last,
+                    ..Default::default()
+                });
+            }
+            let result = match load_auth(&client, &namespace, &spec).await {
+                Err(e) => Err(("AuthSecretUnreadable", e)),
+                Ok(auth) => match PromClient::new(&spec.url, auth, timeout) {
+                    Err(e) => Err(("PrometheusClient", e)),
+                    Ok(pc) => prom::poll_once(&pc, &spec, &names, &study, &namespace, &mut cursors)
+                        .await
+                        .map_err(|e| {
+                            let reason = match e {
+                                PromError::Unreachable { .. } => "PrometheusUnreachable",
+                                _ => "QueryFailed",
+                            };
+                            (reason, e.to_string())
+                        }),
+                },
+            };
+            match result {
+                Err((reason, msg)) => {
+                    failures += 1;
+                    telemetry::error("prometheus", reason);
+                    tracing::warn!(%namespace, %study, error = %msg, "prometheus metrics unavailable");
+                    Some((reason, msg))
+                }
+                Ok(res) => {
+                    failures = 0;
+                    let mut by_trial: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+                    for (t, p) in res.points {
+                        by_trial.entry(t).or_default().push(p);
+                    }
+                    for (t, points) in by_trial {
+                        telemetry::observed("prometheus", points.len());
+                        match observe(&client, &namespace, &t, &points).await {
+                            Ok(_) => {}
+                            Err(ObserveError::NotFound(_)) | Err(ObserveError::Finished { .. }) => {
+                                cursors.remove(&t);
+                            }
+                            Err(e) => {
+                                telemetry::error("prometheus", "observe");
+                                tracing::warn!(trial = %t, error = %e, "recording prometheus metrics failed");
+                            }
+                        }
+                    }
+                    if res.absent.is_empty() {
+                        None
+                    } else {
+                        telemetry::error("prometheus", "SeriesAbsent");
+                        Some((
+                            "SeriesAbsent",
+                            format!(
+                                "no series for running trials {} from {}",
+                                res.absent.join(", "),
+                                spec.value
+                            ),
+                        ))
+                    }
+                }
+            }
+        };
+        // Write the condition on changes only.
+        let want = problem.is_some();
+        let msg = problem.as_ref().map(|(_, m)| m.clone());
+        if condition != Some(want) || (want && msg != last_problem) {
+            let r = set_unavailable(
+                &client,
+                &namespace,
+                &study,
+                problem.as_ref().map(|(r, m)| (*r, m.as_str())),
+            )
+            .await;
+            match r {
+                Ok(()) => {
+                    condition = Some(want);
+                    last_problem = msg;
+                }
+                Err(e) => {
+                    tracing::warn!(%study, error = %e, "writing the MetricsUnavailable condition failed")
+                }
+            }
+        }
+        let delay = prom::backoff(interval, failures);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            r = trials.changed(), if failures == 0 && names.is_empty() => {
+                if r.is_err() { return; }
+            }
+        }
+    }
+}
+
+struct Poller {
+    spec: PrometheusSpec,
+    tx: watch::Sender<TrialList>,
+    task: JoinHandle<()>,
+}
+
+struct Follower {
+    uid: String,
+    task: JoinHandle<()>,
+}
+
+/// Runs the metric-source manager for `namespaces` (empty: all) until aborted.
+pub async fn run(client: Client, namespaces: Vec<String>) {
+    if namespaces.is_empty() {
+        run_scope(client, None).await;
+    } else {
+        let scopes = namespaces
+            .into_iter()
+            .map(|ns| run_scope(client.clone(), Some(ns)));
+        futures::future::join_all(scopes).await;
+    }
+}
+
+async fn run_scope(client: Client, ns: Option<String>) {
+    let (studies_r, studies_w) = reflector::store::<Study>();
+    let (trials_r, trials_w) = reflector::store::<Trial>();
+    let notify = Arc::new(Notify::new());
+    let (sa, ta): (Api<Study>, Api<Trial>) = match &ns {
+        Some(n) => (
+            Api::namespaced(client.clone(), n),
+            Api::namespaced(client.clone(), n),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let n1 = notify.clone();
+    let study_watch = tokio::spawn(
+        watcher(sa, watcher::Config::default())
+            .default_backoff()
+            .reflect(studies_w)
+            .for_each(move |_| {
+                n1.notify_one();
+                futures::future::ready(())
+            }),
+    );
+    let n2 = notify.clone();
+    let trial_watch = tokio::spawn(
+        watcher(ta, watcher::Config::default())
+            .default_backoff()
+            .reflect(trials_w)
+            .for_each(move |_| {
+                n2.notify_one();
+                futures::future::ready(())
+            }),
+    );
+    let _guard = AbortOnDrop(vec![study_watch, trial_watch]);
+    let _ = studies_r.wait_until_ready().await;
+    let _ = trials_r.wait_until_ready().await;
+
+    let mut followers: HashMap<(String, String), Follower> = HashMap::new();
+    let mut done: HashSet<String> = HashSet::new(); // trial uids whose follower ended
+    let mut pollers: HashMap<(String, String), Poller> = HashMap::new();
+    loop {
+        let studies: HashMap<(String, String), Arc<Study>> = studies_r
+            .state()
+            .into_iter()
+            .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s))
+            .collect();
+        let trials = trials_r.state();
+        let mut want_followers = HashSet::new();
+        let mut running: HashMap<(String, String), TrialList> = HashMap::new();
+        let mut uids = HashSet::new();
+        for t in &trials {
+            let ns = t.namespace().unwrap_or_default();
+            let uid = t.uid().unwrap_or_default();
+            uids.insert(uid.clone());
+            let phase = t.phase();
+            if phase.is_finished() {
+                continue;
+            }
+            let Some(study) = studies.get(&(ns.clone(), t.spec.study.clone())) else {
+                continue;
+            };
+            match study.metrics() {
+                MetricsSpec::Logs(spec) => {
+                    let key = (ns.clone(), t.name_any());
+                    want_followers.insert(key.clone());
+                    if done.contains(&uid) || followers.get(&key).is_some_and(|f| f.uid == uid) {
+                        continue;
+                    }
+                    let job = t
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.job.clone())
+                        .unwrap_or_else(|| t.name_any());
+                    let container = study.spec.trial_template.primary_container.clone();
+                    let metric = study.spec.objective.metric.clone();
+                    let (c, n, tn) = (client.clone(), ns.clone(), t.name_any());
+                    let uid2 = uid.clone();
+                    let task = tokio::spawn(async move {
+                        match super::logs::follow_trial(
+                            c,
+                            n,
+                            tn.clone(),
+                            job,
+                            container,
+                            spec,
+                            metric,
+                        )
+                        .await
+                        {
+                            Ok(end) => tracing::debug!(trial = %tn, ?end, "log follower ended"),
+                            Err(e) => {
+                                tracing::warn!(trial = %tn, error = %e, "log follower cannot start")
+                            }
+                        }
+                    });
+                    if let Some(old) = followers.insert(key, Follower { uid: uid2, task }) {
+                        old.task.abort();
+                    }
+                }
+                MetricsSpec::Prometheus(_) if phase == TrialPhase::Running => {
+                    running
+                        .entry((ns.clone(), t.spec.study.clone()))
+                        .or_default()
+                        .push((t.name_any(), t.status.as_ref().and_then(|s| s.last_step)));
+                }
+                _ => {}
+            }
+        }
+        // Followers: stop unwanted ones, remember finished ones.
+        followers.retain(|k, f| {
+            if !want_followers.contains(k) {
+                f.task.abort();
+                return false;
+            }
+            if f.task.is_finished() {
+                done.insert(f.uid.clone());
+                return false;
+            }
+            true
+        });
+        done.retain(|u| uids.contains(u));
+        // Pollers: one per unfinished prometheus study.
+        let mut want_pollers = HashSet::new();
+        for (key, s) in &studies {
+            let MetricsSpec::Prometheus(spec) = s.metrics() else {
+                continue;
+            };
+            if s.status
+                .as_ref()
+                .and_then(|st| st.phase)
+                .is_some_and(|p| p.is_finished())
+            {
+                continue;
+            }
+            want_pollers.insert(key.clone());
+            let mut list = running.remove(key).unwrap_or_default();
+            list.sort();
+            if let Some(p) = pollers.get(key)
+                && p.spec == spec
+                && !p.task.is_finished()
+            {
+                p.tx.send_if_modified(|cur| {
+                    if *cur != list {
+                        *cur = list.clone();
+                        true
+                    } else {
+                        false
+                    }
+                });
+                continue;
+            }
+            let condition = s.status.as_ref().and_then(|st| {
+                st.conditions
+                    .iter()
+                    .find(|c| c.type_ == prom::CONDITION)
+                    .map(|c| c.status == "True")
+            });
+            let (tx, rx) = watch::channel(list);
+            let task = tokio::spawn(poll_study(
+                client.clone(),
+                key.0.clone(),
+                key.1.clone(),
+                spec.clone(),
+                rx,
+                condition,
+            ));
+            if let Some(old) = pollers.insert(key.clone(), Poller { spec, tx, task }) {
+                old.task.abort();
+            }
+        }
+        pollers.retain(|k, p| {
+            let keep = want_pollers.contains(k);
+            if !keep {
+                p.task.abort();
+            }
+            keep
+        });
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+struct AbortOnDrop(Vec<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
