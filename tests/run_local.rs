@@ -455,3 +455,46 @@ fn warm_start_reads_earlier_results_and_bad_manifests_are_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("spec.parameters"), "{stderr}");
 }
+
+#[test]
+fn push_trainer_reports_to_the_loopback_endpoint_and_is_told_to_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = manifest(
+        dir.path(),
+        "    - {name: x, categorical: {choices: [2.0, 40.0]}}\n    - {name: y, categorical: {choices: [-1.0]}}",
+        "{grid: {}}",
+        "{threshold: {upper: 100.0}}",
+        "  maxTrials: 2\n  parallelism: 2",
+        &["--epochs", "6", "--report", "push"],
+        &[],
+    );
+    // Same manifest, metrics from the push endpoint instead of the log.
+    let text = std::fs::read_to_string(&study)
+        .unwrap()
+        .replace("{logs: {format: keyValue, stepKey: epoch}}", "{push: {}}");
+    std::fs::write(&study, text).unwrap();
+    let results = dir.path().join("results.json");
+    let out = lopper(&[
+        "run",
+        study.to_str().unwrap(),
+        "-o",
+        results.to_str().unwrap(),
+        "-v",
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Pruned on its first push (answered `prune: true`, and its process group stopped).
+    assert!(stderr.contains("pruned at step 0"), "{stderr}");
+    let r = read_results(&results);
+    for t in r["trials"].as_array().unwrap() {
+        if t["params"]["x"] == 40.0 {
+            assert_eq!(t["state"], "pruned", "{t}");
+            assert_eq!(t["intermediate"].as_array().unwrap().len(), 1);
+        } else {
+            assert_eq!(t["state"], "complete", "{t}");
+            assert_eq!(t["intermediate"].as_array().unwrap().len(), 6);
+        }
+    }
+}
