@@ -46,6 +46,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{- define "lopper.leaseName" -}}
+{{- default (printf "%s-controller" (include "lopper.fullname" .)) .Values.leaderElection.leaseName }}
+{{- end }}
+
 {{- define "lopper.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
