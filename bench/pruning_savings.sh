@@ -4,7 +4,12 @@
 # several seeds. Prints a Markdown table of total epochs run, wall time and best val_loss.
 #
 #   bash bench/pruning_savings.sh                 # 3 seeds x 30 trials, parallelism 2
-#   SEEDS="1 2 3" TRIALS=30 PARALLELISM=2 OUT=target/bench-pruning bash bench/pruning_savings.sh
+#   SEEDS="1 2 3" TRIALS=30 PARALLELISM=2 SAMPLER=random OUT=target/bench-pruning bash bench/pruning_savings.sh
+#
+# SAMPLER=random (the default) proposes the same configurations for every pruner (a trial's
+# params depend only on the seed and its number), so the savings and the quality loss come
+# from pruning alone; SAMPLER=tpe measures pruning together with TPE (whose later proposals
+# depend on what earlier trials reported, hence on the pruner).
 #
 # Target: median and successiveHalving save >= 60% of the epochs with a best val_loss within
 # 0.5% (relative) of the `none` run. Needs the examples' venv (bash examples/setup.sh).
@@ -13,8 +18,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 SEEDS="${SEEDS:-1 2 3}"
 TRIALS="${TRIALS:-30}"
+SAMPLER="${SAMPLER:-random}"
 PARALLELISM="${PARALLELISM:-2}"
-OUT="${OUT:-$root/target/bench-pruning}"
+OUT="${OUT:-$root/target/bench-pruning-$SAMPLER}"
 VENV="${VENV:-$root/.venv}"
 
 if [ -z "${LOPPER:-}" ]; then
@@ -28,8 +34,8 @@ mkdir -p "$OUT"
 declare -A PRUNERS=(
   [none]='{none: {}}'
   [median]='{median: {startupTrials: 5, warmupSteps: 2}}'
-  [successiveHalving]='{successiveHalving: {minResource: 1, reductionFactor: 3}}'
-  [hyperband]='{hyperband: {minResource: 1, maxResource: 20, reductionFactor: 3}}'
+  [successiveHalving]='{successiveHalving: {minResource: 2, reductionFactor: 3}}'
+  [hyperband]='{hyperband: {minResource: 2, maxResource: 20, reductionFactor: 3}}'
 )
 ORDER="none median successiveHalving hyperband"
 
@@ -41,7 +47,7 @@ for seed in $SEEDS; do
       continue
     fi
     study="$OUT/seed$seed-$p.yaml"
-    sed -e "s|^  sampler: .*|  sampler: {tpe: {seed: $seed}}|" \
+    sed -e "s|^  sampler: .*|  sampler: {$SAMPLER: {seed: $seed}}|" \
         -e "s|^  pruner: .*|  pruner: ${PRUNERS[$p]}|" \
         -e "s|^  name: digits|  name: digits-$p-$seed|" \
         examples/digits/study.yaml > "$study"

@@ -120,8 +120,11 @@ fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
 }
 
 fn y_label(v: f64, log_y: bool) -> String {
-    let v = if log_y { 10f64.powf(v) } else { v };
-    crate::runner::ui::fmt_tick(v)
+    if log_y {
+        crate::runner::ui::fmt_log_tick(10f64.powf(v))
+    } else {
+        crate::runner::ui::fmt_tick(v)
+    }
 }
 
 fn curves<DB: DrawingBackend>(
@@ -367,8 +370,11 @@ where
             }
             return String::new();
         }
-        let x = if log_x { 10f64.powf(*v) } else { *v };
-        crate::runner::ui::fmt_tick(x)
+        if log_x {
+            crate::runner::ui::fmt_log_tick(10f64.powf(*v))
+        } else {
+            crate::runner::ui::fmt_tick(*v)
+        }
     };
     let y_fmt = |v: &f64| y_label(*v, log_y);
     let n_cats = match &axis {
@@ -387,7 +393,7 @@ where
     .light_line_style(RGBColor(240, 240, 240))
     .label_style(("sans-serif", 13))
     .axis_desc_style(("sans-serif", 15))
-    .x_labels(if n_cats > 0 { n_cats * 2 + 1 } else { 5 })
+    .x_labels(if n_cats > 0 { n_cats * 2 + 1 } else { 4 })
     .y_labels(5);
     mesh.draw().map_err(err)?;
     chart

@@ -77,14 +77,28 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
-/// An axis tick: [`fmt_value`] without trailing zeros.
+/// An axis tick: [`fmt_value`] without trailing zeros, compact scientific notation.
 pub fn fmt_tick(v: f64) -> String {
+    if v != 0.0 && v.is_finite() && !(1e-3..1e5).contains(&v.abs()) {
+        let s = format!("{v:.1e}");
+        return s.replacen(".0e", "e", 1);
+    }
     let s = fmt_value(v);
-    if s.contains('.') && !s.contains('e') {
+    if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         s
     }
+}
+
+/// A tick on a log axis: two significant digits (ticks there are not round numbers).
+pub fn fmt_log_tick(v: f64) -> String {
+    if v <= 0.0 || !v.is_finite() {
+        return fmt_tick(v);
+    }
+    let digits = 1 - v.log10().floor() as i32;
+    let scale = 10f64.powi(digits);
+    fmt_tick((v * scale).round() / scale)
 }
 
 /// The table printed at the end of a run.
