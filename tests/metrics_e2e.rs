@@ -1,0 +1,531 @@
+//! Metric sources end to end on the real local control plane (`e2e/cluster.sh`), with the
+//! controllers, the metric-source manager and the HTTP server running inside the test process
+//! (watching only the test's namespace):
+//!
+//! - push: the test plays the trainer of each running trial (reads the token Secret, posts
+//!   curves); poor trials are answered `prune: true`, become Pruned and lose their Jobs; a wrong
+//!   token is refused with 401 and records nothing.
+//! - prometheus: a real Prometheus server (Debian's `prometheus`, `e2e/install-prometheus.sh`)
+//!   started by the test on a loopback port scrapes an exporter the test serves; Prometheus is
+//!   stopped mid-study (no pruning while it is down, `MetricsUnavailable` appears) and
+//!   restarted (the condition clears, the poor trial is pruned).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use lopper::controller::Config;
+use lopper::crd::{Study, Trial, TrialPhase};
+use lopper::metrics::{operator, server};
+use support::{TestNamespace, wait_for};
+use tokio::task::JoinHandle;
+
+struct Aborting(Vec<JoinHandle<()>>);
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// Controllers (with the push env hook), the metric-source manager and the HTTP server.
+async fn spawn_operator(client: &Client, ns: &str) -> (SocketAddr, Aborting) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cfg = Config {
+        namespaces: vec![ns.to_string()],
+        concurrency: 8,
+        env_hook: Some(operator::env_hook(format!("http://{addr}"))),
+    };
+    let ctl = tokio::spawn(lopper::controller::run(client.clone(), cfg));
+    let mgr = tokio::spawn(operator::run(client.clone(), vec![ns.to_string()]));
+    let srv = tokio::spawn({
+        let extra = operator::http_router(client.clone());
+        async move {
+            let _ = server::serve_on(
+                listener,
+                server::Ready::new(true),
+                extra,
+                std::future::pending(),
+            )
+            .await;
+        }
+    });
+    (addr, Aborting(vec![ctl, mgr, srv]))
+}
+
+async fn setup(prefix: &str) -> (Client, TestNamespace) {
+    server::install_crypto_provider();
+    let client = support::cluster().await;
+    support::apply_crds(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    (client, ns)
+}
+
+fn study(name: &str, max_trials: u32, metrics: &str) -> Study {
+    let y = format!(
+        r#"
+apiVersion: lopper.dev/v1alpha1
+kind: Study
+metadata: {{name: {name}}}
+spec:
+  objective: {{metric: val_loss, direction: minimize}}
+  parameters:
+    - name: lr
+      float: {{low: 0.0001, high: 0.5, log: true}}
+  sampler: {{random: {{seed: 5}}}}
+  pruner: {{threshold: {{upper: 1.0}}}}
+  maxTrials: {max_trials}
+  parallelism: {max_trials}
+  metrics: {metrics}
+  trialTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+            - name: trainer
+              image: trainer:fake
+              args: ["--lr=${{params.lr}}"]
+"#
+    );
+    serde_yaml::from_str(&y).expect("study manifest")
+}
+
+async fn all_trials(client: &Client, ns: &str) -> Vec<Trial> {
+    let api: Api<Trial> = Api::namespaced(client.clone(), ns);
+    let mut v = api.list(&ListParams::default()).await.expect("list").items;
+    v.sort_by_key(|t| t.spec.number);
+    v
+}
+
+async fn running_trials(client: &Client, ns: &str, n: usize) -> Vec<Trial> {
+    wait_for(Duration::from_secs(60), || async {
+        let t = all_trials(client, ns).await;
+        (t.len() == n && t.iter().all(|t| t.phase() == TrialPhase::Running)).then_some(t)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{n} running trials in {ns} within 60s"))
+}
+
+async fn job_exists(client: &Client, ns: &str, name: &str) -> bool {
+    let api: Api<Job> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name).await.ok().flatten().is_some()
+}
+
+fn points(t: &Trial) -> usize {
+    t.status.as_ref().map_or(0, |s| s.intermediate.len())
+}
+
+async fn post(
+    http: &reqwest::Client,
+    addr: SocketAddr,
+    ns: &str,
+    trial: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let url = format!(
+        "http://{addr}{}",
+        lopper::metrics::push::report_path(ns, trial)
+    );
+    let r = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("post report");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn push_reports_prune_poor_trials_and_refuse_wrong_tokens() {
+    let (client, ns) = setup("metrics-push").await;
+    let (addr, _op) = spawn_operator(&client, &ns.name).await;
+    let api: Api<Study> = Api::namespaced(client.clone(), &ns.name);
+    api.create(&PostParams::default(), &study("push", 4, "{push: {}}"))
+        .await
+        .expect("create study");
+    let trials = running_trials(&client, &ns.name, 4).await;
+
+    // Each trial has its token Secret (owned by the Trial) and the push env on its Job.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns.name);
+    let mut tokens = BTreeMap::new();
+    for t in &trials {
+        let name = t.name_any();
+        let s = secrets.get(&name).await.expect("token Secret");
+        assert!(
+            s.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == t.uid().as_ref()),
+            "Secret {name} owned by its Trial"
+        );
+        let token = String::from_utf8(s.data.unwrap()["token"].0.clone()).unwrap();
+        assert!(token.len() >= 32);
+        let job = wait_for(Duration::from_secs(20), || async {
+            jobs.get_opt(&name).await.ok().flatten()
+        })
+        .await
+        .expect("job");
+        let env = job.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
+        let tok = env
+            .iter()
+            .find(|e| e.name == "LOPPER_TOKEN")
+            .expect("LOPPER_TOKEN");
+        let sel = tok
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (sel.name.as_str(), sel.key.as_str()),
+            (name.as_str(), "token")
+        );
+        let url = env
+            .iter()
+            .find(|e| e.name == "LOPPER_REPORT_URL")
+            .expect("URL");
+        assert_eq!(
+            url.value.as_deref().unwrap(),
+            format!(
+                "http://{addr}/v1/namespaces/{}/trials/{name}/report",
+                ns.name
+            )
+        );
+        tokens.insert(name, token);
+    }
+
+    let http = reqwest::Client::new();
+    let names: Vec<String> = tokens.keys().cloned().collect();
+    let (a, b) = (&names[0], &names[1]);
+    // Wrong token, another trial's token, no objective, unknown trial.
+    let body = serde_json::json!({"step": 0, "metrics": {"val_loss": 0.5}});
+    assert_eq!(
+        post(&http, addr, &ns.name, a, "wrong", body.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        post(&http, addr, &ns.name, a, &tokens[b], body.clone())
+            .await
+            .0,
+        401
+    );
+    let (s, e) = post(
+        &http,
+        addr,
+        &ns.name,
+        a,
+        &tokens[a],
+        serde_json::json!({"step": 0, "metrics": {"acc": 1}}),
+    )
+    .await;
+    assert_eq!(s, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("val_loss"), "{e}");
+    assert_eq!(
+        post(&http, addr, &ns.name, "nope", "x", body.clone())
+            .await
+            .0,
+        404
+    );
+    let t: Api<Trial> = Api::namespaced(client.clone(), &ns.name);
+    assert_eq!(
+        points(&t.get(a).await.unwrap()),
+        0,
+        "nothing recorded by refused reports"
+    );
+
+    // Play the trainers: even numbers learn, odd numbers are poor (above the threshold 1.0).
+    let mut pruned_answer = BTreeMap::new();
+    for step in 0..4i64 {
+        for tr in &trials {
+            let name = tr.name_any();
+            if pruned_answer.contains_key(&name) {
+                continue;
+            }
+            let v = if tr.spec.number % 2 == 0 {
+                0.9 / (step as f64 + 1.0)
+            } else {
+                1.5 + step as f64
+            };
+            let (s, ans) = post(
+                &http,
+                addr,
+                &ns.name,
+                &name,
+                &tokens[&name],
+                serde_json::json!({"step": step, "metrics": {"val_loss": v, "val_acc": 0.5}}),
+            )
+            .await;
+            assert_eq!(s, 200, "{name} step {step}: {ans}");
+            if ans["prune"] == true {
+                pruned_answer.insert(name, step);
+            }
+        }
+    }
+    for tr in &trials {
+        let name = tr.name_any();
+        let poor = tr.spec.number % 2 == 1;
+        assert_eq!(pruned_answer.get(&name), poor.then_some(&0), "{name}");
+        let now = t.get(&name).await.unwrap();
+        if poor {
+            assert_eq!(now.phase(), TrialPhase::Pruned, "{name}");
+            let gone = wait_for(Duration::from_secs(5), || async {
+                (!job_exists(&client, &ns.name, &name).await).then_some(())
+            })
+            .await;
+            assert!(gone.is_some(), "the Job of pruned {name} is deleted");
+            // The trainer is told again to stop (409, prune: true).
+            let (s, ans) = post(&http, addr, &ns.name, &name, &tokens[&name], body.clone()).await;
+            assert_eq!((s, ans["prune"].clone()), (409, serde_json::json!(true)));
+        } else {
+            assert_eq!(now.phase(), TrialPhase::Running, "{name}");
+            assert_eq!(points(&now), 4, "{name}");
+            assert!(job_exists(&client, &ns.name, &name).await);
+        }
+    }
+    // The operator's /metrics counts the reports.
+    let m = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("lopper_metric_observations_total{source=\"push\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("lopper_report_duration_seconds_bucket{code=\"401\""),
+        "{m}"
+    );
+}
+
+/// The exporter's state: per trial (step, value); served as `epoch` and `val_loss`.
+type Series = Arc<Mutex<BTreeMap<String, (i64, f64)>>>;
+
+async fn serve_exporter(series: Series) -> (SocketAddr, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let series = series.clone();
+            async move {
+                let mut out = String::from("# TYPE epoch gauge\n# TYPE val_loss gauge\n");
+                for (t, (s, v)) in series.lock().unwrap().iter() {
+                    out.push_str(&format!(
+                        "epoch{{trial=\"{t}\"}} {s}\nval_loss{{trial=\"{t}\"}} {v}\n"
+                    ));
+                }
+                out
+            }
+        }),
+    );
+    let h = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (addr, h)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Prometheus {
+    child: Option<Child>,
+}
+
+impl Prometheus {
+    fn start(dir: &Path, port: u16) -> Prometheus {
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus (bash e2e/install-prometheus.sh)");
+        Prometheus { child: Some(child) }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn condition(client: &Client, ns: &str, name: &str) -> Option<(String, String)> {
+    let api: Api<Study> = Api::namespaced(client.clone(), ns);
+    let s = api.get(name).await.ok()?;
+    s.status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "MetricsUnavailable")
+        .map(|c| (c.status, c.message))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prometheus_source_survives_an_outage_without_pruning() {
+    let (client, ns) = setup("metrics-prom").await;
+    let (addr, _op) = spawn_operator(&client, &ns.name).await;
+    let _ = addr;
+
+    // The exporter the real Prometheus scrapes every second.
+    let series: Series = Arc::default();
+    let (exporter, _exp) = serve_exporter(series.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             scrape_configs:\n  - job_name: trainer\n    static_configs:\n      - targets: ['{exporter}']\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut prom = Prometheus::start(dir.path(), port);
+
+    let metrics = format!(
+        r#"{{prometheus: {{url: "http://127.0.0.1:{port}", value: 'val_loss{{trial="{{{{trial}}}}"}}', step: 'epoch{{trial="{{{{trial}}}}"}}', interval: 1s}}}}"#
+    );
+    let api: Api<Study> = Api::namespaced(client.clone(), &ns.name);
+    api.create(&PostParams::default(), &study("prom", 3, &metrics))
+        .await
+        .expect("create study");
+    let trials = running_trials(&client, &ns.name, 3).await;
+    let names: Vec<String> = trials.iter().map(|t| t.name_any()).collect();
+    let poor = names[1].clone();
+
+    // The trainers: one more epoch per 700 ms, every trial learning (below the threshold).
+    let stop_bad = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let series = series.clone();
+        let names = names.clone();
+        let poor = poor.clone();
+        let stop_bad = stop_bad.clone();
+        tokio::spawn(async move {
+            for step in 0i64.. {
+                {
+                    let mut s = series.lock().unwrap();
+                    for n in &names {
+                        let bad = *n == poor && stop_bad.load(std::sync::atomic::Ordering::SeqCst);
+                        let v = if bad { 5.0 } else { 0.9 / (step as f64 + 1.0) };
+                        s.insert(n.clone(), (step, v));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(700)).await;
+            }
+        })
+    };
+    let _feeder = Aborting(vec![feeder]);
+
+    // Points arrive through Prometheus for every trial; no condition (or False).
+    let t: Api<Trial> = Api::namespaced(client.clone(), &ns.name);
+    wait_for(Duration::from_secs(60), || async {
+        let all = all_trials(&client, &ns.name).await;
+        all.iter().all(|t| points(t) >= 3).then_some(())
+    })
+    .await
+    .expect("3+ points per trial through Prometheus within 60s");
+    assert!(
+        condition(&client, &ns.name, "prom")
+            .await
+            .is_none_or(|(s, _)| s == "False")
+    );
+
+    // Prometheus goes down; the poor trial turns poor meanwhile: nothing is pruned, the
+    // condition appears with the error.
+    prom.stop();
+    stop_bad.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (s, msg) = wait_for(Duration::from_secs(30), || async {
+        condition(&client, &ns.name, "prom")
+            .await
+            .filter(|(s, _)| s == "True")
+    })
+    .await
+    .expect("MetricsUnavailable=True within 30s of stopping Prometheus");
+    assert_eq!(s, "True");
+    assert!(msg.contains("127.0.0.1"), "{msg}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in &names {
+        let tr = t.get(n).await.unwrap();
+        assert_eq!(
+            tr.phase(),
+            TrialPhase::Running,
+            "{n} is not pruned while Prometheus is down"
+        );
+        assert!(job_exists(&client, &ns.name, n).await);
+    }
+
+    // Prometheus comes back: the condition clears and the poor trial is pruned on real data.
+    let mut prom = Prometheus::start(dir.path(), port);
+    wait_for(Duration::from_secs(60), || async {
+        condition(&client, &ns.name, "prom")
+            .await
+            .filter(|(s, _)| s == "False")
+    })
+    .await
+    .expect("MetricsUnavailable cleared within 60s of the restart");
+    let pruned = wait_for(Duration::from_secs(30), || async {
+        let tr = t.get(&poor).await.ok()?;
+        (tr.phase() == TrialPhase::Pruned).then_some(tr)
+    })
+    .await
+    .expect("the poor trial is pruned after the restart");
+    assert_eq!(pruned.status.unwrap().value, Some(5.0));
+    wait_for(Duration::from_secs(5), || async {
+        (!job_exists(&client, &ns.name, &poor).await).then_some(())
+    })
+    .await
+    .expect("its Job is deleted");
+    for n in names.iter().filter(|n| **n != poor) {
+        assert_eq!(t.get(n).await.unwrap().phase(), TrialPhase::Running, "{n}");
+    }
+    prom.stop();
+}
