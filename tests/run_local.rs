@@ -498,3 +498,38 @@ fn push_trainer_reports_to_the_loopback_endpoint_and_is_told_to_stop() {
         }
     }
 }
+
+#[test]
+fn a_command_that_cannot_start_is_a_failed_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = manifest(
+        dir.path(),
+        XY,
+        "{random: {}}",
+        "{none: {}}",
+        "  maxTrials: 5\n  maxFailedTrials: 0",
+        &[],
+        &[],
+    );
+    let text = std::fs::read_to_string(&study)
+        .unwrap()
+        .replace("command: [python3,", "command: [no-such-program-lopper,");
+    std::fs::write(&study, text).unwrap();
+    let results = dir.path().join("results.json");
+    let out = lopper(&[
+        "run",
+        study.to_str().unwrap(),
+        "-o",
+        results.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let r = read_results(&results);
+    assert_eq!(r["reason"], "TooManyFailures");
+    let trials = r["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 1);
+    assert_eq!(trials[0]["state"], "failed");
+    let msg = trials[0]["message"].as_str().unwrap();
+    assert!(msg.contains("no-such-program-lopper"), "{msg}");
+}

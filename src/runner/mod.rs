@@ -210,8 +210,11 @@ impl Loop {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         let mut stops = 0u32;
         loop {
-            if self.end.is_none() && !self.interrupted {
-                self.fill()?;
+            if self.end.is_none()
+                && !self.interrupted
+                && let Err(e) = self.fill()
+            {
+                self.finish_study(End::Error(format!("{e:#}")));
             }
             if self.running() == 0 {
                 break;
@@ -324,9 +327,16 @@ impl Loop {
         let (child, pgid) = match process::spawn(&launch) {
             Ok(x) => x,
             Err(e) => {
-                // As a pod that cannot start: the trial fails.
+                // As a pod that cannot start: the trial fails (and counts toward maxFailedTrials).
                 self.local[idx].started = Some(Instant::now());
-                self.fail(idx, "StartError", &e.to_string(), None);
+                let _ = self.tx.send(Event::Exited {
+                    idx,
+                    exit: process::Exit {
+                        code: Some(127),
+                        signal: None,
+                        stderr_tail: e.to_string(),
+                    },
+                });
                 return Ok(());
             }
         };

@@ -39,16 +39,27 @@ impl StudyCounts {
 /// Why a study ended (the operator's condition reasons).
 #[derive(Clone, Debug, PartialEq)]
 pub enum End {
-    GoalReached { number: u64, value: f64, goal: f64 },
-    MaxTrialsReached { max: u32 },
+    GoalReached {
+        number: u64,
+        value: f64,
+        goal: f64,
+    },
+    MaxTrialsReached {
+        max: u32,
+    },
     SpaceExhausted,
-    TooManyFailures { failed: u32, max: u32 },
+    TooManyFailures {
+        failed: u32,
+        max: u32,
+    },
+    /// The engine refused to go on (e.g. the sampler failed); running trials are stopped.
+    Error(String),
 }
 
 impl End {
     pub fn phase(&self) -> &'static str {
         match self {
-            End::TooManyFailures { .. } => "Failed",
+            End::TooManyFailures { .. } | End::Error(_) => "Failed",
             _ => "Succeeded",
         }
     }
@@ -59,6 +70,7 @@ impl End {
             End::MaxTrialsReached { .. } => "MaxTrialsReached",
             End::SpaceExhausted => "SpaceExhausted",
             End::TooManyFailures { .. } => "TooManyFailures",
+            End::Error(_) => "Error",
         }
     }
 
@@ -74,12 +86,13 @@ impl End {
             End::TooManyFailures { failed, max } => {
                 format!("{failed} trials failed, more than maxFailedTrials={max}")
             }
+            End::Error(e) => format!("failed: {e}"),
         }
     }
 
     /// Whether running trials are stopped (the study failed).
     pub fn stops_running(&self) -> bool {
-        matches!(self, End::TooManyFailures { .. })
+        matches!(self, End::TooManyFailures { .. } | End::Error(_))
     }
 }
 

@@ -181,3 +181,36 @@ mod curve {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_round_trips_as_null() {
+        let t = TrialResult {
+            number: 0,
+            state: TrialState::Pruned,
+            params: Params::new(),
+            value: Some(f64::NAN),
+            pruned_at_step: Some(1),
+            intermediate: vec![(0, 0.5), (1, f64::NAN)],
+            seconds: 1.0,
+            reason: None,
+            message: None,
+            stderr_tail: None,
+            rungs: BTreeMap::new(),
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(
+            json.contains(r#""intermediate":[[0,0.5],[1,null]]"#),
+            "{json}"
+        );
+        assert!(json.contains(r#""value":null"#), "{json}");
+        let back: TrialResult = serde_json::from_str(&json).unwrap();
+        assert!(back.intermediate[1].1.is_nan());
+        let rec = back.to_record();
+        assert!(rec.intermediate[&1].is_nan());
+        assert_eq!(rec.state, TrialState::Pruned);
+    }
+}
