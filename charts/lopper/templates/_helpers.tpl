@@ -64,20 +64,19 @@ metric sources and the push endpoint use. No wildcards. Rendered into one Cluste
 namespaces) or into one Role per watched namespace. Keep config/rbac/role.yaml in step.
 */}}
 {{- define "lopper.workloadRules" -}}
-# Studies: watched; status written with server-side apply.
+# Studies: watched (and read by name: warm-start studies, the push endpoint).
 - apiGroups: ["lopper.dev"]
   resources: ["studies"]
   verbs: ["get", "list", "watch"]
-- apiGroups: ["lopper.dev"]
-  resources: ["studies/status"]
-  verbs: ["get", "patch", "update"]
-# Trials: created under deterministic names by the Study reconciler, watched, status written.
+# Trials: created under deterministic names by the Study reconciler and watched. They are
+# never updated or deleted by the operator (ownerReferences let the garbage collector do that).
 - apiGroups: ["lopper.dev"]
   resources: ["trials"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create"]
+# Status of both, written with server-side apply (PATCH) only.
 - apiGroups: ["lopper.dev"]
-  resources: ["trials/status"]
-  verbs: ["get", "patch", "update"]
+  resources: ["studies/status", "trials/status"]
+  verbs: ["patch"]
 # ownerReferences with blockOwnerDeletion (Trial -> Study, Job/Secret -> Trial) need update on the
 # owner's finalizers where the OwnerReferencesPermissionEnforcement admission plugin is enabled.
 - apiGroups: ["lopper.dev"]
@@ -87,24 +86,21 @@ namespaces) or into one Role per watched namespace. Keep config/rbac/role.yaml i
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# Trial pods: phase and failure reason; the `logs` metric source follows the trainer's log.
+# Trial pods: failure reasons; the `logs` metric source finds the pod and follows its log.
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]
 # Push-endpoint tokens: one Secret per Trial (named after it, owned by it) is created; `get`
-# reads it back after a restart and reads a Prometheus auth Secret a Study references.
+# checks a presented token and reads a Prometheus auth Secret a Study references.
 # No list/watch: the operator cannot enumerate Secrets. See docs/install.md, "RBAC".
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "create"]
-# Events (prune decisions, study phase changes), both APIs.
+# Events (prune decisions) through kube-runtime's Recorder: events.k8s.io/v1 only.
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
