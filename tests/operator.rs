@@ -197,7 +197,7 @@ async fn study_of_ten_trials_runs_to_succeeded() {
             && c.status == "True"
             && c.reason == "MaxTrialsReached")
     );
-    let metrics = lopper::controller::http::render_metrics();
+    let metrics = lopper::metrics::server::render_metrics();
     assert!(metrics.contains("lopper_reconciles_total"), "{metrics}");
     assert!(metrics.contains("lopper_prune_decisions_total"));
     op.abort();

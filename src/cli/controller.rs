@@ -8,9 +8,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
 
-use crate::controller::http::{Readiness, serve};
 use crate::controller::leader::LeaseLock;
 use crate::controller::{Config, run as run_controllers};
+use crate::metrics::operator::{env_hook, http_router, run as run_metric_sources};
+use crate::metrics::server::{Ready, install_crypto_provider, serve};
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +52,10 @@ pub struct Args {
     /// Reconciles running at once per controller.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Base URL at which trial pods reach this HTTP server (push reports); default
+    /// `http://lopper.<pod namespace>.svc:<port>`.
+    #[arg(long, env = "LOPPER_REPORT_URL")]
+    pub report_url: Option<String>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -83,13 +88,27 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
     let addr = args
         .metrics_addr
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], args.port.unwrap_or(8080))));
-    let ready = Readiness::default();
-    let server = tokio::spawn(serve(addr, ready.clone()));
+    install_crypto_provider();
+    let ready = Ready::new(false);
+    let server = tokio::spawn(serve(
+        addr,
+        ready.clone(),
+        http_router(client.clone()),
+        std::future::pending(),
+    ));
+    let report_url = args.report_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://lopper.{}.svc:{}",
+            pod_namespace().unwrap_or_else(|| "default".into()),
+            addr.port()
+        )
+    });
     let cfg = Config {
         namespaces: args.namespaces.clone(),
         concurrency: args.concurrency,
-        ..Default::default()
+        env_hook: Some(env_hook(report_url)),
     };
+    let namespaces = args.namespaces.clone();
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -101,7 +120,7 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
     let lock = args.leader_election.then(|| {
         let identity = std::env::var("POD_NAME")
             .ok()
-            .or_else(|| hostname())
+            .or_else(hostname)
             .unwrap_or_else(|| format!("lopper-{}", std::process::id()));
         let ns = args
             .lease_namespace
@@ -123,7 +142,12 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
             tracing::info!("leading");
         }
         ready.set(true);
-        let controllers = run_controllers(client.clone(), cfg);
+        let controllers = async {
+            futures::join!(
+                run_controllers(client.clone(), cfg),
+                run_metric_sources(client.clone(), namespaces)
+            );
+        };
         match &lock {
             Some(lock) => tokio::select! {
                 _ = controllers => Ok(()),

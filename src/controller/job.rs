@@ -91,10 +91,8 @@ impl Substitutions<'_> {
 
     fn apply_value(&self, v: &mut Value) -> Result<(), RenderError> {
         match v {
-            Value::String(s) => {
-                if s.contains("${") {
-                    *s = self.apply(s)?;
-                }
+            Value::String(s) if s.contains("${") => {
+                *s = self.apply(s)?;
             }
             Value::Array(a) => {
                 for x in a {

@@ -3,7 +3,6 @@
 //! [`run`] starts both controllers for the configured namespaces (all when empty) and returns
 //! when they stop; tests spawn it on their runtime with a client and one namespace.
 
-pub mod http;
 pub mod job;
 pub mod leader;
 pub mod observe;
