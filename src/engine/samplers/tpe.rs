@@ -92,20 +92,35 @@ fn split(
         }
     }
     // Optuna sorts stably by value and takes the first `n_below`; ranking by (value,
-    // position) selects exactly the same trials without sorting all of them.
+    // position) selects exactly the same trials. `n_below` is at most 25: keep the best so
+    // far in a small sorted list rather than sorting or partitioning everything.
     let sign = if direction == Direction::Minimize {
         1.0
     } else {
         -1.0
     };
     let key = |i: usize| sign * trials[i].value.unwrap_or(f64::INFINITY);
-    let by_value = |a: &usize, b: &usize| key(*a).total_cmp(&key(*b)).then(a.cmp(b));
     let nb_c = n_below.min(complete.len());
-    if nb_c > 0 && nb_c < complete.len() {
-        complete.select_nth_unstable_by(nb_c - 1, by_value);
+    let mut best: Vec<(f64, usize)> = Vec::with_capacity(nb_c + 1);
+    if nb_c > 0 {
+        for &i in &complete {
+            let k = key(i);
+            // Later positions lose ties, so only a strictly smaller value can enter a full
+            // list.
+            if best.len() == nb_c && best[nb_c - 1].0.total_cmp(&k).is_le() {
+                continue;
+            }
+            let at = best.partition_point(|&(v, _)| v.total_cmp(&k).is_le());
+            best.insert(at, (k, i));
+            best.truncate(nb_c);
+        }
     }
-    let mut below: Vec<usize> = complete[..nb_c].to_vec();
-    let mut above: Vec<usize> = complete[nb_c..].to_vec();
+    let mut in_below = vec![false; trials.len()];
+    for &(_, i) in &best {
+        in_below[i] = true;
+    }
+    let mut below: Vec<usize> = best.iter().map(|&(_, i)| i).collect();
+    let mut above: Vec<usize> = complete.iter().copied().filter(|&i| !in_below[i]).collect();
     let nb_p = (n_below - nb_c).min(pruned.len());
     if nb_p > 0 {
         pruned.sort_by(|&a, &b| {
@@ -117,9 +132,12 @@ fn split(
     }
     below.extend_from_slice(&pruned[..nb_p]);
     above.extend_from_slice(&pruned[nb_p..]);
+    let resort = nb_p < pruned.len() || !running.is_empty();
     above.extend(running);
     below.sort_unstable();
-    above.sort_unstable();
+    if resort {
+        above.sort_unstable();
+    }
     (below, above)
 }
 
@@ -139,17 +157,65 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
     for (t, row) in trials.iter().zip(m.chunks_exact_mut(d.max(1))) {
         let mut it = t.params.iter().peekable();
         for &(name, i) in &names {
-            while it.peek().is_some_and(|(k, _)| k.as_str() < name) {
-                it.next();
-            }
-            if let Some((k, v)) = it.peek()
-                && k.as_str() == name
-            {
-                row[i] = space.params()[i].dist.to_internal(v).unwrap_or(f64::NAN);
+            // Usually every key matches the next name: test equality first.
+            let v = loop {
+                match it.peek() {
+                    Some((k, v)) if k.as_str() == name => break Some(*v),
+                    Some((k, _)) if k.as_str() < name => {
+                        it.next();
+                    }
+                    _ => break None,
+                }
+            };
+            if let Some(v) = v {
+                row[i] = internal(&space.params()[i].dist, v);
             }
         }
     }
     m
+}
+
+/// `Distribution::to_internal` (NaN for `None`), with the common cases inline: a float in
+/// a continuous range, an int in an int range, a string among categorical choices. Same
+/// results: in range up to the relative tolerance then clamped; on the step grid; the
+/// first matching choice.
+#[inline]
+fn internal(dist: &Distribution, v: &ParamValue) -> f64 {
+    match (dist, v) {
+        (
+            Distribution::Float {
+                low,
+                high,
+                step: None,
+                ..
+            },
+            ParamValue::Float(x),
+        ) => {
+            let tol = 1e-9 * (high - low).abs().max(1.0);
+            if *x >= low - tol && *x <= high + tol {
+                x.clamp(*low, *high)
+            } else {
+                f64::NAN
+            }
+        }
+        (
+            Distribution::Int {
+                low, high, step, ..
+            },
+            ParamValue::Int(i),
+        ) => {
+            if i >= low && i <= high && (i - low) % step == 0 {
+                *i as f64
+            } else {
+                f64::NAN
+            }
+        }
+        (Distribution::Categorical { choices }, ParamValue::Str(x)) => choices
+            .iter()
+            .position(|c| matches!(c, ParamValue::Str(y) if y == x))
+            .map_or(f64::NAN, |k| k as f64),
+        _ => dist.to_internal(v).unwrap_or(f64::NAN),
+    }
 }
 
 /// Columns `params` of the rows `which` that hold all of them.
@@ -195,11 +261,13 @@ impl TpeSampler {
         );
         let mut rng = trial_rng(self.seed(), number, salt);
         let candidates = l.sample(&mut rng, self.spec.candidates.max(1) as usize);
-        let mut scratch = Vec::new();
+        let (mut ll, mut lg) = (Vec::new(), Vec::new());
+        l.log_pdf_many(&candidates, &mut ll);
+        g.log_pdf_many(&candidates, &mut lg);
         let mut best = 0;
         let mut best_acq = f64::NEG_INFINITY;
-        for (c, x) in candidates.iter().enumerate() {
-            let acq = l.log_pdf(x, &mut scratch) - g.log_pdf(x, &mut scratch);
+        for (c, (a, b)) in ll.iter().zip(&lg).enumerate() {
+            let acq = a - b;
             let acq = if acq.is_nan() { f64::NEG_INFINITY } else { acq };
             if acq > best_acq || c == 0 {
                 best_acq = acq;
