@@ -1,7 +1,5 @@
 //! Property tests for the pruners and replay.
 
-use std::collections::BTreeMap;
-
 use lopper::engine::pruners::percentile::PercentilePruner;
 use lopper::engine::pruners::{Pruner, PrunerSpec};
 use lopper::engine::replay::{Curve, ReplayInput, replay, replay_with};
@@ -157,7 +155,7 @@ proptest! {
             if t.state == TrialState::Pruned {
                 prop_assert!(c.values[t.steps_run as usize - 1].is_none());
             } else {
-                prop_assert!(c.values.iter().all(|v| v.is_some()) || t.state != TrialState::Pruned);
+                prop_assert_eq!(t.steps_run as usize, c.values.len());
             }
         }
     }
@@ -169,5 +167,16 @@ fn hyperband_crc_test_vector() {
     // floor(log(243) / log(3)) + 1 computed in floating point gives 5 brackets.
     assert_eq!(b.budgets.len(), 5);
     assert_eq!(crc32fast::hash(b"oracle_0"), 775048537);
-    let _ = BTreeMap::<u32, f64>::new();
+    assert_eq!(b.bracket_of("oracle", 0), {
+        let mut n = (775048537u128 % b.total) as i128;
+        let mut id = 0;
+        for (i, &x) in b.budgets.iter().enumerate() {
+            n -= x as i128;
+            if n < 0 {
+                id = i;
+                break;
+            }
+        }
+        id
+    });
 }

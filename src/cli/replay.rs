@@ -24,15 +24,22 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let text = if args.input.as_os_str() == "-" {
+    let read = if args.input.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
-            .context("reading standard input")?;
-        s
+            .context("reading standard input")
+            .map(|_| s)
     } else {
         std::fs::read_to_string(&args.input)
-            .with_context(|| format!("reading {}", args.input.display()))?
+            .with_context(|| format!("reading {}", args.input.display()))
+    };
+    let text = match read {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
     };
     let source = args.input.display().to_string();
     let input = match ReplayInput::parse(&text) {

@@ -231,8 +231,8 @@ def gen_params(rng: random.Random, kind: str, depth: int = 0) -> dict:
             "minDelta": rng.choice([0.0, 0.0, 0.001, 0.01, 0.1]),
         }
         if depth == 0 and rng.random() < 0.6:
-            inner = rng.choice(["median", "percentile", "successiveHalving", "threshold",
-                                "wilcoxon", "none"])
+            inner = rng.choice(["median", "percentile", "successiveHalving", "hyperband",
+                                "threshold", "wilcoxon", "none"])
             p["wrapped"] = {inner: gen_params(rng, inner, depth + 1)}
     elif kind == "wilcoxon":
         p = {

@@ -177,6 +177,20 @@ impl PrunerSpec {
         }
     }
 
+    /// Optuna's class name of the pruner (`MedianPruner`, `SuccessiveHalvingPruner`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PrunerSpec::Median(_) => "MedianPruner",
+            PrunerSpec::Percentile(_) => "PercentilePruner",
+            PrunerSpec::SuccessiveHalving(_) => "SuccessiveHalvingPruner",
+            PrunerSpec::Hyperband(_) => "HyperbandPruner",
+            PrunerSpec::Threshold(_) => "ThresholdPruner",
+            PrunerSpec::Patient(_) => "PatientPruner",
+            PrunerSpec::Wilcoxon(_) => "WilcoxonPruner",
+            PrunerSpec::Nop => "NopPruner",
+        }
+    }
+
     /// Parses a JSON value (as from JSON or YAML), naming `path` (e.g. `pruner`) in errors.
     pub fn from_value(v: &Value, path: &str) -> Result<Self, SpecError> {
         let obj = v.as_object().ok_or_else(|| {
