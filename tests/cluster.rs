@@ -80,12 +80,21 @@ async fn scheduler_runs_eight_one_gpu_pods_and_leaves_two_pending() {
     })
     .await;
     let phases = pod_phases(&pods, "ten").await;
-    assert!(settled.is_some(), "expected 8 Running + 2 Pending, got {phases:?}");
+    assert!(
+        settled.is_some(),
+        "expected 8 Running + 2 Pending, got {phases:?}"
+    );
     // Give the scheduler a moment more: nothing beyond 8 may start.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let phases = pod_phases(&pods, "ten").await;
-    assert_eq!(phases.iter().filter(|p| *p == "Running").count(), 8, "{phases:?}");
-    jobs.delete("ten", &DeleteParams::background()).await.expect("delete job");
+    assert_eq!(
+        phases.iter().filter(|p| *p == "Running").count(),
+        8,
+        "{phases:?}"
+    );
+    jobs.delete("ten", &DeleteParams::background())
+        .await
+        .expect("delete job");
     wait_for(Duration::from_secs(60), || {
         let pods = pods.clone();
         async move { pod_phases(&pods, "ten").await.is_empty().then_some(()) }
@@ -102,7 +111,9 @@ async fn annotated_pod_succeeds_and_its_job_completes() {
     let ns = TestNamespace::new(&client, "cluster-exit").await;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns.name);
     let job = gpu_job("quick", 1, json!({"lopper.dev/fake-exit-after": "2s"}));
-    jobs.create(&PostParams::default(), &job).await.expect("create job");
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create job");
     let done = wait_for(Duration::from_secs(60), || {
         let jobs = jobs.clone();
         async move {
@@ -116,9 +127,16 @@ async fn annotated_pod_succeeds_and_its_job_completes() {
         }
     })
     .await;
-    assert!(done.is_some(), "job did not complete: {:?}", jobs.get("quick").await.ok().and_then(|j| j.status));
+    assert!(
+        done.is_some(),
+        "job did not complete: {:?}",
+        jobs.get("quick").await.ok().and_then(|j| j.status)
+    );
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
-    assert_eq!(pod_phases(&pods, "quick").await, vec!["Succeeded".to_string()]);
+    assert_eq!(
+        pod_phases(&pods, "quick").await,
+        vec!["Succeeded".to_string()]
+    );
     ns.delete(&client).await;
 }
 
@@ -133,7 +151,9 @@ async fn nonzero_fake_exit_code_fails_the_job() {
         1,
         json!({"lopper.dev/fake-exit-after": "1s", "lopper.dev/fake-exit-code": "3"}),
     );
-    jobs.create(&PostParams::default(), &job).await.expect("create job");
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .expect("create job");
     let failed = wait_for(Duration::from_secs(60), || {
         let jobs = jobs.clone();
         async move {
@@ -170,7 +190,9 @@ async fn deleting_a_job_in_background_removes_its_pods() {
     })
     .await
     .expect("2 running pods");
-    jobs.delete("gc", &DeleteParams::background()).await.expect("delete");
+    jobs.delete("gc", &DeleteParams::background())
+        .await
+        .expect("delete");
     let gone = wait_for(Duration::from_secs(60), || {
         let pods = pods.clone();
         async move {
@@ -179,6 +201,9 @@ async fn deleting_a_job_in_background_removes_its_pods() {
         }
     })
     .await;
-    assert!(gone.is_some(), "garbage collector left pods of the deleted job");
+    assert!(
+        gone.is_some(),
+        "garbage collector left pods of the deleted job"
+    );
     ns.delete(&client).await;
 }
