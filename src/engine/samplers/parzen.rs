@@ -204,6 +204,9 @@ enum Dim {
     /// Per-kernel log-probabilities of each choice, row-major (`n_kernels × n_choices`).
     Categorical {
         log_probs: Vec<f64>,
+        /// The same, choice-major (`n_choices × n_kernels`): one contiguous column per
+        /// choice for density evaluation.
+        by_choice: Vec<f64>,
         n_choices: usize,
     },
 }
@@ -302,35 +305,122 @@ impl ParzenEstimator {
 
     #[inline(always)]
     fn log_pdf_many_impl(&self, xs: &[Vec<f64>], out: &mut Vec<f64>) {
+        let n_kernels = self.base.len();
         let mut acc = self.base.clone();
-        // Discrete dimensions: candidates often share a grid value, and then the per-pair
-        // masses too. Per dimension: (value bits, masses) of the values seen so far.
+        // Discrete dimensions: a pair's mass at a grid value is computed only when some
+        // kernel using it could come within `LSE_CUT` of the largest term, and then once
+        // for every candidate on that grid value (they often share one). Per dimension:
+        // (value bits, masses, NaN where not computed yet).
         let mut seen: Vec<Vec<(u64, Vec<f64>)>> = vec![Vec::new(); self.dims.len()];
+        let discrete: Vec<usize> = (0..self.dims.len())
+            .filter(|&i| matches!(self.dims[i], Dim::Discrete { .. }))
+            .collect();
+        let mut max_of_pair: Vec<f64> = Vec::new();
+        let mut mass: Vec<f64> = Vec::new();
         out.clear();
         for x in xs {
             acc.copy_from_slice(&self.base);
-            for ((d, &xd), seen) in self.dims.iter().zip(x).zip(&mut seen) {
-                if let Dim::Discrete { pair_of, .. } = d {
-                    let at = match seen.iter().position(|(b, _)| *b == xd.to_bits()) {
-                        Some(at) => at,
-                        None => {
-                            let mut mass = Vec::new();
-                            discrete_masses(d, xd, &mut mass);
-                            seen.push((xd.to_bits(), mass));
-                            seen.len() - 1
-                        }
+            for (d, &xd) in self.dims.iter().zip(x) {
+                if !matches!(d, Dim::Discrete { .. }) {
+                    add_dim_log_pdf(d, xd, &mut acc, &mut mass);
+                }
+            }
+            if !discrete.is_empty() {
+                // Every term of a kernel is a log-probability (≤ 0) apart from its constant
+                // in `base`, so a kernel's partial sum plus an upper bound of its mass in
+                // one dimension bounds its final value; the prior kernel's exact value
+                // bounds the largest from below.
+                let prior = n_kernels - 1;
+                let mut floor = acc[prior];
+                for &di in &discrete {
+                    let Dim::Discrete { pair_of, .. } = &self.dims[di] else {
+                        continue;
                     };
-                    let mass = &seen[at].1;
+                    floor += cell_mass(
+                        &self.dims[di],
+                        x[di],
+                        pair_of[prior] as usize,
+                        &mut seen[di],
+                    );
+                }
+                let threshold = floor - LSE_CUT;
+                for &di in &discrete {
+                    let d = &self.dims[di];
+                    let Dim::Discrete { pair_of, pairs, .. } = d else {
+                        continue;
+                    };
+                    max_of_pair.clear();
+                    max_of_pair.resize(pairs.len(), f64::NEG_INFINITY);
+                    for (&a, &p) in acc.iter().zip(pair_of.iter()) {
+                        let m = &mut max_of_pair[p as usize];
+                        *m = if a > *m { a } else { *m };
+                    }
+                    let (l, r) = cell_bounds(d, x[di]);
+                    mass.clear();
+                    for (p, &(m, inv)) in pairs.iter().enumerate() {
+                        let (za, zb) = ((l - m) * inv, (r - m) * inv);
+                        // Φ(b) ≤ e^(-b²/2) / 2 for b ≤ 0 (and the mirror image).
+                        let bound = if zb <= 0.0 {
+                            -0.5 * zb * zb - std::f64::consts::LN_2
+                        } else if za >= 0.0 {
+                            -0.5 * za * za - std::f64::consts::LN_2
+                        } else {
+                            0.0
+                        };
+                        mass.push(if max_of_pair[p] + bound < threshold {
+                            f64::NEG_INFINITY
+                        } else {
+                            cell_mass(d, x[di], p, &mut seen[di])
+                        });
+                    }
                     for (a, &p) in acc.iter_mut().zip(pair_of) {
                         *a += mass[p as usize];
                     }
-                } else {
-                    add_dim_log_pdf(d, xd, &mut acc, &mut Vec::new());
                 }
             }
             out.push(log_sum_exp(&acc, &self.linear_weights));
         }
     }
+}
+
+/// The grid cell of `x` of a discrete dimension, in its (possibly log-) transformed space.
+fn cell_bounds(d: &Dim, x: f64) -> (f64, f64) {
+    match d {
+        Dim::Discrete {
+            log,
+            grid: (st, _, _),
+            ..
+        } => {
+            if *log {
+                ((x - st / 2.0).ln(), (x + st / 2.0).ln())
+            } else {
+                (x - st / 2.0, x + st / 2.0)
+            }
+        }
+        _ => (x, x),
+    }
+}
+
+/// Log-mass of the grid cell of `x` under pair `p` of a discrete dimension, remembered in
+/// `seen` (per grid value) so each is computed once per call.
+fn cell_mass(d: &Dim, x: f64, p: usize, seen: &mut Vec<(u64, Vec<f64>)>) -> f64 {
+    let Dim::Discrete { pairs, .. } = d else {
+        return 0.0;
+    };
+    let at = match seen.iter().position(|(b, _)| *b == x.to_bits()) {
+        Some(at) => at,
+        None => {
+            seen.push((x.to_bits(), vec![f64::NAN; pairs.len()]));
+            seen.len() - 1
+        }
+    };
+    let v = &mut seen[at].1[p];
+    if v.is_nan() {
+        let (l, r) = cell_bounds(d, x);
+        let (m, inv) = pairs[p];
+        *v = log_gauss_mass((l - m) * inv, (r - m) * inv);
+    }
+    *v
 }
 
 /// Terms more than this far below the largest one are left out of a log-sum-exp: with
@@ -430,8 +520,12 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
                 }
                 log_probs.extend(std::iter::repeat_n(-(n_choices as f64).ln(), n_choices));
             }
+            let by_choice = (0..n_choices)
+                .flat_map(|c| log_probs.iter().skip(c).step_by(n_choices).copied())
+                .collect();
             return Dim::Categorical {
                 log_probs,
+                by_choice,
                 n_choices,
             };
         }
@@ -614,6 +708,7 @@ fn sample_dim(d: &Dim, k: usize, rng: &mut ChaCha8Rng) -> f64 {
         Dim::Categorical {
             log_probs,
             n_choices,
+            ..
         } => {
             let row = &log_probs[k * n_choices..(k + 1) * n_choices];
             let u = unit(rng);
@@ -661,12 +756,15 @@ fn sample_dim(d: &Dim, k: usize, rng: &mut ChaCha8Rng) -> f64 {
 fn add_dim_log_pdf(d: &Dim, x: f64, acc: &mut [f64], mass: &mut Vec<f64>) {
     match d {
         Dim::Categorical {
-            log_probs,
+            by_choice,
             n_choices,
+            ..
         } => {
             let c = (x.round().max(0.0) as usize).min(n_choices - 1);
-            for (a, row) in acc.iter_mut().zip(log_probs.chunks_exact(*n_choices)) {
-                *a += row[c];
+            let n_kernels = acc.len();
+            let col = &by_choice[c * n_kernels..(c + 1) * n_kernels];
+            for (a, &v) in acc.iter_mut().zip(col) {
+                *a += v;
             }
         }
         Dim::Continuous {

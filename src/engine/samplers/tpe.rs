@@ -160,7 +160,7 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
             // Usually every key matches the next name: test equality first.
             let v = loop {
                 match it.peek() {
-                    Some((k, v)) if k.as_str() == name => break Some(*v),
+                    Some((k, v)) if same(k, name) => break Some(*v),
                     Some((k, _)) if k.as_str() < name => {
                         it.next();
                     }
@@ -216,6 +216,12 @@ fn internal(dist: &Distribution, v: &ParamValue) -> f64 {
             .map_or(f64::NAN, |k| k as f64),
         _ => dist.to_internal(v).unwrap_or(f64::NAN),
     }
+}
+
+/// String equality without a library call (parameter names are short).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y)
 }
 
 /// Columns `params` of the rows `which` that hold all of them.
