@@ -216,7 +216,7 @@ fn hopeless_trial_is_pruned_and_its_processes_are_gone() {
             "--epochs",
             "12",
             "--sleep",
-            "0.25",
+            "0.5",
             "--child",
             "--ignore-sigterm",
             "--pid-dir",
@@ -266,10 +266,10 @@ fn hopeless_trial_is_pruned_and_its_processes_are_gone() {
     assert_eq!(p["params"]["x"], 40.0);
     assert_eq!(p["prunedAtStep"], 0);
     assert_eq!(p["reason"], "ThresholdPruner");
-    // SIGTERM ignored: gone after the 1 s grace period, long before the good trial's 3 s.
+    // SIGTERM ignored: gone after the 1 s grace period, long before the good trial's 6 s.
     let p_secs = p["seconds"].as_f64().unwrap();
     let c_secs = complete[0]["seconds"].as_f64().unwrap();
-    assert!(p_secs >= 0.9 && p_secs < 2.5, "pruned trial ran {p_secs}s");
+    assert!((0.9..5.0).contains(&p_secs), "pruned trial ran {p_secs}s");
     assert!(
         c_secs > p_secs + 0.5,
         "complete {c_secs}s, pruned {p_secs}s"
@@ -381,7 +381,7 @@ fn sigint_stops_every_trial_and_still_writes_results() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1000));
     let all = pids_in(&pids);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
