@@ -201,6 +201,7 @@ fn deployment_is_hardened_and_wired_to_the_operator_flags() {
         "--leader-election=true",
         "--lease-namespace=lopper-system",
         "--lease-name=lopper-controller",
+        "--report-url=http://lopper.lopper-system.svc:8080",
     ] {
         assert!(
             args.iter().any(|a| a == want),

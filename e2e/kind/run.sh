@@ -57,7 +57,14 @@ kind load docker-image --name "$CLUSTER" "$IMAGE" "$DIGITS_IMAGE"
 echo "== 4. helm install (CRDs from charts/lopper/crds)"
 helm upgrade --install lopper charts/lopper --namespace "$NAMESPACE" --create-namespace \
   --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" --set image.pullPolicy=Never \
-  --set logFormat=text --wait --timeout 5m
+  --set logFormat=text
+# One replica leads (holds the Lease) and reconciles; wait for that rather than for every pod.
+for _ in $(seq 120); do
+  holder="$(kubectl -n "$NAMESPACE" get lease lopper-controller -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)"
+  [[ -n "$holder" ]] && break
+  sleep 2
+done
+[[ -n "${holder:-}" ]] || { kubectl -n "$NAMESPACE" logs deploy/lopper --tail=50 >&2; exit 1; }
 kubectl -n "$NAMESPACE" get deploy,pods,lease
 
 echo "== 5. the digits study, one (fake) GPU per trial"
