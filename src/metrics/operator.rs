@@ -387,7 +387,10 @@ pub async fn poll_study(
         // Write the condition on changes only.
         let want = problem.is_some();
         let msg = problem.as_ref().map(|(_, m)| m.clone());
-        if condition != Some(want) || (want && msg != last_problem) {
+        if condition.is_none() && !want {
+            // Never marked and fine: nothing to clear.
+            condition = Some(false);
+        } else if condition != Some(want) || (want && msg != last_problem) {
             let r = set_unavailable(
                 &client,
                 &namespace,
