@@ -568,7 +568,13 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
     sigmas.push(range);
     let ln_min_sigma = min_sigma.ln();
     for ((b, &m), &s) in base.iter_mut().zip(&mus).zip(&sigmas) {
-        let log_z = log_gauss_mass((lo - m) / s, (hi - m) / s);
+        let (za, zb) = ((lo - m) / s, (hi - m) / s);
+        // Most kernels sit well inside the range (mass 1): skip the call for them.
+        let log_z = if za < -8.5 && zb > 8.5 {
+            0.0
+        } else {
+            log_gauss_mass(za, zb)
+        };
         *b -= log_z;
         if step.is_none() {
             // Dense histories clip most bandwidths to the minimum: skip their logarithm

@@ -157,10 +157,11 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
     for (t, row) in trials.iter().zip(m.chunks_exact_mut(d.max(1))) {
         let mut it = t.params.iter().peekable();
         for &(name, i) in &names {
-            // Usually every key matches the next name: test equality first.
+            // Usually every key matches the next name: test equality first, and step past
+            // a match (keys are unique) so the next name starts at the next key.
             let v = loop {
                 match it.peek() {
-                    Some((k, v)) if same(k, name) => break Some(*v),
+                    Some((k, _)) if same(k, name) => break it.next().map(|(_, v)| v),
                     Some((k, _)) if k.as_str() < name => {
                         it.next();
                     }
