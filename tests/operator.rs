@@ -473,3 +473,56 @@ async fn lease_has_one_holder_at_a_time() {
     b.release().await;
     assert!(a.try_acquire_or_renew().await.unwrap());
 }
+
+/// Specs the schema cannot judge get `InvalidSpec` with the engine's message; a valid study
+/// next to them runs normally (no crash loop, no stalled watch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invalid_specs_get_invalid_spec_and_others_still_run() {
+    let (client, ns) = setup("op-invalid").await;
+    let op = spawn_operator(&client, &ns.name);
+    let bad_pruner = study_yaml(
+        "bad-pruner",
+        2,
+        1,
+        "{successiveHalving: {minResource: auto, bootstrapCount: 2}}",
+        0,
+        "600s",
+    );
+    let mut bad_grid = study_yaml("bad-grid", 2, 1, "{none: {}}", 0, "600s");
+    bad_grid.spec.sampler = Some(serde_json::from_value(serde_json::json!({"grid": {}})).unwrap());
+    let good = study_yaml("good", 1, 1, "{none: {}}", 0, "600s");
+    for s in [&bad_pruner, &bad_grid, &good] {
+        create_study(&client, &ns.name, s).await;
+    }
+    let api: Api<Study> = Api::namespaced(client.clone(), &ns.name);
+    for (name, field) in [("bad-pruner", "spec.pruner"), ("bad-grid", "spec.sampler")] {
+        let st = wait_for(Duration::from_secs(30), || {
+            let api = api.clone();
+            async move {
+                let s = api.get(name).await.ok()?.status?;
+                (s.phase == Some(StudyPhase::Failed)).then_some(s)
+            }
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name} not Failed"));
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert!(ready.message.contains(field), "{name}: {}", ready.message);
+    }
+    let all = trials(&client, &ns.name).await;
+    assert!(
+        all.iter().all(|t| t.spec.study == "good"),
+        "no trials for invalid studies"
+    );
+    wait_for(Duration::from_secs(30), || {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move { (!trials(&client, &ns).await.is_empty()).then_some(()) }
+    })
+    .await
+    .expect("the valid study runs");
+    op.abort();
+}
