@@ -44,7 +44,10 @@ pub fn ensure_cluster_up() {
             .arg("up")
             .status()
             .expect("run flock e2e/cluster.sh up");
-        assert!(status.success(), "e2e/cluster.sh up failed: see e2e/.cluster/logs/");
+        assert!(
+            status.success(),
+            "e2e/cluster.sh up failed: see e2e/.cluster/logs/"
+        );
     });
 }
 
@@ -210,7 +213,13 @@ impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Drop cannot await; kubectl works from any context, and --wait=false keeps it quick.
         let _ = kubectl()
-            .args(["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"])
+            .args([
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
             .output();
     }
 }
