@@ -38,7 +38,8 @@ pub struct Args {
     )]
     pub namespaces: Vec<String>,
     /// Leader election with a Lease (for running two replicas).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "LOPPER_LEADER_ELECTION")]
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set, env = "LOPPER_LEADER_ELECTION")]
     pub leader_election: bool,
     /// Namespace of the Lease (default: the pod's namespace, else `default`).
     #[arg(long, env = "LOPPER_LEASE_NAMESPACE")]
@@ -135,13 +136,19 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
             Duration::from_secs(15),
         )
     });
+    // Ready means "can serve reports": any replica can, since reports go through the API,
+    // so readiness must not wait for leadership (a standby would never become Ready).
+    client
+        .apiserver_version()
+        .await
+        .context("reaching the Kubernetes API")?;
+    ready.set(true);
     let work = async {
         if let Some(lock) = &lock {
             tracing::info!(lease = %lock.name, identity = %lock.identity, "waiting for leadership");
             lock.acquire().await;
             tracing::info!("leading");
         }
-        ready.set(true);
         let controllers = async {
             futures::join!(
                 run_controllers(client.clone(), cfg),
