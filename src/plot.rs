@@ -146,7 +146,14 @@ where
     let (x0, x1) = bounds(all.iter().map(|p| p.0)).unwrap_or((0.0, 1.0));
     let (y0, y1) = bounds(all.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
     let y_fmt = |v: &f64| y_label(*v, log_y);
-    let x_fmt = |v: &f64| format!("{v:.0}");
+    // Steps are integers: no label on a fractional tick.
+    let x_fmt = |v: &f64| {
+        if (v - v.round()).abs() < 1e-9 {
+            format!("{v:.0}")
+        } else {
+            String::new()
+        }
+    };
     let counts = crate::runner::state_counts(&r.trials);
     let title = format!(
         "{} — {} ({}) · {}",

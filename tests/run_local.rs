@@ -72,7 +72,7 @@ spec:
     path
 }
 
-const XY: &str = "    - {name: x, float: {low: -10.0, high: 10.0}}\n    - {name: y, float: {low: -10.0, high: 10.0}}";
+const XY: &str = "    - {name: x, float: {low: -10.0, high: 10.0}}\n    - {name: \"y\", float: {low: -10.0, high: 10.0}}";
 
 fn lopper(args: &[&str]) -> Command {
     let mut c = Command::new(LOPPER);
