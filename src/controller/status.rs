@@ -91,8 +91,6 @@ pub struct Aggregate {
     pub gpu: GpuSeconds,
     /// Trial numbers that exist.
     pub numbers: BTreeSet<u64>,
-    /// Whether a completed trial reached the goal.
-    pub goal_reached: bool,
 }
 
 /// Aggregates trials (of one study) at time `now`.
@@ -103,7 +101,6 @@ pub fn aggregate(
     now: Timestamp,
 ) -> Aggregate {
     let dir = study.spec.objective.direction;
-    let goal = study.spec.objective.goal;
     let mut a = Aggregate::default();
     let mut completed_durations = Vec::new();
     let mut pruned_used = Vec::new();
@@ -145,11 +142,6 @@ pub fn aggregate(
                             value: v,
                             params: t.spec.params.clone(),
                         });
-                    }
-                    if let Some(g) = goal
-                        && (v == g || dir.better(v, g))
-                    {
-                        a.goal_reached = true;
                     }
                 }
             }
@@ -212,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn aggregates_counts_best_goal_and_gpu_seconds() {
+    fn aggregates_counts_best_and_gpu_seconds() {
         let trials = vec![
             trial(0, TrialPhase::Completed, Some(0.5), 0, Some(100)),
             trial(1, TrialPhase::Completed, Some(0.2), 0, Some(100)),
@@ -237,13 +229,10 @@ mod tests {
             (best.number, best.value, best.trial.as_str()),
             (1, 0.2, "s-1")
         );
-        assert!(a.goal_reached);
         // used: (100 + 100 + 30 + 50 + 10) s × 2 GPUs; saved: (100 − 30) × 2.
         assert_eq!(a.gpu.used, 580.0);
         assert_eq!(a.gpu.saved_by_pruning, 140.0);
         assert_eq!(next_numbers(&a.numbers, 8, 3), vec![4, 6, 7]);
-        let a = aggregate(&study(Some(0.1)), &trials, 1, now);
-        assert!(!a.goal_reached);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Study reconcile: keep `parallelism` trials running until `maxTrials` exist, stop on goal,
-//! exhaustion or too many failures, and derive the Study's status from its Trials.
+//! exhaustion or too many failures, and derive the Study's status from its Trials. When to
+//! create a trial and when the study ends is the engine's [`policy`], as in `lopper run`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::crd::{
     NUMBER_LABEL, STUDY_LABEL, Study, StudyPhase, StudyStatus, Trial, TrialPhase, TrialSpec,
     trial_name,
 };
+use crate::engine::policy::{self, End, Rules, StudyCounts};
 use crate::engine::samplers::{self, Sampler, Suggestion};
 use crate::engine::space::SearchSpace;
 use crate::engine::{TrialRecord, TrialState};
@@ -55,21 +57,14 @@ fn study_seed(study: &Study) -> u64 {
     u64::from(crc32fast::hash(key.as_bytes()))
 }
 
-/// Why a study stopped creating trials.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stop {
-    GoalReached,
-    MaxTrialsReached,
-    SpaceExhausted,
-}
-
-impl Stop {
-    fn reason(self) -> &'static str {
-        match self {
-            Stop::GoalReached => "GoalReached",
-            Stop::MaxTrialsReached => "MaxTrialsReached",
-            Stop::SpaceExhausted => "SpaceExhausted",
-        }
+/// The parts of the spec the engine's policy reads.
+pub fn rules(study: &Study) -> Rules {
+    Rules {
+        direction: study.spec.objective.direction,
+        goal: study.spec.objective.goal,
+        max_trials: study.spec.max_trials,
+        parallelism: study.spec.parallelism,
+        max_failed_trials: study.spec.max_failed_trials,
     }
 }
 
@@ -123,6 +118,8 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
     let generation = study.meta().generation;
     let old = study.status.clone().unwrap_or_default();
     let trials = study_records(client, &ns, &name).await?;
+    let mut records: Vec<TrialRecord> = trials.iter().map(Trial::record).collect();
+    let rules = rules(study);
     let gpus = gpus_per_trial(study);
     let mut agg = aggregate(study, &trials, gpus, Timestamp::now());
     let mut status = StudyStatus {
@@ -136,8 +133,9 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
         .phase
         .filter(|p| p.is_finished() && old.observed_generation == generation);
 
-    let mut stop: Option<Stop> = None;
-    let mut failure: Option<(&str, String)> = None;
+    // Why no more trials are created (the policy's), or why the spec is invalid.
+    let mut stop: Option<End> = None;
+    let mut invalid: Option<String> = None;
     match validate(study) {
         Err(msg) => {
             set_condition(
@@ -158,7 +156,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 )
                 .await;
             }
-            failure = Some(("InvalidSpec", msg));
+            invalid = Some(msg);
         }
         Ok((space, sampler)) => {
             set_condition(
@@ -169,24 +167,10 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 "the spec is valid",
                 generation,
             );
-            let c = &agg.counts;
-            let too_many = study.spec.max_failed_trials.is_some_and(|m| c.failed > m);
-            if too_many {
-                failure = Some((
-                    "TooManyFailures",
-                    format!(
-                        "{} trials failed, more than maxFailedTrials = {}",
-                        c.failed,
-                        study.spec.max_failed_trials.unwrap_or_default()
-                    ),
-                ));
-            } else if agg.goal_reached {
-                stop = Some(Stop::GoalReached);
-            } else if u64::from(c.created) >= max {
-                stop = Some(Stop::MaxTrialsReached);
-            }
-            if failure.is_none() && stop.is_none() && sticky.is_none() {
-                let slots = study.spec.parallelism.saturating_sub(c.running) as usize;
+            stop = policy::stop(&rules, &records);
+            if stop.is_none() && sticky.is_none() {
+                let counts = StudyCounts::of(&records);
+                let slots = policy::slots(&rules, &counts, counts.running) as usize;
                 let numbers = next_numbers(&agg.numbers, max, slots);
                 if !numbers.is_empty() {
                     let mut history = warm_history(ctx, study, &space).await?;
@@ -198,13 +182,14 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                                 let mut r = TrialRecord::new(n);
                                 r.params = params;
                                 r.state = TrialState::Running;
+                                records.push(r.clone());
                                 history.push(r);
                                 agg.numbers.insert(n);
                                 agg.counts.created += 1;
                                 agg.counts.running += 1;
                             }
                             Ok(Suggestion::Exhausted) => {
-                                stop = Some(Stop::SpaceExhausted);
+                                stop = Some(End::SpaceExhausted);
                                 break;
                             }
                             Err(e) => {
@@ -217,7 +202,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                                     &msg,
                                     generation,
                                 );
-                                failure = Some(("InvalidSpec", msg));
+                                invalid = Some(msg);
                                 break;
                             }
                         }
@@ -227,25 +212,27 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
         }
     }
     let c = agg.counts.clone();
-    if stop.is_none() && failure.is_none() && u64::from(c.created) >= max {
-        stop = Some(Stop::MaxTrialsReached);
+    if stop.is_none() && invalid.is_none() {
+        stop = policy::stop(&rules, &records);
     }
+    let counts = StudyCounts::of(&records);
+    // How the study ended (None: it has not, or its spec is invalid).
+    let end = match (&invalid, &stop) {
+        (None, Some(s)) => policy::outcome(s, &counts, counts.running),
+        _ => None,
+    };
+    // The condition reason and message of a failure.
+    let failure: Option<(&str, String)> = match (&invalid, &end) {
+        (Some(msg), _) => Some(("InvalidSpec", msg.clone())),
+        (None, Some(e)) if e.failed() => Some((e.reason(), e.message())),
+        _ => None,
+    };
     let phase = if let Some(p) = sticky {
         p
     } else if failure.is_some() {
         StudyPhase::Failed
-    } else if let Some(s) = stop {
-        if c.running > 0 {
-            StudyPhase::Running
-        } else if c.completed == 0 && s != Stop::GoalReached {
-            failure = Some((
-                "NoTrialCompleted",
-                format!("all {} trials ended without completing", c.created),
-            ));
-            StudyPhase::Failed
-        } else {
-            StudyPhase::Succeeded
-        }
+    } else if end.is_some() {
+        StudyPhase::Succeeded
     } else if c.created > 0 {
         StudyPhase::Running
     } else {
@@ -274,7 +261,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
         &running_msg,
         generation,
     );
-    match (phase, &failure, stop) {
+    match (phase, &failure, &end) {
         (StudyPhase::Failed, Some((reason, msg)), _) => {
             set_condition(
                 &mut status.conditions,
@@ -293,21 +280,13 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 generation,
             );
         }
-        (StudyPhase::Succeeded, _, Some(s)) => {
-            let msg = match s {
-                Stop::GoalReached => format!(
-                    "trial {} reached the goal with {}",
-                    agg.best.as_ref().map(|b| b.trial.as_str()).unwrap_or("?"),
-                    agg.best.as_ref().map(|b| b.value).unwrap_or(f64::NAN)
-                ),
-                Stop::MaxTrialsReached => format!("all {} trials finished", c.created),
-                Stop::SpaceExhausted => "the search space is exhausted".to_string(),
-            };
+        (StudyPhase::Succeeded, None, Some(e)) => {
+            let msg = e.message();
             set_condition(
                 &mut status.conditions,
                 "Succeeded",
                 true,
-                s.reason(),
+                e.reason(),
                 &msg,
                 generation,
             );
@@ -315,18 +294,18 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 &mut status.conditions,
                 "Failed",
                 false,
-                s.reason(),
+                e.reason(),
                 &msg,
                 generation,
             );
         }
         _ if sticky.is_some() => {}
         _ => {
-            let msg = match stop {
+            let msg = match &stop {
                 Some(s) => format!("{}: waiting for {} running trials", s.reason(), c.running),
                 None => "in progress".to_string(),
             };
-            let reason = stop.map(Stop::reason).unwrap_or("InProgress");
+            let reason = stop.as_ref().map(End::reason).unwrap_or("InProgress");
             set_condition(
                 &mut status.conditions,
                 "Succeeded",

@@ -3,6 +3,7 @@
 //! Nothing in here performs I/O, awaits, reads a clock or keeps global state, so the
 //! controller, the local runner and `lopper replay` all decide exactly alike.
 
+pub mod policy;
 pub mod pruners;
 pub mod replay;
 pub mod samplers;

@@ -3,13 +3,12 @@
 //!
 //! The loop is a thin shell around the engine: the sampler proposes each trial's params, the
 //! log parser (or the push endpoint) turns its output into `(step, value)` reports, the
-//! pruner decides after every report, and [`policy`] says when the study ends, exactly as the
-//! operator decides. What is local: a trial is a process group ([`process`]), pruning it is
+//! pruner decides after every report, and [`crate::engine::policy`] says when the study
+//! creates a trial and when it ends, exactly as the operator decides. What is local: a trial is a process group ([`process`]), pruning it is
 //! SIGTERM to the group then SIGKILL after the pod's `terminationGracePeriodSeconds`, and
 //! Ctrl-C stops every trial and still writes the results.
 
 pub mod manifest;
-pub mod policy;
 pub mod process;
 pub mod push;
 pub mod results;
@@ -24,13 +23,13 @@ use anyhow::Context;
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::policy::{self, End, Rules, StudyCounts};
 use crate::engine::pruners::Pruner;
 use crate::engine::samplers::{Sampler, Suggestion};
 use crate::engine::space::SearchSpace;
 use crate::engine::{PrunerState, StudyView, TrialRecord, TrialState};
 use crate::metrics::{LineParser, MetricsSpec};
 pub use manifest::LocalStudy;
-use policy::{End, StudyCounts};
 use results::{Results, TrialResult};
 use template::TrialContext;
 
@@ -101,6 +100,7 @@ struct Loop {
     push: Option<push::PushServer>,
     ui: ui::Ui,
     started: Instant,
+    /// Why the study stopped creating trials (how it ends: [`policy::outcome`]).
     end: Option<End>,
     interrupted: bool,
 }
@@ -232,6 +232,14 @@ impl Loop {
         if let Some(p) = self.push.take() {
             p.stop();
         }
+        if !self.interrupted
+            && let Some(stop) = &self.end
+            && let Some(out) = policy::outcome(stop, &self.counts(), self.running() as u32)
+            && (out != *stop || matches!(out, End::MaxTrialsReached { .. }))
+        {
+            self.ui
+                .line(&format!("study {}: {}", self.study.name, out.message()));
+        }
         let results = self.results();
         if let Some(out) = &self.opts.output {
             results.write(out)?;
@@ -252,22 +260,26 @@ impl Loop {
         StudyCounts::of(&self.trials)
     }
 
+    fn rules(&self) -> Rules {
+        Rules {
+            direction: self.study.direction,
+            goal: self.study.goal,
+            max_trials: self.study.max_trials,
+            parallelism: self.study.parallelism,
+            max_failed_trials: self.study.max_failed_trials,
+        }
+    }
+
     /// Starts trials until `parallelism` run, as the policy allows.
     fn fill(&mut self) -> anyhow::Result<()> {
         loop {
-            let running = self.running() as u32;
-            match policy::next(
-                &self.counts(),
-                self.study.max_trials,
-                self.study.parallelism,
-                running,
-            ) {
-                policy::Next::Wait => return Ok(()),
-                policy::Next::End(end) => {
-                    self.finish_study(end);
-                    return Ok(());
-                }
-                policy::Next::Create => {}
+            let rules = self.rules();
+            if let Some(stop) = policy::stop(&rules, &self.trials) {
+                self.finish_study(stop);
+                return Ok(());
+            }
+            if policy::slots(&rules, &self.counts(), self.running() as u32) == 0 {
+                return Ok(());
             }
             let number = self.trials.len() as u64;
             let mut history = self.warm.clone();
@@ -493,16 +505,8 @@ impl Loop {
                 }
             }
         }
-        if self.end.is_none()
-            && let Some(end) = policy::after_finish(
-                &self.counts(),
-                self.study.direction,
-                self.study.goal,
-                self.study.max_failed_trials,
-                &self.trials[idx],
-            )
-        {
-            self.finish_study(end);
+        if let Some(stop) = policy::stop(&self.rules(), &self.trials) {
+            self.finish_study(stop);
         }
         self.progress();
         if let Some(out) = &self.opts.output
@@ -544,13 +548,17 @@ impl Loop {
         })
     }
 
-    /// The study ends: no more trials; when it failed, the running ones are stopped.
+    /// The study stops creating trials; when it failed, the running ones are stopped (a
+    /// failure also overrides an earlier stop that let them finish).
     fn finish_study(&mut self, end: End) {
-        if self.end.is_some() {
+        if !end.replaces(self.end.as_ref()) {
             return;
         }
-        self.ui
-            .line(&format!("study {}: {}", self.study.name, end.message()));
+        // "All trials finished" is said once they have (after the loop).
+        if !matches!(end, End::MaxTrialsReached { .. }) {
+            self.ui
+                .line(&format!("study {}: {}", self.study.name, end.message()));
+        }
         if end.stops_running() {
             self.stop_all(false);
         }
@@ -608,18 +616,7 @@ impl Loop {
     }
 
     fn best(&self) -> Option<(u64, f64)> {
-        let mut best: Option<(u64, f64)> = None;
-        for t in &self.trials {
-            if t.state != TrialState::Complete {
-                continue;
-            }
-            if let Some(v) = t.value.filter(|v| !v.is_nan())
-                && best.is_none_or(|(_, b)| self.study.direction.better(v, b))
-            {
-                best = Some((t.number, v));
-            }
-        }
-        best
+        policy::best(self.study.direction, &self.trials)
     }
 
     fn results(&self) -> Results {
@@ -649,7 +646,13 @@ impl Loop {
             ("Interrupted".to_string(), "Interrupted".to_string())
         } else {
             match &self.end {
-                Some(e) => (e.phase().to_string(), e.reason().to_string()),
+                Some(stop) => {
+                    match policy::outcome(stop, &self.counts(), self.running() as u32) {
+                        Some(e) => (e.phase().to_string(), e.reason().to_string()),
+                        // Stopped creating trials; the running ones finish.
+                        None => ("Running".to_string(), stop.reason().to_string()),
+                    }
+                }
                 None => ("Running".to_string(), String::new()),
             }
         };
