@@ -29,6 +29,8 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 TOOLS_DIR="$SCRIPT_DIR/tools"
 STAGES_FILE="$SCRIPT_DIR/kwok-stages.yaml"
+LOGS_TEMPLATE="$SCRIPT_DIR/kwok-logs.yaml"
+FAKE_LOGS_DIR="$SCRIPT_DIR/fake-logs"
 CLUSTER_DIR="${LOPPER_E2E_DIR:-$SCRIPT_DIR/.cluster}"
 CACHE_ROOT="${LOPPER_E2E_CACHE:-${HOME:-/root}/.cache/lopper-e2e}"
 UP_TIMEOUT="${LOPPER_E2E_UP_TIMEOUT:-90}"
@@ -251,6 +253,12 @@ subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubern
     issue kube-controller-manager "/O=system:masters/CN=system:kube-controller-manager" "$client"
     issue kube-scheduler "/CN=system:kube-scheduler" "$client"
     issue kwok "/O=system:masters/CN=kwok" "$client"
+    # kwok's kubelet API (containerLogs for `kubectl logs`), dialled by the apiserver at the
+    # nodes' InternalIP 127.0.0.1, verified with --kubelet-certificate-authority.
+    issue kwok-server "/CN=kwok-server" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost"
     # The apiserver's client certificate towards aggregated APIs, signed by the front-proxy CA.
     openssl ecparam -name prime256v1 -genkey -noout -out front-proxy-client.key 2>/dev/null
     openssl req -new -key front-proxy-client.key -subj "/CN=front-proxy-client" -out front-proxy-client.csr 2>/dev/null
@@ -465,6 +473,8 @@ EOF
     --service-cluster-ip-range=10.96.0.0/16 \
     --authorization-mode=Node,RBAC \
     --endpoint-reconciler-type=none \
+    --kubelet-preferred-address-types=InternalIP \
+    --kubelet-certificate-authority="$pki/ca.crt" \
     --allow-privileged=true \
     --profiling=false \
     --v=1
@@ -497,14 +507,20 @@ EOF
     --leader-elect=false \
     --profiling=false \
     --v=1
+  # Simulated pod logs (kwok ClusterLogs): the template with the absolute fake-logs path.
+  sed "s|@FAKE_LOGS_DIR@|$FAKE_LOGS_DIR|g" "$LOGS_TEMPLATE" >"$CLUSTER_DIR/kwok-logs.yaml"
   start_component kwok \
     --kubeconfig="$CLUSTER_DIR/kwok.kubeconfig" \
     --config="$STAGES_FILE" \
+    --config="$CLUSTER_DIR/kwok-logs.yaml" \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --node-lease-duration-seconds=40 \
     --cidr=10.244.0.0/16 \
-    --node-ip=10.0.0.1 \
+    --node-ip=127.0.0.1 \
+    --node-port="${KWOK_PORT}" \
+    --tls-cert-file="$pki/kwok-server.crt" \
+    --tls-private-key-file="$pki/kwok-server.key" \
     --server-address="127.0.0.1:${KWOK_PORT}"
 
   log "creating fake GPU nodes ${NODES[*]}"
@@ -558,7 +574,8 @@ do_down() {
   done
   # Keep the logs of the last run for post-mortems; everything else goes.
   rm -rf "$CLUSTER_DIR/data" "$CLUSTER_DIR/pki" "$CLUSTER_DIR/pids" "$CLUSTER_DIR"/*.kubeconfig \
-    "$CLUSTER_DIR/kubeconfig" "$CLUSTER_DIR/ports.env" "$CLUSTER_DIR/nodes.yaml"
+    "$CLUSTER_DIR/kubeconfig" "$CLUSTER_DIR/ports.env" "$CLUSTER_DIR/nodes.yaml" \
+    "$CLUSTER_DIR/kwok-logs.yaml"
 }
 
 cmd_down() {

@@ -9,6 +9,9 @@
 //!   started by the test on a loopback port scrapes an exporter the test serves; Prometheus is
 //!   stopped mid-study (no pruning while it is down, `MetricsUnavailable` appears) and
 //!   restarted (the condition clears, the poor trial is pruned).
+//! - logs: the manager follows each trial pod's log through the real kube-apiserver, which
+//!   proxies `pods/log` to kwok's kubelet API serving `e2e/fake-logs/*.log` (`e2e/kwok-logs.yaml`,
+//!   chosen by container name); a diverging log is pruned at the step it crosses the threshold.
 
 mod support;
 
@@ -528,4 +531,130 @@ async fn prometheus_source_survives_an_outage_without_pruning() {
         assert_eq!(t.get(n).await.unwrap().phase(), TrialPhase::Running, "{n}");
     }
     prom.stop();
+}
+
+/// A one-trial Study whose trainer container is named `container`: kwok serves
+/// `e2e/fake-logs/<file>.log` for containers named `fake-logs-<file>` (`e2e/kwok-logs.yaml`).
+fn logs_study(name: &str, container: &str) -> Study {
+    let y = format!(
+        r#"
+apiVersion: lopper.dev/v1alpha1
+kind: Study
+metadata: {{name: {name}}}
+spec:
+  objective: {{metric: val_loss, direction: minimize}}
+  parameters:
+    - name: lr
+      float: {{low: 0.0001, high: 0.5, log: true}}
+  sampler: {{random: {{seed: 5}}}}
+  pruner: {{threshold: {{upper: 1.0}}}}
+  maxTrials: 1
+  parallelism: 1
+  metrics: {{logs: {{format: keyValue, stepKey: epoch}}}}
+  trialTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+            - name: {container}
+              image: trainer:fake
+              args: ["--lr=${{params.lr}}"]
+"#
+    );
+    serde_yaml::from_str(&y).expect("study manifest")
+}
+
+fn curve(t: &Trial) -> Vec<(i64, Option<f64>)> {
+    t.status
+        .as_ref()
+        .map(|s| s.intermediate.iter().map(|p| (p.step, p.value)).collect())
+        .unwrap_or_default()
+}
+
+/// The `logs` source live: the manager follows `pods/log?follow=true&timestamps=true` through
+/// the real kube-apiserver, which proxies it to kwok's kubelet API serving the fake log files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn logs_source_follows_pod_logs_through_the_apiserver_and_prunes() {
+    let (client, ns) = setup("metrics-logs").await;
+    let (_addr, _op) = spawn_operator(&client, &ns.name).await;
+    let api: Api<Study> = Api::namespaced(client.clone(), &ns.name);
+    api.create(
+        &PostParams::default(),
+        &logs_study("good", "fake-logs-digits"),
+    )
+    .await
+    .expect("create study good");
+    api.create(
+        &PostParams::default(),
+        &logs_study("bad", "fake-logs-diverging"),
+    )
+    .await
+    .expect("create study bad");
+    let t: Api<Trial> = Api::namespaced(client.clone(), &ns.name);
+    let of_study = |study: &'static str| {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            all_trials(&client, &ns)
+                .await
+                .into_iter()
+                .find(|t| t.spec.study == study)
+        }
+    };
+
+    // digits.log: epochs 0..4, val_loss falling below the threshold: all five points recorded,
+    // the trial keeps running (the fake pod never exits).
+    let good = wait_for(Duration::from_secs(90), || async {
+        of_study("good")
+            .await
+            .filter(|t| curve(t).len() == 5 && t.phase() == TrialPhase::Running)
+    })
+    .await
+    .expect("the good trial Running with its 5 epochs from the pod log within 90s");
+    assert_eq!(
+        curve(&good),
+        vec![
+            (0, Some(0.90)),
+            (1, Some(0.62)),
+            (2, Some(0.41)),
+            (3, Some(0.30)),
+            (4, Some(0.24)),
+        ]
+    );
+    assert_eq!(good.phase(), TrialPhase::Running);
+    assert!(job_exists(&client, &ns.name, &good.name_any()).await);
+
+    // diverging.log: val_loss 1.40 > 1.0 at epoch 3: pruned there, its Job deleted.
+    let bad = wait_for(Duration::from_secs(90), || async {
+        of_study("bad")
+            .await
+            .filter(|t| t.phase() == TrialPhase::Pruned)
+    })
+    .await
+    .expect("the diverging trial pruned within 90s");
+    let name = bad.name_any();
+    assert_eq!(
+        curve(&bad),
+        vec![
+            (0, Some(0.90)),
+            (1, Some(0.70)),
+            (2, Some(0.80)),
+            (3, Some(1.40))
+        ]
+    );
+    let st = bad.status.clone().unwrap();
+    assert_eq!(st.pruned_at_step, Some(3), "{st:?}");
+    assert_eq!(st.value, Some(1.40));
+    wait_for(Duration::from_secs(10), || async {
+        (!job_exists(&client, &ns.name, &name).await).then_some(())
+    })
+    .await
+    .expect("the pruned trial's Job is deleted");
+
+    // The good trial's follower is still attached and nothing more arrived (no duplicates
+    // from reconnects).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let good = t.get(&good.name_any()).await.unwrap();
+    assert_eq!(curve(&good).len(), 5);
+    assert_eq!(good.phase(), TrialPhase::Running);
 }
