@@ -526,3 +526,82 @@ async fn invalid_specs_get_invalid_spec_and_others_still_run() {
     .expect("the valid study runs");
     op.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreadable_study_fails_alone_and_others_still_run() {
+    use kube::api::{ApiResource, DynamicObject};
+    let (client, ns) = setup("op-unreadable").await;
+    let op = spawn_operator(&client, &ns.name);
+    // Admission accepts it (`choices` items are untyped), but `ParamValue` cannot read it.
+    let bad: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "lopper.dev/v1alpha1",
+        "kind": "Study",
+        "metadata": {"name": "unreadable"},
+        "spec": {
+            "objective": {"metric": "val_loss", "direction": "minimize"},
+            "parameters": [
+                {"name": "opt", "categorical": {"choices": [{"a": 1}, [1, 2]]}},
+                {"name": "x", "float": {"low": 0, "high": 1}, "when": {"opt": [{"b": 2}]}}
+            ],
+            "maxTrials": 3,
+            "parallelism": 1,
+            "trialTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "t", "image": "x"}]
+            }}}}
+        }
+    }))
+    .unwrap();
+    let ar = ApiResource::erase::<Study>(&());
+    let dynapi: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
+    dynapi
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect("admission accepts the unreadable study");
+    let good = study_yaml("good", 1, 1, "{none: {}}", 0, "600s");
+    create_study(&client, &ns.name, &good).await;
+
+    wait_for(Duration::from_secs(30), || {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move { (!trials(&client, &ns).await.is_empty()).then_some(()) }
+    })
+    .await
+    .expect("the readable study runs despite the unreadable one");
+    let api: Api<Study> = Api::namespaced(client.clone(), &ns.name);
+    let st = wait_for(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let s = api.get("unreadable").await.ok()?.status?;
+            (s.phase == Some(StudyPhase::Failed)).then_some(s)
+        }
+    })
+    .await
+    .expect("unreadable study Failed");
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidSpec")
+    );
+    assert!(
+        ready
+            .message
+            .contains("spec.parameters[0].categorical.choices"),
+        "{}",
+        ready.message
+    );
+    assert!(
+        trials(&client, &ns.name)
+            .await
+            .iter()
+            .all(|t| t.spec.study == "good"),
+        "no trials for the unreadable study"
+    );
+    // Its stored spec is untouched (the placeholder is never written back).
+    let raw = dynapi.get("unreadable").await.unwrap();
+    assert_eq!(
+        raw.data["spec"]["parameters"][0]["categorical"]["choices"][0]["a"],
+        1
+    );
+    op.abort();
+}

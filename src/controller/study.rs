@@ -29,6 +29,9 @@ use crate::engine::{TrialRecord, TrialState};
 
 /// Builds what the spec describes, or says what is wrong (the `InvalidSpec` message).
 pub fn validate(study: &Study) -> Result<(SearchSpace, Box<dyn Sampler>), String> {
+    if let Some(msg) = &study.spec.invalid {
+        return Err(msg.clone());
+    }
     let space = SearchSpace::new(study.spec.parameters.clone())
         .map_err(|e| format!("spec.parameters: {e}"))?;
     let seed = study_seed(study);

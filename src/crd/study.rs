@@ -29,7 +29,7 @@ use crate::engine::{Direction, Params, PrunerState};
     printcolumn = r#"{"name":"Pruned","type":"integer","jsonPath":".status.trials.pruned"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct StudySpec {
     /// What is optimised.
     pub objective: Objective,
@@ -60,6 +60,74 @@ pub struct StudySpec {
     pub warm_start: Option<WarmStart>,
     /// How each trial runs: a batch/v1 Job template with `${...}` placeholders.
     pub trial_template: TrialTemplate,
+    /// Set (never by the API) when the stored spec could not be read into this type: the
+    /// reader's error, with the path of the offending field. Such a spec holds placeholders
+    /// for everything else; the operator only marks the Study `InvalidSpec`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub invalid: Option<String>,
+}
+
+// One Study whose spec the API accepted but this type cannot read (untyped
+// `x-kubernetes-preserve-unknown-fields` values CEL cannot check) must not fail the list and
+// watch of every Study: reading never fails, it yields a spec marked `invalid` instead.
+impl<'de> Deserialize<'de> for StudySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(&value, &mut track);
+        match StudySpec::deserialize(tracked) {
+            Ok(spec) => Ok(spec),
+            Err(e) => {
+                let path = track.path().to_string();
+                let msg = if path.is_empty() || path == "." {
+                    format!("spec: {e}")
+                } else {
+                    format!("spec.{path}: {e}")
+                };
+                Ok(StudySpec::unreadable(&value, msg))
+            }
+        }
+    }
+}
+
+impl Serialize for StudySpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StudySpec::serialize(self, s)
+    }
+}
+
+impl StudySpec {
+    /// The placeholder spec of an unreadable one (keeps the objective when it reads).
+    fn unreadable(value: &serde_json::Value, msg: String) -> StudySpec {
+        let objective = value
+            .get("objective")
+            .and_then(|o| serde_json::from_value(o.clone()).ok())
+            .unwrap_or(Objective {
+                metric: String::new(),
+                direction: Direction::default(),
+                goal: None,
+            });
+        StudySpec {
+            objective,
+            parameters: Vec::new(),
+            sampler: None,
+            pruner: None,
+            max_trials: 1,
+            parallelism: 1,
+            max_failed_trials: None,
+            metrics: None,
+            warm_start: None,
+            trial_template: TrialTemplate {
+                primary_container: None,
+                gpus: None,
+                gpu_resource: None,
+                metadata: None,
+                spec: serde_json::Value::Null,
+            },
+            invalid: Some(msg),
+        }
+    }
 }
 
 fn default_parallelism() -> u32 {

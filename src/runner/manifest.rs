@@ -82,6 +82,9 @@ impl LocalStudy {
         // as YAML tags, not as the `{tpe: {...}}` maps of the schema).
         let json = serde_json::to_value(&value).context("not valid YAML")?;
         let study: Study = serde_json::from_value(json).context("not a valid Study")?;
+        if let Some(msg) = &study.spec.invalid {
+            anyhow::bail!("not a valid Study: {msg}");
+        }
         let name = study
             .metadata
             .name
