@@ -476,10 +476,12 @@ async fn prometheus_source_survives_an_outage_without_pruning() {
     })
     .await
     .expect("3+ points per trial through Prometheus within 60s");
-    assert_eq!(
-        condition(&client, &ns.name, "prom").await,
-        None,
-        "no condition while metrics flow"
+    // The trials may start before the first series is scraped, so a brief SeriesAbsent
+    // condition may already have come and gone: absent or False both mean "flowing".
+    let before = condition(&client, &ns.name, "prom").await;
+    assert!(
+        before.as_ref().is_none_or(|(s, _)| s == "False"),
+        "no MetricsUnavailable=True while metrics flow, got {before:?}"
     );
 
     // Prometheus goes down; the poor trial turns poor meanwhile: nothing is pruned, the
