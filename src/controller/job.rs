@@ -110,19 +110,6 @@ impl Substitutions<'_> {
     }
 }
 
-/// `LOPPER_PARAM_<NAME>`: upper case, anything but `[A-Z0-9_]` becomes `_`.
-pub fn param_env_name(name: &str) -> String {
-    let mut s = String::from("LOPPER_PARAM_");
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            s.push(c.to_ascii_uppercase());
-        } else {
-            s.push('_');
-        }
-    }
-    s
-}
-
 fn env(name: &str, value: String) -> EnvVar {
     EnvVar {
         name: name.to_string(),
@@ -209,16 +196,15 @@ pub fn render_job(study: &Study, trial: &Trial, extra_env: &[EnvVar]) -> Result<
             .ok_or_else(|| RenderError::NoPrimary(n.clone()))?,
         None => 0,
     };
-    let params_json = serde_json::to_string(&trial.spec.params).unwrap_or_default();
-    let mut vars = vec![
-        env("LOPPER_STUDY", trial.spec.study.clone()),
-        env("LOPPER_TRIAL", trial_name.clone()),
-        env("LOPPER_TRIAL_NUMBER", trial.spec.number.to_string()),
-        env("LOPPER_PARAMS", params_json),
-    ];
-    for (k, v) in &trial.spec.params {
-        vars.push(env(&param_env_name(k), v.to_string()));
-    }
+    let mut vars: Vec<EnvVar> = crate::crd::trial_env(
+        &trial.spec.study,
+        &trial_name,
+        trial.spec.number,
+        &trial.spec.params,
+    )
+    .into_iter()
+    .map(|(k, v)| env(&k, v))
+    .collect();
     vars.extend(extra_env.iter().cloned());
     for c in &mut pod.containers {
         let e = c.env.get_or_insert_with(Vec::new);
@@ -295,7 +281,7 @@ pub fn gpus_per_trial(study: &Study) -> u32 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::crd::{StudySpec, TrialSpec};
+    use crate::crd::{StudySpec, TrialSpec, param_env_name};
     use crate::engine::ParamValue;
 
     pub(crate) fn study(template: Value, gpus: Option<u32>) -> Study {

@@ -48,6 +48,43 @@ pub fn trial_name(study: &str, number: u64) -> String {
     format!("{study}-{number}")
 }
 
+/// `LOPPER_PARAM_<NAME>`: the name upper-cased, anything but ASCII letters and digits as `_`.
+pub fn param_env_name(name: &str) -> String {
+    let mut s = String::from("LOPPER_PARAM_");
+    s.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    s
+}
+
+/// The `LOPPER_*` environment every trial gets, in a Job or under `lopper run`:
+/// `LOPPER_STUDY`, `LOPPER_TRIAL`, `LOPPER_TRIAL_NUMBER`, `LOPPER_PARAMS` (JSON) and one
+/// `LOPPER_PARAM_<NAME>` per active parameter.
+pub fn trial_env(
+    study: &str,
+    trial: &str,
+    number: u64,
+    params: &crate::engine::Params,
+) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("LOPPER_STUDY".to_string(), study.to_string()),
+        ("LOPPER_TRIAL".to_string(), trial.to_string()),
+        ("LOPPER_TRIAL_NUMBER".to_string(), number.to_string()),
+        (
+            "LOPPER_PARAMS".to_string(),
+            serde_json::to_string(params).unwrap_or_else(|_| "{}".into()),
+        ),
+    ];
+    for (name, value) in params {
+        env.push((param_env_name(name), value.to_string()));
+    }
+    env
+}
+
 /// Renders CRDs as a multi-document YAML stream.
 pub fn to_yaml(crds: &[CustomResourceDefinition]) -> String {
     let mut out = String::new();

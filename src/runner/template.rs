@@ -13,10 +13,7 @@ pub struct TrialContext<'a> {
     pub params: &'a Params,
 }
 
-/// The trial's name, as the operator names the Trial and its Job.
-pub fn trial_name(study: &str, number: u64) -> String {
-    format!("{study}-{number}")
-}
+pub use crate::crd::{param_env_name, trial_name};
 
 /// Substitutes the placeholders in `s`. A parameter that is not active in this trial
 /// (a conditional one) renders as the empty string; an unknown placeholder is left as is.
@@ -55,34 +52,9 @@ fn resolve(key: &str, ctx: &TrialContext<'_>) -> Option<String> {
     }
 }
 
-/// `LOPPER_PARAM_<NAME>`: the name upper-cased, anything but ASCII letters and digits as `_`.
-pub fn param_env_name(name: &str) -> String {
-    let mut s = String::from("LOPPER_PARAM_");
-    s.extend(name.chars().map(|c| {
-        if c.is_ascii_alphanumeric() {
-            c.to_ascii_uppercase()
-        } else {
-            '_'
-        }
-    }));
-    s
-}
-
 /// The environment a trial gets on top of the container's own, as in a Job.
 pub fn lopper_env(ctx: &TrialContext<'_>) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("LOPPER_STUDY".to_string(), ctx.study.to_string()),
-        ("LOPPER_TRIAL".to_string(), ctx.trial.to_string()),
-        ("LOPPER_TRIAL_NUMBER".to_string(), ctx.number.to_string()),
-        (
-            "LOPPER_PARAMS".to_string(),
-            serde_json::to_string(ctx.params).unwrap_or_else(|_| "{}".into()),
-        ),
-    ];
-    for (name, value) in ctx.params {
-        env.push((param_env_name(name), value.to_string()));
-    }
-    env
+    crate::crd::trial_env(ctx.study, ctx.trial, ctx.number, ctx.params)
 }
 
 #[cfg(test)]
