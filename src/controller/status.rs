@@ -10,6 +10,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::crd::{BestTrial, GpuSeconds, Study, Trial, TrialCounts, TrialPhase, TrialStatus};
+use crate::engine::TrialRecord;
 
 /// The field manager of everything the operator writes (one manager, full status each time).
 pub const MANAGER: &str = "lopper";
@@ -94,9 +95,11 @@ pub struct Aggregate {
 }
 
 /// Aggregates trials (of one study) at time `now`.
+/// `records` are `trials` as engine records, in the same order.
 pub fn aggregate(
     study: &Study,
     trials: &[Trial],
+    records: &[TrialRecord],
     gpus_per_trial: u32,
     now: Timestamp,
 ) -> Aggregate {
@@ -128,27 +131,21 @@ pub fn aggregate(
         };
         a.gpu.used += used * gpus;
         match phase {
-            TrialPhase::Completed => {
-                completed_durations.push(used);
-                if let Some(v) = st.and_then(|s| s.value).filter(|v| !v.is_nan()) {
-                    let better = match &a.best {
-                        None => true,
-                        Some(b) => dir.better(v, b.value),
-                    };
-                    if better {
-                        a.best = Some(BestTrial {
-                            trial: t.name_any(),
-                            number: t.spec.number,
-                            value: v,
-                            params: t.spec.params.clone(),
-                        });
-                    }
-                }
-            }
+            TrialPhase::Completed => completed_durations.push(used),
             TrialPhase::Pruned => pruned_used.push(used),
             _ => {}
         }
     }
+    // The same rule the engine's study policy uses (goal checks), so the two never disagree.
+    a.best = crate::engine::policy::best(dir, records).and_then(|(number, value)| {
+        let t = trials.iter().find(|t| t.spec.number == number)?;
+        Some(BestTrial {
+            trial: t.name_any(),
+            number,
+            value,
+            params: t.spec.params.clone(),
+        })
+    });
     if !completed_durations.is_empty() {
         let full = completed_durations.iter().sum::<f64>() / completed_durations.len() as f64;
         a.gpu.saved_by_pruning = pruned_used.iter().map(|u| (full - u).max(0.0) * gpus).sum();
@@ -213,7 +210,8 @@ mod tests {
             trial(5, TrialPhase::Failed, None, 0, Some(10)),
         ];
         let now = Timestamp::from_second(150).unwrap();
-        let a = aggregate(&study(Some(0.3)), &trials, 2, now);
+        let records: Vec<_> = trials.iter().map(Trial::record).collect();
+        let a = aggregate(&study(Some(0.3)), &trials, &records, 2, now);
         assert_eq!(
             a.counts,
             TrialCounts {

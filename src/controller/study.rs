@@ -124,7 +124,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
     let mut records: Vec<TrialRecord> = trials.iter().map(Trial::record).collect();
     let rules = rules(study);
     let gpus = gpus_per_trial(study);
-    let mut agg = aggregate(study, &trials, gpus, Timestamp::now());
+    let mut agg = aggregate(study, &trials, &records, gpus, Timestamp::now());
     let mut status = StudyStatus {
         conditions: old.conditions.clone(),
         observed_generation: generation,
@@ -177,7 +177,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 let numbers = next_numbers(&agg.numbers, max, slots);
                 if !numbers.is_empty() {
                     let mut history = warm_history(ctx, study, &space).await?;
-                    history.extend(trials.iter().map(Trial::record));
+                    history.extend(records.iter().cloned());
                     for n in numbers {
                         match sampler.suggest(&space, study.spec.objective.direction, &history, n) {
                             Ok(Suggestion::Params(params)) => {
