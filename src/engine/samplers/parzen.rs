@@ -25,24 +25,31 @@ fn ln_outlined(x: f64) -> f64 {
     x.ln()
 }
 
-/// `ln erfc(x)` for `x ≥ 0` without underflow (Numerical Recipes' Chebyshev fit, relative
-/// error below 1.2e-7 everywhere).
-fn ln_erfc_pos(z: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let poly = -z * z - 1.265_512_23
+/// Numerical Recipes' Chebyshev fit of `ln erfc(z) - ln t` for `z ≥ 0`, `t = 1 / (1 + z/2)`
+/// (relative error of erfc below 1.2e-7 everywhere).
+#[inline(always)]
+fn erfc_poly(z: f64, t: f64) -> f64 {
+    -z * z - 1.265_512_23
         + t * (1.000_023_68
             + t * (0.374_091_96
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
                         + t * (0.278_868_07
                             + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    t.ln() + poly
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))))
 }
 
-/// `erfc(x)`.
+/// `ln erfc(x)` for `x ≥ 0` without underflow.
+fn ln_erfc_pos(z: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    t.ln() + erfc_poly(z, t)
+}
+
+/// `erfc(x)`: one exponential (`t · e^poly`), no logarithm.
 fn erfc(x: f64) -> f64 {
-    let e = ln_erfc_pos(x.abs()).exp();
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let e = t * erfc_poly(z, t).exp();
     if x >= 0.0 { e } else { 2.0 - e }
 }
 
@@ -79,8 +86,24 @@ pub(crate) fn log_gauss_mass(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Inverse standard normal CDF (Acklam's rational approximation, one Halley step).
+/// Inverse standard normal CDF, refined by one Halley step against [`ndtr`] (so that
+/// `ndtr(ndtri(p)) ≈ p` to `ndtr`'s own precision).
+#[cfg(test)]
 pub(crate) fn ndtri(p: f64) -> f64 {
+    let x = ndtri_approx(p);
+    if !x.is_finite() {
+        return x;
+    }
+    let e = ndtr(x) - p;
+    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (0.5 * x * x).exp();
+    let y = x - u / (1.0 + 0.5 * x * u);
+    if y.is_finite() { y } else { x }
+}
+
+/// Inverse standard normal CDF, Acklam's rational approximation (relative error below
+/// 1.2e-9: finer than the 1.2e-7 of [`ndtr`] that a refinement step would use, so sampling
+/// goes without one).
+fn ndtri_approx(p: f64) -> f64 {
     const A: [f64; 6] = [
         -3.969_683_028_665_376e1,
         2.209_460_984_245_205e2,
@@ -131,18 +154,16 @@ pub(crate) fn ndtri(p: f64) -> f64 {
         -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     };
-    // Halley refinement.
-    let e = ndtr(x) - p;
-    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (0.5 * x * x).exp();
-    let y = x - u / (1.0 + 0.5 * x * u);
-    if y.is_finite() { y } else { x }
+    x
 }
 
 /// Draws from N(0,1) truncated to [a, b] (a ≤ 0 ≤ b in every use here) by inversion.
 fn truncnorm_std(rng: &mut ChaCha8Rng, a: f64, b: f64) -> f64 {
     let q = unit(rng);
-    let (pa, pb) = (ndtr(a), ndtr(b));
-    let z = ndtri(pa + q * (pb - pa));
+    // Beyond 8.5σ the tail mass is under 1e-17: below an ulp of what it would be added to.
+    let pa = if a < -8.5 { 0.0 } else { ndtr(a) };
+    let pb = if b > 8.5 { 1.0 } else { ndtr(b) };
+    let z = ndtri_approx(pa + q * (pb - pa));
     if z.is_finite() {
         z.clamp(a, b)
     } else {
@@ -226,6 +247,10 @@ impl ParzenEstimator {
     /// `obs[d][i]` is dimension `d` of observation `i` (oldest first); `dists[d]` its
     /// distribution.
     pub(crate) fn new(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
+        Self::build(obs, dists)
+    }
+
+    fn build(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
         let n = obs.first().map_or(0, Vec::len);
         let mut weights = default_weights(n);
         weights.push(1.0); // prior
@@ -255,18 +280,24 @@ impl ParzenEstimator {
         }
     }
 
-    /// Draws `size` joint samples (internal values, one `Vec` per sample).
-    pub(crate) fn sample(&self, rng: &mut ChaCha8Rng, size: usize) -> Vec<Vec<f64>> {
-        (0..size)
-            .map(|_| {
-                let u = unit(rng);
-                let k = self
-                    .cum_weights
-                    .partition_point(|&c| c <= u)
-                    .min(self.cum_weights.len() - 1);
-                self.dims.iter().map(|d| sample_dim(d, k, rng)).collect()
-            })
-            .collect()
+    /// Number of dimensions.
+    pub(crate) fn dims(&self) -> usize {
+        self.dims.len()
+    }
+
+    /// Draws `size` joint samples (internal values), flat: sample `i` is
+    /// `out[i * dims .. (i + 1) * dims]`.
+    pub(crate) fn sample(&self, rng: &mut ChaCha8Rng, size: usize) -> Vec<f64> {
+        let mut out = Vec::with_capacity(size * self.dims.len());
+        for _ in 0..size {
+            let u = unit(rng);
+            let k = self
+                .cum_weights
+                .partition_point(|&c| c <= u)
+                .min(self.cum_weights.len() - 1);
+            out.extend(self.dims.iter().map(|d| sample_dim(d, k, rng)));
+        }
+        out
     }
 
     /// Mixture log-density of one joint sample.
@@ -281,13 +312,13 @@ impl ParzenEstimator {
         log_sum_exp(scratch, &self.linear_weights)
     }
 
-    /// Mixture log-densities of the joint samples `xs`, into `out` (one per sample). One
-    /// scratch buffer serves every sample.
+    /// Mixture log-densities of the joint samples `xs` (flat, as [`Self::sample`] gives
+    /// them), into `out` (one per sample). One scratch buffer serves every sample.
     ///
     /// On x86-64 CPUs with AVX2 the same code is compiled a second time with 256-bit
     /// vectors. Neither copy uses fused multiply-add and Rust never reassociates floating
     /// point, so both give bit-identical results: a suggestion does not depend on the CPU.
-    pub(crate) fn log_pdf_many(&self, xs: &[Vec<f64>], out: &mut Vec<f64>) {
+    pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2, checked just above.
@@ -299,12 +330,12 @@ impl ParzenEstimator {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn log_pdf_many_avx2(&self, xs: &[Vec<f64>], out: &mut Vec<f64>) {
+    unsafe fn log_pdf_many_avx2(&self, xs: &[f64], out: &mut Vec<f64>) {
         self.log_pdf_many_impl(xs, out);
     }
 
     #[inline(always)]
-    fn log_pdf_many_impl(&self, xs: &[Vec<f64>], out: &mut Vec<f64>) {
+    fn log_pdf_many_impl(&self, xs: &[f64], out: &mut Vec<f64>) {
         let n_kernels = self.base.len();
         let mut acc = self.base.clone();
         // Discrete dimensions: a pair's mass at a grid value is computed only when some
@@ -318,7 +349,7 @@ impl ParzenEstimator {
         let mut max_of_pair: Vec<f64> = Vec::new();
         let mut mass: Vec<f64> = Vec::new();
         out.clear();
-        for x in xs {
+        for x in xs.chunks_exact(self.dims.len().max(1)) {
             acc.copy_from_slice(&self.base);
             for (d, &xd) in self.dims.iter().zip(x) {
                 if !matches!(d, Dim::Discrete { .. }) {
@@ -550,22 +581,22 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
         lo = lo.ln();
         hi = hi.ln();
     }
+    // Room for the prior kernel up front: pushing it later would reallocate.
+    let n = obs.len();
+    let mut mus: Vec<f64> = Vec::with_capacity(n + 1);
     // Two loops, so that the logarithm is not computed speculatively for linear ranges.
-    let mut mus: Vec<f64> = if log {
-        obs.iter().map(|&v| v.ln()).collect()
+    if log {
+        mus.extend(obs.iter().map(|&v| v.ln()));
     } else {
-        obs.to_vec()
-    };
+        mus.extend_from_slice(obs);
+    }
     let range = hi - lo;
     let order = sorted_order(&mus, lo, hi);
-    let mut sigmas = compute_sigmas(&mus, &order, lo, hi);
-    let n_kernels = mus.len() + 1;
+    let n_kernels = n + 1;
     let min_sigma = range / 100f64.min(1.0 + n_kernels as f64);
-    for s in &mut sigmas {
-        *s = s.clamp(min_sigma, range);
-    }
+    let mut sigmas = vec![range; n + 1];
+    set_sigmas(&mus, &order, lo, hi, min_sigma, &mut sigmas[..n]);
     mus.push(0.5 * (lo + hi));
-    sigmas.push(range);
     let ln_min_sigma = min_sigma.ln();
     for ((b, &m), &s) in base.iter_mut().zip(&mus).zip(&sigmas) {
         let (za, zb) = ((lo - m) / s, (hi - m) / s);
@@ -687,26 +718,32 @@ fn sorted_order(mus: &[f64], lo: f64, hi: f64) -> Vec<u32> {
     order
 }
 
-/// Optuna's bandwidths (before the magic clip), given the sorted order of `mus`.
-fn compute_sigmas(mus: &[f64], order: &[u32], lo: f64, hi: f64) -> Vec<f64> {
-    let n = mus.len();
+/// Optuna's bandwidths, given the sorted order of `mus`, clipped to `[min_sigma, hi - lo]`
+/// (the "magic clip"), into `sigmas` (one per observation). A kernel's bandwidth is the
+/// larger gap to its sorted neighbours, `lo` and `hi` standing in at the ends; with two or
+/// more observations the outermost ones use their inner gap only.
+fn set_sigmas(mus: &[f64], order: &[u32], lo: f64, hi: f64, min_sigma: f64, sigmas: &mut [f64]) {
+    let n = order.len();
     if n == 0 {
-        return Vec::new();
+        return;
     }
-    let mut ext = Vec::with_capacity(n + 2);
-    ext.push(lo);
-    ext.extend(order.iter().map(|&i| mus[i as usize]));
-    ext.push(hi);
-    let mut sigmas = vec![0.0; n];
-    for (j, &i) in order.iter().enumerate() {
-        let j = j + 1;
-        sigmas[i as usize] = (ext[j] - ext[j - 1]).max(ext[j + 1] - ext[j]);
+    let range = hi - lo;
+    let at = |j: usize| mus[order[j] as usize];
+    if n == 1 {
+        let m = at(0);
+        sigmas[order[0] as usize] = (m - lo).max(hi - m).clamp(min_sigma, range);
+        return;
     }
-    if ext.len() >= 4 {
-        sigmas[order[0] as usize] = ext[2] - ext[1];
-        sigmas[order[n - 1] as usize] = ext[n] - ext[n - 1];
+    let mut prev = at(0);
+    let mut cur = at(1);
+    sigmas[order[0] as usize] = (cur - prev).clamp(min_sigma, range);
+    for j in 1..n - 1 {
+        let next = at(j + 1);
+        sigmas[order[j] as usize] = (cur - prev).max(next - cur).clamp(min_sigma, range);
+        prev = cur;
+        cur = next;
     }
-    sigmas
+    sigmas[order[n - 1] as usize] = (cur - prev).clamp(min_sigma, range);
 }
 
 fn sample_dim(d: &Dim, k: usize, rng: &mut ChaCha8Rng) -> f64 {
@@ -882,7 +919,7 @@ mod tests {
         let pe = ParzenEstimator::new(&[vec![0.1, 1.0, 1.9]], &[&d]);
         let mut rng = trial_rng(1, 2, 3);
         for s in pe.sample(&mut rng, 500) {
-            assert!((0.0..=2.0).contains(&s[0]));
+            assert!((0.0..=2.0).contains(&s));
         }
         let mut scratch = Vec::new();
         let n = 4000;
@@ -907,7 +944,7 @@ mod tests {
             .sum();
         assert!((mass - 1.0).abs() < 1e-6, "{mass}");
         for s in pe.sample(&mut rng, 500) {
-            assert!(s[0] >= 1.0 && s[0] <= 8.0 && s[0].fract() == 0.0);
+            assert!((1.0..=8.0).contains(&s) && s.fract() == 0.0);
         }
         let dc = Distribution::Categorical {
             choices: vec![

@@ -281,7 +281,11 @@ impl TpeSampler {
                 best = c;
             }
         }
-        candidates.into_iter().nth(best).unwrap_or_default()
+        let d = l.dims();
+        candidates
+            .get(best * d..(best + 1) * d)
+            .map(<[f64]>::to_vec)
+            .unwrap_or_default()
     }
 }
 
