@@ -140,7 +140,7 @@ fn ndtri_approx(p: f64) -> f64 {
         return f64::INFINITY;
     }
     let p_low = 0.02425;
-    let x = if p < p_low {
+    if p < p_low {
         let q = (-2.0 * p.ln()).sqrt();
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
@@ -153,8 +153,7 @@ fn ndtri_approx(p: f64) -> f64 {
         let q = (-2.0 * (-p).ln_1p()).sqrt();
         -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    x
+    }
 }
 
 /// Draws from N(0,1) truncated to [a, b] (a ≤ 0 ≤ b in every use here) by inversion.
