@@ -10,6 +10,7 @@ suggestion with 100 and 1,000 trials of history for both and prints the speed ra
     python3 -m venv .venv-bench && .venv-bench/bin/pip install optuna==5.0.0 scipy
     .venv-bench/bin/python bench/samplers_vs_optuna.py            # full run
     .venv-bench/bin/python bench/samplers_vs_optuna.py --seeds 3 --trials 50 --reps 5
+    .venv-bench/bin/python bench/samplers_vs_optuna.py --function branin --seeds 100
 
 `--lopper-cmd` replaces the cargo command (e.g. a prebuilt binary); `--json` saves raw rows.
 """
@@ -155,9 +156,21 @@ def main():
         help="command printing Lopper's JSON rows",
     )
     ap.add_argument("--json", help="write all raw rows here")
+    ap.add_argument(
+        "--function",
+        choices=sorted(FUNCTIONS),
+        help="only this function (e.g. more seeds for one: --function branin --seeds 100)",
+    )
     args = ap.parse_args()
+    if args.function:
+        for name in list(FUNCTIONS):
+            if name != args.function:
+                del FUNCTIONS[name]
 
-    rows = run_lopper(shlex.split(args.lopper_cmd), args.seeds, args.trials, args.lopper_reps)
+    cmd = shlex.split(args.lopper_cmd)
+    if args.function:
+        cmd += ["--only", args.function]
+    rows = run_lopper(cmd, args.seeds, args.trials, args.lopper_reps)
     for r in rows:
         r["impl"] = "lopper"
     for fname in FUNCTIONS:

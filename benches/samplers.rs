@@ -1,7 +1,7 @@
 //! Quality and speed of Lopper's samplers, driven by `bench/samplers_vs_optuna.py` (which
 //! runs Optuna on the same functions in the same go and prints the comparison table).
 //!
-//! `cargo bench --bench samplers -- [--seeds N] [--trials N] [--reps N] [--only FN:SAMPLER]` prints one JSON
+//! `cargo bench --bench samplers -- [--seeds N] [--trials N] [--reps N] [--only FN[:SAMPLER]]` prints one JSON
 //! object per line:
 //! `{"kind":"best","function":..,"sampler":..,"seed":..,"best":..}` for every
 //! function × sampler × seed, and
@@ -275,7 +275,7 @@ fn main() {
             for (sname, spec) in samplers_for(1) {
                 if only
                     .as_deref()
-                    .is_some_and(|o| !o.ends_with(&format!(":{sname}")))
+                    .is_some_and(|o| o.contains(':') && !o.ends_with(&format!(":{sname}")))
                 {
                     continue;
                 }
