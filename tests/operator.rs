@@ -605,3 +605,74 @@ async fn unreadable_study_fails_alone_and_others_still_run() {
     );
     op.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unreadable_trial_fails_alone_and_studies_still_run() {
+    use kube::api::{ApiResource, DynamicObject};
+    let (client, ns) = setup("op-badtrial").await;
+    let op = spawn_operator(&client, &ns.name);
+    // Admission accepts it (param values are untyped), but `ParamValue` cannot read it. It
+    // exists before the study, so the study's first list of Trials already contains it.
+    let bad: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "lopper.dev/v1alpha1",
+        "kind": "Trial",
+        "metadata": {"name": "by-hand"},
+        "spec": {"study": "good", "number": 9, "params": {"lr": {"a": 1}, "hidden": 64}}
+    }))
+    .unwrap();
+    let ar = ApiResource::erase::<Trial>(&());
+    let dynapi: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
+    dynapi
+        .create(&PostParams::default(), &bad)
+        .await
+        .expect("admission accepts the unreadable trial");
+    let good = study_yaml("good", 2, 2, "{none: {}}", 0, "600s");
+    create_study(&client, &ns.name, &good).await;
+
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns.name);
+    wait_for(Duration::from_secs(30), || {
+        let jobs = jobs.clone();
+        async move {
+            let names: BTreeSet<String> = jobs
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .map(|j| j.name_any())
+                .collect();
+            (names.contains("good-0") && names.contains("good-1")).then_some(())
+        }
+    })
+    .await
+    .expect("the study's trials get their Jobs despite the unreadable trial");
+    let api: Api<Trial> = Api::namespaced(client.clone(), &ns.name);
+    let t = wait_for(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let t = api.get("by-hand").await.ok()?;
+            (t.phase() == TrialPhase::Failed).then_some(t)
+        }
+    })
+    .await
+    .expect("the unreadable trial is Failed");
+    let failed = t
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Failed"))
+        .expect("Failed condition");
+    assert_eq!(failed.reason, "InvalidSpec");
+    assert!(
+        failed.message.starts_with("spec.params.lr"),
+        "{}",
+        failed.message
+    );
+    assert!(
+        jobs.get_opt("by-hand").await.unwrap().is_none(),
+        "no Job for the unreadable trial"
+    );
+    // Its stored spec is untouched (the placeholder is never written back).
+    let raw = dynapi.get("by-hand").await.unwrap();
+    assert_eq!(raw.data["spec"]["params"]["lr"]["a"], 1);
+    op.abort();
+}

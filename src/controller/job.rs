@@ -312,6 +312,7 @@ pub(crate) mod tests {
                 study: "digits".into(),
                 number: 7,
                 params,
+                invalid: None,
             },
         );
         t.metadata.namespace = Some("ns".into());

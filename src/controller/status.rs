@@ -179,6 +179,7 @@ mod tests {
                 study: "s".into(),
                 number: n,
                 params,
+                invalid: None,
             },
         );
         t.status = Some(TrialStatus {

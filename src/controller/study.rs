@@ -391,6 +391,7 @@ async fn create_trial(
             study: study.name_any(),
             number,
             params,
+            invalid: None,
         },
     );
     trial.metadata.namespace = Some(ns.clone());

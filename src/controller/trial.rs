@@ -151,6 +151,11 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
         }
         return Ok(Action::await_change());
     }
+    if let Some(msg) = &trial.spec.invalid {
+        // Unreadable params (made by hand: the operator writes only strings, numbers and
+        // booleans): nothing to run. A Job made before the edit goes once the trial is Failed.
+        return fail(ctx, trial, &old, "InvalidSpec", msg).await;
+    }
 
     let studies: Api<Study> = Api::namespaced(client.clone(), &ns);
     let Some(study) = studies.get_opt(&trial.spec.study).await? else {

@@ -35,7 +35,7 @@ pub const MAX_POINTS: usize = 1000;
     printcolumn = r#"{"name":"Value","type":"number","jsonPath":".status.value"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", remote = "Self")]
 pub struct TrialSpec {
     /// The owning Study's name.
     #[schemars(length(min = 1))]
@@ -46,6 +46,54 @@ pub struct TrialSpec {
     #[serde(default)]
     #[schemars(schema_with = "super::schema::params_schema")]
     pub params: Params,
+    /// Set (never by the API) when the stored spec could not be read into this type: the
+    /// reader's error, with the path of the offending field. Such a spec keeps its study and
+    /// number but no params; the operator only fails the Trial with `InvalidSpec`.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub invalid: Option<String>,
+}
+
+// The same guard as `StudySpec`'s: param values are untyped in the schema (a string, number or
+// boolean cannot be said structurally), so the API accepts e.g. `params: {lr: {a: 1}}`. One
+// such Trial must not fail the list and watch of every Trial: reading never fails, it yields a
+// spec marked `invalid` instead.
+impl<'de> Deserialize<'de> for TrialSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(&value, &mut track);
+        match TrialSpec::deserialize(tracked) {
+            Ok(spec) => Ok(spec),
+            Err(e) => {
+                let path = track.path().to_string();
+                let msg = if path.is_empty() || path == "." {
+                    format!("spec: {e}")
+                } else {
+                    format!("spec.{path}: {e}")
+                };
+                Ok(TrialSpec {
+                    study: value
+                        .get("study")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                    number: value
+                        .get("number")
+                        .and_then(|v| v.as_u64())
+                        .unwrap_or_default(),
+                    params: Params::new(),
+                    invalid: Some(msg),
+                })
+            }
+        }
+    }
+}
+
+impl Serialize for TrialSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        TrialSpec::serialize(self, s)
+    }
 }
 
 /// Lifecycle of a Trial. Completed, Pruned and Failed are final.
@@ -202,6 +250,29 @@ pub fn append_points(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_params_give_an_invalid_spec_not_an_error() {
+        let t: Trial = serde_json::from_value(serde_json::json!({
+            "apiVersion": "lopper.dev/v1alpha1",
+            "kind": "Trial",
+            "metadata": {"name": "s-3"},
+            "spec": {"study": "s", "number": 3, "params": {"hidden": 64, "lr": {"a": 1}}}
+        }))
+        .expect("reading never fails");
+        assert_eq!((t.spec.study.as_str(), t.spec.number), ("s", 3));
+        assert!(t.spec.params.is_empty());
+        let msg = t.spec.invalid.expect("marked invalid");
+        assert!(msg.starts_with("spec.params.lr: "), "{msg}");
+        let ok: TrialSpec = serde_json::from_value(
+            serde_json::json!({"study": "s", "number": 1, "params": {"lr": 0.1}}),
+        )
+        .unwrap();
+        assert_eq!(ok.invalid, None);
+        assert_eq!(ok.params.len(), 1);
+        // The marker is never written back.
+        assert!(!serde_json::to_string(&ok).unwrap().contains("invalid"));
+    }
 
     #[test]
     fn append_ignores_repeated_and_lower_steps() {
