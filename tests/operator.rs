@@ -490,12 +490,20 @@ async fn invalid_specs_get_invalid_spec_and_others_still_run() {
     );
     let mut bad_grid = study_yaml("bad-grid", 2, 1, "{none: {}}", 0, "600s");
     bad_grid.spec.sampler = Some(serde_json::from_value(serde_json::json!({"grid": {}})).unwrap());
+    // A placeholder naming no parameter: said once by the Study, not by every trial failing.
+    let mut bad_template = study_yaml("bad-template", 2, 1, "{none: {}}", 0, "600s");
+    bad_template.spec.trial_template.spec["template"]["spec"]["containers"][0]["args"][0] =
+        serde_json::json!("--lr=${params.lrr}");
     let good = study_yaml("good", 1, 1, "{none: {}}", 0, "600s");
-    for s in [&bad_pruner, &bad_grid, &good] {
+    for s in [&bad_pruner, &bad_grid, &bad_template, &good] {
         create_study(&client, &ns.name, s).await;
     }
     let api: Api<Study> = Api::namespaced(client.clone(), &ns.name);
-    for (name, field) in [("bad-pruner", "spec.pruner"), ("bad-grid", "spec.sampler")] {
+    for (name, field) in [
+        ("bad-pruner", "spec.pruner"),
+        ("bad-grid", "spec.sampler"),
+        ("bad-template", "unknown placeholder ${params.lrr}"),
+    ] {
         let st = wait_for(Duration::from_secs(30), || {
             let api = api.clone();
             async move {

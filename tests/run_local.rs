@@ -454,6 +454,26 @@ fn warm_start_reads_earlier_results_and_bad_manifests_are_refused() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("spec.parameters"), "{stderr}");
+
+    // So is a template naming a parameter the space lacks (the args use `${params.y}`), as
+    // the operator refuses it: one renderer for both.
+    let bad = manifest(
+        dir.path(),
+        "    - {name: x, float: {low: 0.0, high: 1.0}}",
+        "{random: {}}",
+        "{none: {}}",
+        "  maxTrials: 1",
+        &[],
+        &[],
+    );
+    let out = lopper(&["run", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.trialTemplate.spec: unknown placeholder ${params.y}"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("started"), "no trial ran: {stderr}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ use crate::crd::{
 use crate::engine::policy::{self, End, Rules, StudyCounts};
 use crate::engine::samplers::{self, Sampler, Suggestion};
 use crate::engine::space::SearchSpace;
-use crate::engine::{TrialRecord, TrialState};
+use crate::engine::{Params, TrialRecord, TrialState};
 
 /// Builds what the spec describes, or says what is wrong (the `InvalidSpec` message).
 pub fn validate(study: &Study) -> Result<(SearchSpace, Box<dyn Sampler>), String> {
@@ -47,6 +47,20 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, Box<dyn Sampler>), String
     {
         return Err("spec.maxFailedTrials must be less than spec.maxTrials".into());
     }
+    // The template renders (known placeholders, a JobSpec that reads, the primary container
+    // exists): said once here rather than by every trial failing. Params do not matter (an
+    // inactive one renders empty, and placeholders only ever fill strings).
+    let name = study.name_any();
+    let probe = Trial::new(
+        &crate::crd::trial_name(&name, 0),
+        TrialSpec {
+            study: name,
+            number: 0,
+            params: Params::new(),
+            invalid: None,
+        },
+    );
+    super::job::render_job(study, &probe, &[]).map_err(|e| e.to_string())?;
     Ok((space, sampler))
 }
 

@@ -47,6 +47,8 @@ pub struct LocalStudy {
     pub warm_start: Vec<String>,
     pub container: Container,
     pub grace: Duration,
+    /// The Study as read: trials are rendered from it as the operator renders their Jobs.
+    pub crd: Study,
 }
 
 impl LocalStudy {
@@ -125,6 +127,13 @@ impl LocalStudy {
             "container {:?}: a local run needs `command` (the image's entrypoint is unknown here)",
             container.name
         );
+        // The space first: a template naming a parameter the space lacks is a lesser error.
+        crate::engine::space::SearchSpace::new(spec.parameters.clone())
+            .map_err(|e| anyhow::anyhow!("spec.parameters: {e}"))?;
+        // The template renders as a Job would (unknown placeholders, a JobSpec that does not
+        // read): refused here, before any trial starts, rather than failing every trial.
+        super::template::command_line(&study, 0, &crate::engine::Params::new())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let grace = pod
             .get("terminationGracePeriodSeconds")
             .and_then(|g| g.as_f64())
@@ -152,6 +161,7 @@ impl LocalStudy {
                 .unwrap_or_default(),
             container,
             grace,
+            crd: study,
         })
     }
 }

@@ -31,7 +31,6 @@ use crate::engine::{PrunerState, StudyView, TrialRecord, TrialState};
 use crate::metrics::{LineParser, MetricsSpec};
 pub use manifest::LocalStudy;
 use results::{Results, TrialResult};
-use template::TrialContext;
 
 /// Options of one local run (the CLI's flags).
 #[derive(Clone, Debug, Default)]
@@ -305,25 +304,15 @@ impl Loop {
 
     fn start(&mut self, idx: usize) -> anyhow::Result<()> {
         let name = template::trial_name(&self.study.name, idx as u64);
-        let params = self.trials[idx].params.clone();
-        let ctx = TrialContext {
-            study: &self.study.name,
-            trial: &name,
-            number: idx as u64,
-            params: &params,
-        };
-        let mut env = self.study.container.env.clone();
-        env.extend(template::lopper_env(&ctx));
+        // Cannot fail: `LocalStudy::parse` rendered the template once already.
+        let rendered =
+            template::command_line(&self.study.crd, idx as u64, &self.trials[idx].params)
+                .context("rendering the trial template")?;
+        let mut env = rendered.env;
         if let Some(p) = &self.push {
             env.extend(p.register(idx, &name));
         }
-        let mut argv = self
-            .study
-            .container
-            .command
-            .iter()
-            .chain(&self.study.container.args)
-            .map(|a| template::render(a, &ctx));
+        let mut argv = rendered.argv.into_iter();
         let launch = process::Launch {
             program: argv
                 .next()

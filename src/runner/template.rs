@@ -1,60 +1,70 @@
-//! Rendering a trial's command line and environment from the Study's trial template, as the
-//! operator renders the Job: placeholders `${params.NAME}`, `${trial.name}`,
-//! `${trial.number}`, `${study.name}` and the `LOPPER_*` environment.
+//! A trial's command line and environment, rendered exactly as the operator renders the
+//! trial's Job ([`render_job`]): the same placeholders (`${params.NAME}`, `${trial.name}`,
+//! `${trial.number}`, `${study.name}`, `$${` for a literal `${`), the same errors for unknown
+//! ones, and the same `LOPPER_*` environment. One renderer, so a manifest that runs locally
+//! renders the same on a cluster.
 
+use crate::controller::job::{RenderError, render_job};
+use crate::crd::{Study, Trial, TrialSpec};
 use crate::engine::Params;
-
-/// What a placeholder can refer to for one trial.
-#[derive(Clone, Copy, Debug)]
-pub struct TrialContext<'a> {
-    pub study: &'a str,
-    pub trial: &'a str,
-    pub number: u64,
-    pub params: &'a Params,
-}
 
 pub use crate::crd::{param_env_name, trial_name};
 
-/// Substitutes the placeholders in `s`. A parameter that is not active in this trial
-/// (a conditional one) renders as the empty string; an unknown placeholder is left as is.
-pub fn render(s: &str, ctx: &TrialContext<'_>) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let key = &after[..end];
-        match resolve(key, ctx) {
-            Some(v) => out.push_str(&v),
-            None => out.push_str(&rest[start..start + 2 + end + 1]),
-        }
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
+/// What a local trial runs: the primary container's `command` + `args` and its literal
+/// environment (`valueFrom` entries cannot be resolved locally and are left out).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandLine {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
-fn resolve(key: &str, ctx: &TrialContext<'_>) -> Option<String> {
-    match key.trim() {
-        "trial.name" => Some(ctx.trial.to_string()),
-        "trial.number" => Some(ctx.number.to_string()),
-        "study.name" => Some(ctx.study.to_string()),
-        k => k.strip_prefix("params.").map(|name| {
-            ctx.params
-                .get(name)
-                .map(|v| v.to_string())
-                .unwrap_or_default()
-        }),
-    }
-}
-
-/// The environment a trial gets on top of the container's own, as in a Job.
-pub fn lopper_env(ctx: &TrialContext<'_>) -> Vec<(String, String)> {
-    crate::crd::trial_env(ctx.study, ctx.trial, ctx.number, ctx.params)
+/// Renders trial `number` of `study` with `params`.
+pub fn command_line(
+    study: &Study,
+    number: u64,
+    params: &Params,
+) -> Result<CommandLine, RenderError> {
+    let study_name = study.metadata.name.clone().unwrap_or_default();
+    let trial = Trial::new(
+        &trial_name(&study_name, number),
+        TrialSpec {
+            study: study_name,
+            number,
+            params: params.clone(),
+            invalid: None,
+        },
+    );
+    let job = render_job(study, &trial, &[])?;
+    let pod = job
+        .spec
+        .and_then(|s| s.template.spec)
+        .ok_or(RenderError::NoContainers)?;
+    let primary = match &study.spec.trial_template.primary_container {
+        Some(n) => pod
+            .containers
+            .into_iter()
+            .find(|c| &c.name == n)
+            .ok_or_else(|| RenderError::NoPrimary(n.clone()))?,
+        None => pod
+            .containers
+            .into_iter()
+            .next()
+            .ok_or(RenderError::NoContainers)?,
+    };
+    let argv = primary
+        .command
+        .unwrap_or_default()
+        .into_iter()
+        .chain(primary.args.unwrap_or_default())
+        .collect();
+    let env = primary
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.value_from.is_none())
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect();
+    Ok(CommandLine { argv, env })
 }
 
 #[cfg(test)]
@@ -62,27 +72,84 @@ mod tests {
     use super::*;
     use crate::engine::ParamValue;
 
+    fn study(args: &str) -> Study {
+        let y = format!(
+            r#"
+apiVersion: lopper.dev/v1alpha1
+kind: Study
+metadata: {{name: s}}
+spec:
+  objective: {{metric: loss, direction: minimize}}
+  maxTrials: 4
+  parameters:
+    - name: lr
+      float: {{low: 0.001, high: 0.1}}
+    - name: hidden
+      int: {{low: 16, high: 128}}
+    - name: momentum
+      float: {{low: 0.0, high: 0.9}}
+  trialTemplate:
+    spec:
+      template:
+        spec:
+          containers:
+            - name: trainer
+              image: x
+              command: [python, train.py]
+              args: {args}
+              env: [{{name: OUT, value: "/runs/${{trial.name}}"}}, {{name: SECRET, valueFrom: {{secretKeyRef: {{name: a, key: b}}}}}}]
+"#
+        );
+        let v: serde_yaml::Value = serde_yaml::from_str(&y).unwrap();
+        let s: Study = serde_json::from_value(serde_json::to_value(v).unwrap()).unwrap();
+        assert_eq!(s.spec.invalid, None);
+        s
+    }
+
     #[test]
-    fn renders_placeholders() {
+    fn renders_as_the_job_does() {
         let mut params = Params::new();
         params.insert("lr".into(), ParamValue::Float(0.01));
         params.insert("hidden".into(), ParamValue::Int(64));
-        let ctx = TrialContext {
-            study: "s",
-            trial: "s-3",
-            number: 3,
-            params: &params,
-        };
-        assert_eq!(
-            render("--lr=${params.lr} ${params.hidden}/${trial.name}", &ctx),
-            "--lr=0.01 64/s-3"
+        let s = study(
+            r#"["--lr=${params.lr}", "${params.hidden}/${trial.name}", "${trial.number}${study.name}", "m=${params.momentum}", "$${HOME}"]"#,
         );
-        assert_eq!(render("${trial.number}${study.name}", &ctx), "3s");
-        assert_eq!(render("${params.momentum}", &ctx), "");
-        assert_eq!(render("${other} ${unclosed", &ctx), "${other} ${unclosed");
-        let env = lopper_env(&ctx);
-        assert!(env.contains(&("LOPPER_PARAM_HIDDEN".into(), "64".into())));
-        assert!(env.contains(&("LOPPER_PARAMS".into(), r#"{"hidden":64,"lr":0.01}"#.into())));
+        let c = command_line(&s, 3, &params).unwrap();
+        assert_eq!(
+            c.argv,
+            [
+                "python",
+                "train.py",
+                "--lr=0.01",
+                "64/s-3",
+                "3s",
+                "m=",
+                "${HOME}"
+            ]
+        );
+        assert!(c.env.contains(&("OUT".into(), "/runs/s-3".into())));
+        assert!(c.env.contains(&("LOPPER_PARAM_HIDDEN".into(), "64".into())));
+        assert!(
+            c.env
+                .contains(&("LOPPER_PARAMS".into(), r#"{"hidden":64,"lr":0.01}"#.into()))
+        );
+        assert!(
+            !c.env.iter().any(|(k, _)| k == "SECRET"),
+            "valueFrom left out"
+        );
         assert_eq!(param_env_name("batch-size.x"), "LOPPER_PARAM_BATCH_SIZE_X");
+    }
+
+    #[test]
+    fn unknown_and_unterminated_placeholders_are_errors() {
+        let p = Params::new();
+        assert_eq!(
+            command_line(&study(r#"["--lr=${params.lrr}"]"#), 0, &p).unwrap_err(),
+            RenderError::UnknownPlaceholder("params.lrr".into())
+        );
+        assert!(matches!(
+            command_line(&study(r#"["--lr=${params.lr"]"#), 0, &p).unwrap_err(),
+            RenderError::Unterminated(_)
+        ));
     }
 }
