@@ -660,3 +660,61 @@ async fn logs_source_follows_pod_logs_through_the_apiserver_and_prunes() {
     assert_eq!(curve(&good).len(), 5);
     assert_eq!(good.phase(), TrialPhase::Running);
 }
+
+/// A Study may only use a Secret that its owner labelled for Prometheus: naming any other
+/// (say, the namespace's database password) gets `MetricsUnavailable` and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prometheus_auth_secret_must_opt_in() {
+    let (client, ns) = setup("metrics-auth").await;
+    let (_addr, _op) = spawn_operator(&client, &ns.name).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    let creds: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "db-creds"},
+        "stringData": {"username": "admin", "password": "hunter2"}
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &creds)
+        .await
+        .expect("create secret");
+    // Nothing listens at this port: past the auth check, the next problem is "unreachable".
+    let port = free_port();
+    let metrics = format!(
+        r#"{{prometheus: {{url: "http://127.0.0.1:{port}", value: 'val_loss{{trial="{{{{trial}}}}"}}', interval: 1s, auth: {{secretRef: {{name: db-creds}}}}}}}}"#
+    );
+    let api: Api<Study> = Api::namespaced(client.clone(), &ns.name);
+    api.create(&PostParams::default(), &study("auth", 1, &metrics))
+        .await
+        .expect("create study");
+    let (_, msg) = wait_for(Duration::from_secs(45), || async {
+        condition(&client, &ns.name, "auth")
+            .await
+            .filter(|(s, _)| s == "True")
+    })
+    .await
+    .expect("MetricsUnavailable=True for the unlabelled Secret");
+    assert!(
+        msg.contains("db-creds lacks the label lopper.dev/prometheus-auth=true"),
+        "{msg}"
+    );
+
+    // The owner opts in: the credentials are read, and only the missing Prometheus remains.
+    secrets
+        .patch(
+            "db-creds",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"labels": {"lopper.dev/prometheus-auth": "true"}}
+            })),
+        )
+        .await
+        .expect("label secret");
+    let (_, msg) = wait_for(Duration::from_secs(45), || async {
+        condition(&client, &ns.name, "auth")
+            .await
+            .filter(|(s, m)| s == "True" && !m.contains("lacks the label"))
+    })
+    .await
+    .expect("the labelled Secret is accepted");
+    assert!(msg.contains("unreachable"), "{msg}");
+}

@@ -298,7 +298,7 @@ async fn load_auth(
         .into_iter()
         .map(|(k, v)| (k, v.0))
         .collect();
-    Auth::from_secret_data(&data).map(Some)
+    Auth::from_secret(&a.secret_ref.name, s.metadata.labels.as_ref(), &data).map(Some)
 }
 
 /// Polls Prometheus for one study until aborted.

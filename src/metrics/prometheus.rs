@@ -35,7 +35,34 @@ pub enum Auth {
     Bearer(String),
 }
 
+/// The label a Secret must carry, with the value `"true"`, to serve as Prometheus credentials.
+///
+/// Whoever may create a Study could otherwise name any Secret of the namespace and have the
+/// operator send it to a URL of their choosing. Setting a label needs write access to the
+/// Secret, so only its owner can offer it (RBAC cannot restrict the operator's `get` by name).
+pub const AUTH_OPT_IN_LABEL: &str = "lopper.dev/prometheus-auth";
+
 impl Auth {
+    /// From a Secret: it must opt in with [`AUTH_OPT_IN_LABEL`]`: "true"`, then its data is
+    /// read as [`Auth::from_secret_data`] reads it.
+    pub fn from_secret(
+        name: &str,
+        labels: Option<&BTreeMap<String, String>>,
+        data: &BTreeMap<String, Vec<u8>>,
+    ) -> Result<Auth, String> {
+        if labels
+            .and_then(|l| l.get(AUTH_OPT_IN_LABEL))
+            .map(String::as_str)
+            != Some("true")
+        {
+            return Err(format!(
+                "auth Secret {name} lacks the label {AUTH_OPT_IN_LABEL}=true (its owner opts in by \
+                 labelling it: kubectl label secret {name} {AUTH_OPT_IN_LABEL}=true)"
+            ));
+        }
+        Self::from_secret_data(data).map_err(|e| format!("auth Secret {name}: {e}"))
+    }
+
     /// From a Secret's data: `token` (bearer) or `username` + `password` (basic).
     pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Result<Auth, String> {
         let get = |k: &str| {
@@ -546,6 +573,30 @@ mod tests {
         assert_eq!(
             Auth::from_secret_data(&d).unwrap(),
             Auth::Bearer("t".into())
+        );
+    }
+
+    #[test]
+    fn auth_secret_must_opt_in() {
+        let mut d = BTreeMap::new();
+        d.insert("token".to_string(), b"t".to_vec());
+        let mut labels = BTreeMap::new();
+        let e = Auth::from_secret("db-creds", None, &d).unwrap_err();
+        assert!(
+            e.contains("db-creds lacks the label lopper.dev/prometheus-auth=true"),
+            "{e}"
+        );
+        labels.insert(AUTH_OPT_IN_LABEL.to_string(), "false".to_string());
+        assert!(Auth::from_secret("db-creds", Some(&labels), &d).is_err());
+        labels.insert(AUTH_OPT_IN_LABEL.to_string(), "true".to_string());
+        assert_eq!(
+            Auth::from_secret("prom", Some(&labels), &d).unwrap(),
+            Auth::Bearer("t".into())
+        );
+        let e = Auth::from_secret("prom", Some(&labels), &BTreeMap::new()).unwrap_err();
+        assert!(
+            e.starts_with("auth Secret prom: the auth Secret needs"),
+            "{e}"
         );
     }
 }

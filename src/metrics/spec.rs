@@ -60,7 +60,7 @@ pub struct SecretRef {
 }
 
 /// Credentials for Prometheus. The Secret holds either `username` + `password` (basic auth)
-/// or `token` (bearer auth).
+/// or `token` (bearer auth), and must be labelled `lopper.dev/prometheus-auth: "true"`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusAuth {
@@ -82,7 +82,8 @@ pub struct PrometheusSpec {
     /// Poll interval, a duration such as `15s` (default) or `1m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
-    /// Optional credentials (basic or bearer) from a Secret.
+    /// Optional credentials (basic or bearer) from a Secret labelled
+    /// `lopper.dev/prometheus-auth: "true"` (its owner opts in; other Secrets are refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<PrometheusAuth>,
 }
