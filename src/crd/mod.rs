@@ -94,3 +94,24 @@ pub fn to_yaml(crds: &[CustomResourceDefinition]) -> String {
     }
     out
 }
+
+/// Reads a stored spec with `read` (the type's derived deserializer), or says where and why it
+/// cannot: `spec.<path>: <error>`. Studies and Trials use it to read leniently (see
+/// `StudySpec`'s `Deserialize`): one unreadable object must not fail a whole list or watch.
+pub(crate) fn read_spec<T>(
+    value: &serde_json::Value,
+    read: impl for<'t> FnOnce(
+        serde_path_to_error::Deserializer<'_, 't, &serde_json::Value>,
+    ) -> Result<T, serde_json::Error>,
+) -> Result<T, String> {
+    let mut track = serde_path_to_error::Track::new();
+    let r = read(serde_path_to_error::Deserializer::new(value, &mut track));
+    r.map_err(|e| {
+        let path = track.path().to_string();
+        if path.is_empty() || path == "." {
+            format!("spec: {e}")
+        } else {
+            format!("spec.{path}: {e}")
+        }
+    })
+}

@@ -74,20 +74,8 @@ pub struct StudySpec {
 impl<'de> Deserialize<'de> for StudySpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        let mut track = serde_path_to_error::Track::new();
-        let tracked = serde_path_to_error::Deserializer::new(&value, &mut track);
-        match StudySpec::deserialize(tracked) {
-            Ok(spec) => Ok(spec),
-            Err(e) => {
-                let path = track.path().to_string();
-                let msg = if path.is_empty() || path == "." {
-                    format!("spec: {e}")
-                } else {
-                    format!("spec.{path}: {e}")
-                };
-                Ok(StudySpec::unreadable(&value, msg))
-            }
-        }
+        Ok(super::read_spec(&value, |d| StudySpec::deserialize(d))
+            .unwrap_or_else(|msg| StudySpec::unreadable(&value, msg)))
     }
 }
 

@@ -61,18 +61,9 @@ pub struct TrialSpec {
 impl<'de> Deserialize<'de> for TrialSpec {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(d)?;
-        let mut track = serde_path_to_error::Track::new();
-        let tracked = serde_path_to_error::Deserializer::new(&value, &mut track);
-        match TrialSpec::deserialize(tracked) {
-            Ok(spec) => Ok(spec),
-            Err(e) => {
-                let path = track.path().to_string();
-                let msg = if path.is_empty() || path == "." {
-                    format!("spec: {e}")
-                } else {
-                    format!("spec.{path}: {e}")
-                };
-                Ok(TrialSpec {
+        Ok(
+            super::read_spec(&value, |d| TrialSpec::deserialize(d)).unwrap_or_else(|msg| {
+                TrialSpec {
                     study: value
                         .get("study")
                         .and_then(|v| v.as_str())
@@ -84,9 +75,9 @@ impl<'de> Deserialize<'de> for TrialSpec {
                         .unwrap_or_default(),
                     params: Params::new(),
                     invalid: Some(msg),
-                })
-            }
-        }
+                }
+            }),
+        )
     }
 }
 
