@@ -9,22 +9,12 @@ use crate::crd::Study;
 use crate::engine::Direction;
 use crate::engine::pruners::PrunerSpec;
 use crate::engine::samplers::SamplerSpec;
-use crate::engine::space::ParamSpec;
+use crate::engine::space::SearchSpace;
 use crate::metrics::MetricsSpec;
 
 /// Grace period between SIGTERM and SIGKILL when the pod template does not set
 /// `terminationGracePeriodSeconds` (Kubernetes' default).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
-
-/// The primary container, as far as a local run uses it.
-#[derive(Clone, Debug, Default)]
-pub struct Container {
-    pub name: String,
-    pub command: Vec<String>,
-    pub args: Vec<String>,
-    /// Literal `env` entries (`valueFrom` entries cannot be resolved locally and are skipped).
-    pub env: Vec<(String, String)>,
-}
 
 /// Everything `lopper run` needs from a Study manifest.
 #[derive(Clone, Debug)]
@@ -35,7 +25,7 @@ pub struct LocalStudy {
     pub direction: Direction,
     pub metric: String,
     pub goal: Option<f64>,
-    pub parameters: Vec<ParamSpec>,
+    pub space: SearchSpace,
     pub sampler: SamplerSpec,
     pub sampler_name: String,
     pub pruner: PrunerSpec,
@@ -45,7 +35,6 @@ pub struct LocalStudy {
     pub max_failed_trials: Option<u32>,
     pub metrics: MetricsSpec,
     pub warm_start: Vec<String>,
-    pub container: Container,
     pub grace: Duration,
     /// The Study as read: trials are rendered from it as the operator renders their Jobs.
     pub crd: Study,
@@ -93,49 +82,32 @@ impl LocalStudy {
             .clone()
             .filter(|n| !n.is_empty())
             .context("metadata.name is required")?;
+        // The operator's checks, in its order (space, sampler, pruner, metrics, limits, the
+        // template rendering as a Job would), so a manifest is refused here exactly when the
+        // operator would mark it InvalidSpec.
+        let (space, _) =
+            crate::controller::study::validate(&study).map_err(|e| anyhow::anyhow!(e))?;
         let sampler = study.sampler();
         // Through serde, so this reads the engine's spec whatever type the CRD embeds.
         let pruner: PrunerSpec =
             serde_json::from_value(serde_json::to_value(study.pruner())?).context("spec.pruner")?;
-        let metrics = study.metrics();
-        metrics
-            .validate()
-            .map_err(|e| anyhow::anyhow!("spec.metrics: {e}"))?;
         let spec = &study.spec;
         anyhow::ensure!(spec.max_trials >= 1, "spec.maxTrials must be at least 1");
         anyhow::ensure!(spec.parallelism >= 1, "spec.parallelism must be at least 1");
-        let pod = spec
+        let probe = super::template::command_line(&study, 0, &crate::engine::Params::new())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(
+            !probe.argv.is_empty(),
+            "container {:?}: a local run needs `command` (the image's entrypoint is unknown here)",
+            probe.container
+        );
+        for name in &probe.unresolved {
+            tracing::warn!("env {name}: valueFrom cannot be resolved locally, skipped");
+        }
+        let grace = spec
             .trial_template
             .spec
-            .pointer("/template/spec")
-            .context("spec.trialTemplate.spec.template.spec is required")?;
-        let containers = pod
-            .get("containers")
-            .and_then(|c| c.as_array())
-            .filter(|c| !c.is_empty())
-            .context("spec.trialTemplate.spec.template.spec.containers is empty")?;
-        let primary = match &spec.trial_template.primary_container {
-            Some(n) => containers
-                .iter()
-                .find(|c| c.get("name").and_then(|x| x.as_str()) == Some(n))
-                .with_context(|| format!("primaryContainer {n:?} is not among the containers"))?,
-            None => &containers[0],
-        };
-        let container = container(primary)?;
-        anyhow::ensure!(
-            !container.command.is_empty() || !container.args.is_empty(),
-            "container {:?}: a local run needs `command` (the image's entrypoint is unknown here)",
-            container.name
-        );
-        // The space first: a template naming a parameter the space lacks is a lesser error.
-        crate::engine::space::SearchSpace::new(spec.parameters.clone())
-            .map_err(|e| anyhow::anyhow!("spec.parameters: {e}"))?;
-        // The template renders as a Job would (unknown placeholders, a JobSpec that does not
-        // read): refused here, before any trial starts, rather than failing every trial.
-        super::template::command_line(&study, 0, &crate::engine::Params::new())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let grace = pod
-            .get("terminationGracePeriodSeconds")
+            .pointer("/template/spec/terminationGracePeriodSeconds")
             .and_then(|g| g.as_f64())
             .map(|g| Duration::from_secs_f64(g.max(0.0)))
             .unwrap_or(DEFAULT_GRACE);
@@ -145,7 +117,7 @@ impl LocalStudy {
             direction: spec.objective.direction,
             metric: spec.objective.metric.clone(),
             goal: spec.objective.goal,
-            parameters: spec.parameters.clone(),
+            space,
             sampler_name: key_name(&sampler),
             sampler,
             pruner_name: key_name(&pruner),
@@ -153,13 +125,12 @@ impl LocalStudy {
             max_trials: spec.max_trials,
             parallelism: spec.parallelism,
             max_failed_trials: spec.max_failed_trials,
-            metrics,
+            metrics: study.metrics(),
             warm_start: spec
                 .warm_start
                 .as_ref()
                 .map(|w| w.from_studies.clone())
                 .unwrap_or_default(),
-            container,
             grace,
             crd: study,
         })
@@ -167,42 +138,6 @@ impl LocalStudy {
 }
 
 use serde::Deserialize;
-
-fn container(c: &serde_json::Value) -> anyhow::Result<Container> {
-    let strings = |key: &str| -> anyhow::Result<Vec<String>> {
-        match c.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(Vec::new()),
-            Some(v) => serde_json::from_value(v.clone())
-                .with_context(|| format!("container {key} must be a list of strings")),
-        }
-    };
-    let mut env = Vec::new();
-    if let Some(list) = c.get("env").and_then(|e| e.as_array()) {
-        for e in list {
-            let Some(name) = e.get("name").and_then(|n| n.as_str()) else {
-                continue;
-            };
-            match e.get("value") {
-                Some(serde_json::Value::String(v)) => env.push((name.to_string(), v.clone())),
-                Some(v) if !v.is_null() => env.push((name.to_string(), v.to_string())),
-                _ if e.get("valueFrom").is_some() => {
-                    tracing::warn!("env {name}: valueFrom cannot be resolved locally, skipped")
-                }
-                _ => env.push((name.to_string(), String::new())),
-            }
-        }
-    }
-    Ok(Container {
-        name: c
-            .get("name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("")
-            .to_string(),
-        command: strings("command")?,
-        args: strings("args")?,
-        env,
-    })
-}
 
 /// The one key of a `{key: {...}}` spec (`tpe`, `median`, …).
 fn key_name<T: serde::Serialize>(spec: &T) -> String {

@@ -116,8 +116,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> anyhow::Result<Res
         anyhow::ensure!(m >= 1, "--max-trials must be at least 1");
         study.max_trials = m;
     }
-    let space = SearchSpace::new(study.parameters.clone())
-        .map_err(|e| anyhow::anyhow!("spec.parameters: {e}"))?;
+    let space = study.space.clone();
     let sampler = crate::engine::samplers::build(&study.sampler)
         .map_err(|e| anyhow::anyhow!("spec.sampler: {e}"))?;
     let pruner = crate::engine::pruners::build(&study.pruner)

@@ -14,8 +14,12 @@ pub use crate::crd::{param_env_name, trial_name};
 /// environment (`valueFrom` entries cannot be resolved locally and are left out).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CommandLine {
+    /// The primary container's name.
+    pub container: String,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Names of the `valueFrom` variables left out.
+    pub unresolved: Vec<String>,
 }
 
 /// Renders trial `number` of `study` with `params`.
@@ -57,14 +61,20 @@ pub fn command_line(
         .into_iter()
         .chain(primary.args.unwrap_or_default())
         .collect();
-    let env = primary
+    let (from, literal): (Vec<_>, Vec<_>) = primary
         .env
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.value_from.is_none())
-        .map(|e| (e.name, e.value.unwrap_or_default()))
-        .collect();
-    Ok(CommandLine { argv, env })
+        .partition(|e| e.value_from.is_some());
+    Ok(CommandLine {
+        container: primary.name,
+        argv,
+        env: literal
+            .into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect(),
+        unresolved: from.into_iter().map(|e| e.name).collect(),
+    })
 }
 
 #[cfg(test)]
