@@ -19,6 +19,22 @@ use lopper::crd::{STUDY_LABEL, Study, StudyPhase, TRIAL_LABEL, Trial, TrialPhase
 use support::{TestNamespace, wait_for};
 use tokio::task::JoinHandle;
 
+/// Creates an object the typed API could not hold (the API server accepts it) and returns an
+/// untyped API to read it back.
+async fn create_raw<K: kube::Resource<DynamicType = ()>>(
+    client: &Client,
+    ns: &str,
+    object: serde_json::Value,
+) -> Api<kube::api::DynamicObject> {
+    let obj: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+    let ar = kube::api::ApiResource::erase::<K>(&());
+    let api = Api::namespaced_with(client.clone(), ns, &ar);
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("admission accepts the object");
+    api
+}
+
 fn spawn_operator(client: &Client, ns: &str) -> JoinHandle<()> {
     let cfg = Config {
         namespaces: vec![ns.to_string()],
@@ -537,35 +553,32 @@ async fn invalid_specs_get_invalid_spec_and_others_still_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unreadable_study_fails_alone_and_others_still_run() {
-    use kube::api::{ApiResource, DynamicObject};
     let (client, ns) = setup("op-unreadable").await;
     let op = spawn_operator(&client, &ns.name);
     // Admission accepts it (`choices` items are untyped), but `ParamValue` cannot read it.
-    let bad: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "lopper.dev/v1alpha1",
-        "kind": "Study",
-        "metadata": {"name": "unreadable"},
-        "spec": {
-            "objective": {"metric": "val_loss", "direction": "minimize"},
-            "parameters": [
-                {"name": "opt", "categorical": {"choices": [{"a": 1}, [1, 2]]}},
-                {"name": "x", "float": {"low": 0, "high": 1}, "when": {"opt": [{"b": 2}]}}
-            ],
-            "maxTrials": 3,
-            "parallelism": 1,
-            "trialTemplate": {"spec": {"template": {"spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "t", "image": "x"}]
-            }}}}
-        }
-    }))
-    .unwrap();
-    let ar = ApiResource::erase::<Study>(&());
-    let dynapi: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
-    dynapi
-        .create(&PostParams::default(), &bad)
-        .await
-        .expect("admission accepts the unreadable study");
+    let dynapi = create_raw::<Study>(
+        &client,
+        &ns.name,
+        serde_json::json!({
+            "apiVersion": "lopper.dev/v1alpha1",
+            "kind": "Study",
+            "metadata": {"name": "unreadable"},
+            "spec": {
+                "objective": {"metric": "val_loss", "direction": "minimize"},
+                "parameters": [
+                    {"name": "opt", "categorical": {"choices": [{"a": 1}, [1, 2]]}},
+                    {"name": "x", "float": {"low": 0, "high": 1}, "when": {"opt": [{"b": 2}]}}
+                ],
+                "maxTrials": 3,
+                "parallelism": 1,
+                "trialTemplate": {"spec": {"template": {"spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "t", "image": "x"}]
+                }}}}
+            }
+        }),
+    )
+    .await;
     let good = study_yaml("good", 1, 1, "{none: {}}", 0, "600s");
     create_study(&client, &ns.name, &good).await;
 
@@ -616,24 +629,21 @@ async fn unreadable_study_fails_alone_and_others_still_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unreadable_trial_fails_alone_and_studies_still_run() {
-    use kube::api::{ApiResource, DynamicObject};
     let (client, ns) = setup("op-badtrial").await;
     let op = spawn_operator(&client, &ns.name);
     // Admission accepts it (param values are untyped), but `ParamValue` cannot read it. It
     // exists before the study, so the study's first list of Trials already contains it.
-    let bad: DynamicObject = serde_json::from_value(serde_json::json!({
-        "apiVersion": "lopper.dev/v1alpha1",
-        "kind": "Trial",
-        "metadata": {"name": "by-hand"},
-        "spec": {"study": "good", "number": 9, "params": {"lr": {"a": 1}, "hidden": 64}}
-    }))
-    .unwrap();
-    let ar = ApiResource::erase::<Trial>(&());
-    let dynapi: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &ar);
-    dynapi
-        .create(&PostParams::default(), &bad)
-        .await
-        .expect("admission accepts the unreadable trial");
+    let dynapi = create_raw::<Trial>(
+        &client,
+        &ns.name,
+        serde_json::json!({
+            "apiVersion": "lopper.dev/v1alpha1",
+            "kind": "Trial",
+            "metadata": {"name": "by-hand"},
+            "spec": {"study": "good", "number": 9, "params": {"lr": {"a": 1}, "hidden": 64}}
+        }),
+    )
+    .await;
     let good = study_yaml("good", 2, 2, "{none: {}}", 0, "600s");
     create_study(&client, &ns.name, &good).await;
 

@@ -441,39 +441,34 @@ fn warm_start_reads_earlier_results_and_bad_manifests_are_refused() {
     assert!(stderr.contains("warm start: 3 earlier trials"), "{stderr}");
 
     // An invalid space is refused with the engine's message, before anything runs.
-    let bad = manifest(
-        dir.path(),
-        "    - {name: x, float: {low: 1.0, high: 0.0}}",
-        "{random: {}}",
-        "{none: {}}",
-        "  maxTrials: 1",
-        &[],
-        &[],
-    );
-    let out = lopper(&["run", bad.to_str().unwrap()]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(dir.path(), "    - {name: x, float: {low: 1.0, high: 0.0}}");
     assert!(stderr.contains("spec.parameters"), "{stderr}");
 
     // So is a template naming a parameter the space lacks (the args use `${params.y}`), as
     // the operator refuses it: one renderer for both.
-    let bad = manifest(
-        dir.path(),
-        "    - {name: x, float: {low: 0.0, high: 1.0}}",
-        "{random: {}}",
-        "{none: {}}",
-        "  maxTrials: 1",
-        &[],
-        &[],
-    );
-    let out = lopper(&["run", bad.to_str().unwrap()]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(dir.path(), "    - {name: x, float: {low: 0.0, high: 1.0}}");
     assert!(
         stderr.contains("spec.trialTemplate.spec: unknown placeholder ${params.y}"),
         "{stderr}"
     );
     assert!(!stderr.contains("started"), "no trial ran: {stderr}");
+}
+
+/// Runs a one-trial manifest with these parameters, which `lopper run` must refuse (exit 1);
+/// returns its stderr.
+fn refused(dir: &Path, parameters: &str) -> String {
+    let bad = manifest(
+        dir,
+        parameters,
+        "{random: {}}",
+        "{none: {}}",
+        "  maxTrials: 1",
+        &[],
+        &[],
+    );
+    let out = lopper(&["run", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
