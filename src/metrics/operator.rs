@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -301,6 +301,37 @@ async fn load_auth(
     Auth::from_secret(&a.secret_ref.name, s.metadata.labels.as_ref(), &data).map(Some)
 }
 
+/// How long a Prometheus client (its connection pool and the credentials it was built with)
+/// is reused before the auth Secret is read again: a rotated or withdrawn Secret takes effect
+/// within this, and at once after any failed poll.
+const CLIENT_RELOAD: Duration = Duration::from_secs(60);
+
+/// The study's Prometheus client, kept across polls in `cache`; built anew (reading the auth
+/// Secret) when there is none or it is older than [`CLIENT_RELOAD`].
+async fn prom_client<'a>(
+    cache: &'a mut Option<(PromClient, Instant)>,
+    client: &Client,
+    namespace: &str,
+    spec: &PrometheusSpec,
+    timeout: Duration,
+) -> Result<&'a PromClient, (&'static str, String)> {
+    if cache
+        .as_ref()
+        .is_none_or(|(_, built)| built.elapsed() >= CLIENT_RELOAD)
+    {
+        *cache = None;
+        let auth = load_auth(client, namespace, spec)
+            .await
+            .map_err(|e| ("AuthSecretUnreadable", e))?;
+        let pc = PromClient::new(&spec.url, auth, timeout).map_err(|e| ("PrometheusClient", e))?;
+        *cache = Some((pc, Instant::now()));
+    }
+    cache
+        .as_ref()
+        .map(|(pc, _)| pc)
+        .ok_or(("PrometheusClient", "no client".to_string()))
+}
+
 /// Polls Prometheus for one study until aborted.
 pub async fn poll_study(
     client: Client,
@@ -315,6 +346,7 @@ pub async fn poll_study(
     let mut cursors: HashMap<String, Cursor> = HashMap::new();
     let mut failures = 0u32;
     let mut last_problem: Option<String> = None;
+    let mut http: Option<(PromClient, Instant)> = None;
     loop {
         let list = trials.borrow_and_update().clone();
         let names: Vec<String> = list.iter().map(|(n, _)| n.clone()).collect();
@@ -327,21 +359,21 @@ pub async fn poll_study(
                     ..Default::default()
                 });
             }
-            let result = match load_auth(&client, &namespace, &spec).await {
-                Err(e) => Err(("AuthSecretUnreadable", e)),
-                Ok(auth) => match PromClient::new(&spec.url, auth, timeout) {
-                    Err(e) => Err(("PrometheusClient", e)),
-                    Ok(pc) => prom::poll_once(&pc, &spec, &names, &study, &namespace, &mut cursors)
-                        .await
-                        .map_err(|e| {
-                            let reason = match e {
-                                PromError::Unreachable { .. } => "PrometheusUnreachable",
-                                _ => "QueryFailed",
-                            };
-                            (reason, e.to_string())
-                        }),
-                },
+            let result = match prom_client(&mut http, &client, &namespace, &spec, timeout).await {
+                Err(e) => Err(e),
+                Ok(pc) => prom::poll_once(pc, &spec, &names, &study, &namespace, &mut cursors)
+                    .await
+                    .map_err(|e| {
+                        let reason = match e {
+                            PromError::Unreachable { .. } => "PrometheusUnreachable",
+                            _ => "QueryFailed",
+                        };
+                        (reason, e.to_string())
+                    }),
             };
+            if result.is_err() {
+                http = None;
+            }
             match result {
                 Err((reason, msg)) => {
                     failures += 1;
