@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::api::core::v1::{Container, EnvVar};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -188,14 +188,7 @@ pub fn render_job(study: &Study, trial: &Trial, extra_env: &[EnvVar]) -> Result<
     }
     pod.restart_policy
         .get_or_insert_with(|| "Never".to_string());
-    let primary = match &tt.primary_container {
-        Some(n) => pod
-            .containers
-            .iter()
-            .position(|c| &c.name == n)
-            .ok_or_else(|| RenderError::NoPrimary(n.clone()))?,
-        None => 0,
-    };
+    let primary = primary_index(study, &pod.containers)?;
     let mut vars: Vec<EnvVar> = crate::crd::trial_env(
         &trial.spec.study,
         &trial_name,
@@ -241,6 +234,19 @@ pub fn render_job(study: &Study, trial: &Trial, extra_env: &[EnvVar]) -> Result<
         spec: Some(spec),
         status: None,
     })
+}
+
+/// The position of the primary container among `containers` (`primaryContainer`, else the
+/// first).
+pub fn primary_index(study: &Study, containers: &[Container]) -> Result<usize, RenderError> {
+    match &study.spec.trial_template.primary_container {
+        Some(n) => containers
+            .iter()
+            .position(|c| &c.name == n)
+            .ok_or_else(|| RenderError::NoPrimary(n.clone())),
+        None if containers.is_empty() => Err(RenderError::NoContainers),
+        None => Ok(0),
+    }
 }
 
 /// The GPUs one trial of `study` uses (the primary container's limit).

@@ -4,7 +4,7 @@
 //! ones, and the same `LOPPER_*` environment. One renderer, so a manifest that runs locally
 //! renders the same on a cluster.
 
-use crate::controller::job::{RenderError, render_job};
+use crate::controller::job::{RenderError, primary_index, render_job};
 use crate::crd::{Study, Trial, TrialSpec};
 use crate::engine::Params;
 
@@ -39,22 +39,12 @@ pub fn command_line(
         },
     );
     let job = render_job(study, &trial, &[])?;
-    let pod = job
+    let mut pod = job
         .spec
         .and_then(|s| s.template.spec)
         .ok_or(RenderError::NoContainers)?;
-    let primary = match &study.spec.trial_template.primary_container {
-        Some(n) => pod
-            .containers
-            .into_iter()
-            .find(|c| &c.name == n)
-            .ok_or_else(|| RenderError::NoPrimary(n.clone()))?,
-        None => pod
-            .containers
-            .into_iter()
-            .next()
-            .ok_or(RenderError::NoContainers)?,
-    };
+    let at = primary_index(study, &pod.containers)?;
+    let primary = pod.containers.swap_remove(at);
     let argv = primary
         .command
         .unwrap_or_default()
