@@ -162,10 +162,10 @@ fn samplers_for(seed: u64) -> Vec<(&'static str, SamplerSpec)> {
             }),
         ),
         (
-            "tpe-independent",
+            "tpe-multivariate",
             SamplerSpec::Tpe(TpeSpec {
                 seed: Some(seed),
-                multivariate: false,
+                multivariate: true,
                 ..TpeSpec::default()
             }),
         ),

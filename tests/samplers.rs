@@ -33,7 +33,7 @@ fn all_specs() -> Vec<SamplerSpec> {
         SamplerSpec::Tpe(TpeSpec {
             seed: Some(3),
             startup_trials: 5,
-            multivariate: false,
+            multivariate: true,
             ..TpeSpec::default()
         }),
         SamplerSpec::Qmc(QmcSpec {
@@ -318,7 +318,7 @@ fn tpe_handles_running_pruned_and_failed_trials() {
         },
         TpeSpec {
             seed: Some(2),
-            multivariate: false,
+            multivariate: true,
             ..TpeSpec::default()
         },
     ] {

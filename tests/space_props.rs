@@ -84,7 +84,7 @@ fn sampler_specs(seed: u64) -> Vec<SamplerSpec> {
         SamplerSpec::Tpe(TpeSpec {
             seed: Some(seed),
             startup_trials: 4,
-            multivariate: false,
+            multivariate: true,
             ..TpeSpec::default()
         }),
         SamplerSpec::Qmc(QmcSpec {

@@ -179,13 +179,13 @@ pub(crate) fn default_weights(n: usize) -> Vec<f64> {
     let m = n - 25;
     let mut w = Vec::with_capacity(n);
     let start = 1.0 / n as f64;
-    for i in 0..m {
-        if m == 1 {
-            w.push(start);
-        } else {
-            w.push(start + (1.0 - start) * i as f64 / (m - 1) as f64);
-        }
-    }
+    // As numpy's `linspace(1/n, 1, m)`: start + i * step.
+    let step = if m > 1 {
+        (1.0 - start) / (m - 1) as f64
+    } else {
+        0.0
+    };
+    w.extend((0..m).map(|i| start + i as f64 * step));
     w.extend(std::iter::repeat_n(1.0, 25));
     w
 }
@@ -254,13 +254,15 @@ impl ParzenEstimator {
         let mut weights = default_weights(n);
         weights.push(1.0); // prior
         let total: f64 = weights.iter().sum();
+        let inv_total = 1.0 / total;
         let mut acc = 0.0;
         let mut cum_weights = Vec::with_capacity(weights.len());
         let mut linear_weights = Vec::with_capacity(weights.len());
         for w in &weights {
-            acc += w / total;
+            let w = w * inv_total;
+            acc += w;
             cum_weights.push(acc);
-            linear_weights.push(w / total);
+            linear_weights.push(w);
         }
         let mut base = vec![0.0; weights.len()];
         if let Some(last) = cum_weights.last_mut() {
@@ -413,6 +415,327 @@ impl ParzenEstimator {
     }
 }
 
+/// The density of a one-dimensional estimator with many kernels, visiting only the kernels
+/// that can matter: the same sum as the general path (every term within `LSE_CUT` of the
+/// largest), up to the rounding of a different summation order.
+#[derive(Clone, Debug)]
+pub(crate) enum OneDim {
+    /// Continuous kernels: those at the minimum bandwidth ("narrow", the vast majority in a
+    /// dense history) grouped by buckets of their centre, so that the ones within reach of
+    /// a point are a few adjacent buckets; the others ("wide", the prior among them)
+    /// visited for every point.
+    Continuous {
+        log: bool,
+        inv_min_sigma: f64,
+        /// The largest constant term of a narrow kernel: bounds their terms from above.
+        narrow_base_max: f64,
+        /// Bucket `b` holds narrow kernels `start[b]..start[b + 1]` (by position within).
+        lo: f64,
+        scale: f64,
+        start: Vec<u32>,
+        narrow_mu: Vec<f64>,
+        narrow_base: Vec<f64>,
+        narrow_w: Vec<f64>,
+        /// (μ, 1/σ, constant term, weight)
+        wide: Vec<(f64, f64, f64, f64)>,
+    },
+    /// Categorical: a kernel's term is "hit" or "miss" (the prior's is uniform), so the
+    /// density of choice `c` is `hit·W_c + miss·(W − W_c) + w_prior/n_choices`, with `W_c`
+    /// the weight of the kernels observed at `c`: no per-kernel work per point.
+    Categorical {
+        /// ln of the density of each choice.
+        log_density: Vec<f64>,
+    },
+}
+
+/// What TPE evaluates the "above" group's density with: [`OneDim`] where it applies (one
+/// continuous or categorical parameter, many observations), the general estimator
+/// otherwise. Same densities up to rounding.
+#[derive(Clone, Debug)]
+pub(crate) enum Density {
+    Parzen(ParzenEstimator),
+    OneDim(OneDim),
+}
+
+impl Density {
+    pub(crate) fn new(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
+        if let ([o], [dist]) = (obs, dists)
+            && o.len() >= ONE_DIM_MIN
+        {
+            let one = match dist {
+                Distribution::Float {
+                    low,
+                    high,
+                    log,
+                    step: None,
+                } => OneDim::continuous(o, *low, *high, *log),
+                Distribution::Categorical { .. } => {
+                    OneDim::categorical(&ParzenEstimator::new(obs, dists))
+                }
+                _ => None,
+            };
+            if let Some(one) = one {
+                return Density::OneDim(one);
+            }
+        }
+        Density::Parzen(ParzenEstimator::new(obs, dists))
+    }
+
+    pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
+        match self {
+            Density::Parzen(pe) => pe.log_pdf_many(xs, out),
+            Density::OneDim(one) => one.log_pdf_many(xs, out),
+        }
+    }
+}
+
+impl OneDim {
+    /// One continuous parameter: the kernels as [`ParzenEstimator::new`] makes them
+    /// (bandwidths, truncation, weights), sorted into narrow and wide without building
+    /// the general form.
+    fn continuous(obs: &[f64], low: f64, high: f64, log: bool) -> Option<OneDim> {
+        let n = obs.len();
+        let (lo, hi) = if log {
+            (low.ln(), high.ln())
+        } else {
+            (low, high)
+        };
+        let span = hi - lo;
+        if n < 2 || !(span > 0.0 && span.is_finite()) {
+            return None;
+        }
+        let mus: Vec<f64> = if log {
+            obs.iter().map(|v| v.ln()).collect()
+        } else {
+            obs.to_vec()
+        };
+        let n_kernels = n + 1;
+        let ratio = 100usize.min(1 + n_kernels);
+        let min_sigma = span / ratio as f64;
+        let mut sigmas = vec![0.0; n];
+        if !sigmas_by_buckets(&mus, lo, hi, min_sigma, ratio, &mut sigmas) {
+            return None;
+        }
+        let mut weights = default_weights(n);
+        weights.push(1.0);
+        let inv_total = 1.0 / weights.iter().sum::<f64>();
+        // The constant term as `build_dim` computes it.
+        let ln_min_sigma = min_sigma.ln();
+        let base_of = |m: f64, s: f64, inv: f64| {
+            let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
+            let log_z = if za < -8.5 && zb > 8.5 {
+                0.0
+            } else {
+                log_gauss_mass(za, zb)
+            };
+            let ln_s = if s == min_sigma {
+                ln_min_sigma
+            } else {
+                ln_outlined(s)
+            };
+            (0.0 - log_z) - (ln_s + LN_SQRT_2PI)
+        };
+        let inv_min_sigma = 1.0 / min_sigma;
+        let nb = ratio;
+        let scale = nb as f64 / span;
+        let bucket = |m: f64| (((m - lo) * scale) as usize).min(nb - 1);
+        let mut start = vec![0u32; nb + 1];
+        let mut wide = Vec::new();
+        let mut narrow_base_max = f64::NEG_INFINITY;
+        // Narrow kernels' (bucket, base), in position order.
+        let mut narrow: Vec<(u32, f64)> = Vec::with_capacity(n);
+        for (k, (&m, &s)) in mus.iter().zip(&sigmas).enumerate() {
+            let w = weights[k] * inv_total;
+            if s == min_sigma {
+                let b = base_of(m, s, inv_min_sigma);
+                let at = bucket(m);
+                start[at + 1] += 1;
+                narrow_base_max = narrow_base_max.max(b);
+                narrow.push((at as u32, b));
+            } else {
+                let inv = 1.0 / s;
+                wide.push((m, inv, base_of(m, s, inv), w));
+            }
+        }
+        let (pm, ps) = (0.5 * (lo + hi), span);
+        wide.push((
+            pm,
+            1.0 / ps,
+            base_of(pm, ps, 1.0 / ps),
+            weights[n] * inv_total,
+        ));
+        for b in 0..nb {
+            start[b + 1] += start[b];
+        }
+        let count = narrow.len();
+        let (mut narrow_mu, mut narrow_base, mut narrow_w) =
+            (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
+        let mut next = start.clone();
+        let mut j = 0;
+        for (k, (&m, &s)) in mus.iter().zip(&sigmas).enumerate() {
+            if s != min_sigma {
+                continue;
+            }
+            let (at, b) = narrow[j];
+            j += 1;
+            let slot = &mut next[at as usize];
+            let i = *slot as usize;
+            *slot += 1;
+            narrow_mu[i] = m;
+            narrow_base[i] = b;
+            narrow_w[i] = weights[k] * inv_total;
+        }
+        Some(OneDim::Continuous {
+            log,
+            inv_min_sigma,
+            narrow_base_max,
+            lo,
+            scale,
+            start,
+            narrow_mu,
+            narrow_base,
+            narrow_w,
+            wide,
+        })
+    }
+
+    /// One categorical parameter, from its general estimator.
+    fn categorical(pe: &ParzenEstimator) -> Option<OneDim> {
+        let n_kernels = pe.base.len();
+        let prior = n_kernels - 1;
+        match pe.dims.first()? {
+            Dim::Categorical {
+                log_probs,
+                n_choices,
+                ..
+            } => {
+                let c = *n_choices;
+                // Every observation row is "hit" at its choice and "miss" elsewhere.
+                let mut hit = f64::NEG_INFINITY;
+                let mut miss = f64::NEG_INFINITY;
+                let mut w_at = vec![0.0; c];
+                let mut w_obs = 0.0;
+                for k in 0..prior {
+                    let row = &log_probs[k * c..(k + 1) * c];
+                    let (at, &h) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+                    hit = h;
+                    if let Some(&m) = row.iter().find(|&&v| v != h) {
+                        miss = m;
+                    }
+                    w_at[at] += pe.linear_weights[k];
+                    w_obs += pe.linear_weights[k];
+                }
+                let (eh, em) = (hit.exp(), miss.exp());
+                let w_prior = pe.linear_weights[prior];
+                let log_density = (0..c)
+                    .map(|j| {
+                        let p = &log_probs[prior * c..(prior + 1) * c];
+                        (eh * w_at[j] + em * (w_obs - w_at[j]) + w_prior * p[j].exp()).ln()
+                    })
+                    .collect();
+                Some(OneDim::Categorical { log_density })
+            }
+            _ => None,
+        }
+    }
+
+    /// Log-densities of the points `xs`, into `out`; with AVX2 where the CPU has it (the
+    /// same results either way, as for [`ParzenEstimator::log_pdf_many`]).
+    fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { self.log_pdf_many_avx2(xs, out) };
+            return;
+        }
+        self.log_pdf_many_impl(xs, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn log_pdf_many_avx2(&self, xs: &[f64], out: &mut Vec<f64>) {
+        self.log_pdf_many_impl(xs, out);
+    }
+
+    #[inline(always)]
+    fn log_pdf_many_impl(&self, xs: &[f64], out: &mut Vec<f64>) {
+        out.clear();
+        let (mut terms, mut weights) = (Vec::new(), Vec::new());
+        // A plain loop: a closure could be compiled out of line, without AVX2.
+        for &x in xs {
+            out.push(self.log_pdf(x, &mut terms, &mut weights));
+        }
+    }
+
+    /// `terms` and `weights` are scratch buffers.
+    #[inline(always)]
+    fn log_pdf(&self, x: f64, terms: &mut Vec<f64>, weights: &mut Vec<f64>) -> f64 {
+        match self {
+            OneDim::Categorical { log_density } => {
+                let c = (x.round().max(0.0) as usize).min(log_density.len() - 1);
+                log_density[c]
+            }
+            OneDim::Continuous {
+                log,
+                inv_min_sigma,
+                narrow_base_max,
+                lo,
+                scale,
+                start,
+                narrow_mu,
+                narrow_base,
+                narrow_w,
+                wide,
+            } => {
+                let xt = if *log { x.ln() } else { x };
+                let nb = start.len() - 1;
+                // `as usize` saturates: below the range (and NaN) is bucket 0.
+                let bucket = |v: f64| (((v - lo) * scale) as usize).min(nb - 1);
+                let term = |k: usize| {
+                    let z = (xt - narrow_mu[k]) * inv_min_sigma;
+                    narrow_base[k] - 0.5 * z * z
+                };
+                // Lower bound of the largest term: exact terms of the kernels in x's
+                // bucket, and of the wide ones.
+                let own = bucket(xt);
+                let mut floor = (start[own] as usize..start[own + 1] as usize)
+                    .map(term)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                terms.clear();
+                weights.clear();
+                for &(m, inv, b, w) in wide {
+                    let z = (xt - m) * inv;
+                    let t = b - 0.5 * z * z;
+                    floor = floor.max(t);
+                    terms.push(t);
+                    weights.push(w);
+                }
+                if xt.is_nan() {
+                    return f64::NAN;
+                }
+                // A narrow kernel further than `reach` has a term below `floor - LSE_CUT`,
+                // so below the largest minus the cut: its bucket is left out unless it
+                // holds nearer ones too.
+                let room = (narrow_base_max - floor + LSE_CUT).max(0.0);
+                let reach = (2.0 * room).sqrt() / inv_min_sigma;
+                let (a, b) = if reach.is_finite() {
+                    (
+                        start[bucket(xt - reach)] as usize,
+                        start[bucket(xt + reach) + 1] as usize,
+                    )
+                } else {
+                    (0, narrow_mu.len())
+                };
+                for k in a..b {
+                    terms.push(term(k));
+                }
+                weights.extend_from_slice(&narrow_w[a..b]);
+                log_sum_exp(terms, weights)
+            }
+        }
+    }
+}
+
 /// The grid cell of `x` of a discrete dimension, in its (possibly log-) transformed space.
 fn cell_bounds(d: &Dim, x: f64) -> (f64, f64) {
     match d {
@@ -453,10 +776,11 @@ fn cell_mass(d: &Dim, x: f64, p: usize, seen: &mut Vec<(u64, Vec<f64>)>) -> f64 
     *v
 }
 
-/// Terms more than this far below the largest one are left out of a log-sum-exp: with
-/// normalised weights their total is below `e^-64 ≈ 1.6e-28` of the sum's scale, far under
-/// an ulp of the result (even at the smallest weight ratio, 1/n², for n below 10^5).
-const LSE_CUT: f64 = 64.0;
+/// Terms more than this far below the largest one are left out of a log-sum-exp. Weights
+/// differ by at most a factor n, so what is left out is below `n² e^-40` of the sum: under
+/// 1e-11 relative for n ≤ 1,000 (4e-10 for n = 10^4), far below the 1.2e-7 accuracy of
+/// the normal CDF behind the kernels' normalising constants.
+const LSE_CUT: f64 = 40.0;
 
 /// `exp(x)` for `x ≤ 0`, branch-free so the caller's loop vectorises (relative error
 /// below 1e-14; inputs under -700 are treated as -700).
@@ -529,6 +853,9 @@ fn log_sum_exp(a: &[f64], w: &[f64]) -> f64 {
     max + total.ln()
 }
 
+/// A one-dimensional density with at least this many observations uses [`OneDim`].
+const ONE_DIM_MIN: usize = 64;
+
 fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
     let (low, high, log, step) = match dist {
         Distribution::Categorical { choices } => {
@@ -590,15 +917,24 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
         mus.extend_from_slice(obs);
     }
     let range = hi - lo;
-    let order = sorted_order(&mus, lo, hi);
     let n_kernels = n + 1;
-    let min_sigma = range / 100f64.min(1.0 + n_kernels as f64);
+    let ratio = 100usize.min(1 + n_kernels);
+    let min_sigma = range / ratio as f64;
     let mut sigmas = vec![range; n + 1];
-    set_sigmas(&mus, &order, lo, hi, min_sigma, &mut sigmas[..n]);
+    // The sorted order is needed to group the kernels of a discrete dimension; bandwidths
+    // alone do without it.
+    let order = if sigmas_by_buckets(&mus, lo, hi, min_sigma, ratio, &mut sigmas[..n]) {
+        None
+    } else {
+        let order = sorted_order(&mus, lo, hi);
+        set_sigmas(&mus, &order, lo, hi, min_sigma, &mut sigmas[..n]);
+        Some(order)
+    };
     mus.push(0.5 * (lo + hi));
     let ln_min_sigma = min_sigma.ln();
-    for ((b, &m), &s) in base.iter_mut().zip(&mus).zip(&sigmas) {
-        let (za, zb) = ((lo - m) / s, (hi - m) / s);
+    let inv_sigmas: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
+    for (((b, &m), &s), &inv) in base.iter_mut().zip(&mus).zip(&sigmas).zip(&inv_sigmas) {
+        let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
         // Most kernels sit well inside the range (mass 1): skip the call for them.
         let log_z = if za < -8.5 && zb > 8.5 {
             0.0
@@ -617,18 +953,16 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
         }
     }
     match step {
-        None => {
-            let inv_sigmas = sigmas.iter().map(|s| 1.0 / s).collect();
-            Dim::Continuous {
-                mus,
-                sigmas,
-                inv_sigmas,
-                lo,
-                hi,
-                log,
-            }
-        }
+        None => Dim::Continuous {
+            mus,
+            sigmas,
+            inv_sigmas,
+            lo,
+            hi,
+            log,
+        },
         Some(st) => {
+            let order = order.unwrap_or_else(|| sorted_order(&mus[..n], lo, hi));
             // Kernels with equal (μ, σ) share a pair: walk the runs of equal μ in sorted
             // order, with the distinct σ of the current run (few: most are clipped).
             let mut pairs: Vec<(f64, f64)> = Vec::new();
@@ -673,6 +1007,81 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
             }
         }
     }
+}
+
+/// [`set_sigmas`] without sorting, for `n ≥ 2` finite values in `[lo, hi]` (false, and
+/// nothing written, otherwise). Buckets of width `(hi - lo) / (2 * ratio)`, half of
+/// `min_sigma`: two values in one bucket are closer than `min_sigma`, so only the first
+/// and the last value of a bucket (in sorted order: ties by position) can have a gap above
+/// the clip, and that gap is to the neighbouring non-empty bucket. Every other bandwidth
+/// is `min_sigma`. Same results as sorting, bit for bit.
+fn sigmas_by_buckets(
+    mus: &[f64],
+    lo: f64,
+    hi: f64,
+    min_sigma: f64,
+    ratio: usize,
+    sigmas: &mut [f64],
+) -> bool {
+    let n = sigmas.len();
+    let span = hi - lo;
+    if n < 2 || !(span > 0.0 && span.is_finite() && min_sigma > 0.0) {
+        return false;
+    }
+    let nb = 2 * ratio;
+    let scale = nb as f64 / span;
+    const EMPTY: u32 = u32::MAX;
+    let mut first = vec![EMPTY; nb];
+    let mut last = vec![EMPTY; nb];
+    for (i, &m) in mus[..n].iter().enumerate() {
+        if !(m >= lo && m <= hi) {
+            return false;
+        }
+        let b = (((m - lo) * scale) as usize).min(nb - 1);
+        let (f, l) = (&mut first[b], &mut last[b]);
+        // Ties: the earliest position comes first, the latest last.
+        if *f == EMPTY || m < mus[*f as usize] {
+            *f = i as u32;
+        }
+        if *l == EMPTY || m >= mus[*l as usize] {
+            *l = i as u32;
+        }
+    }
+    let range = span;
+    sigmas.fill(min_sigma);
+    // The non-empty buckets in order, as (first, last); a gap between two of them is a
+    // gap between neighbours in sorted order, computed as `set_sigmas` computes it.
+    let spans: Vec<(usize, usize)> = first
+        .iter()
+        .zip(&last)
+        .filter(|(f, _)| **f != EMPTY)
+        .map(|(&f, &l)| (f as usize, l as usize))
+        .collect();
+    let k = spans.len();
+    for (j, &(f, l)) in spans.iter().enumerate() {
+        let left = (j > 0).then(|| mus[f] - mus[spans[j - 1].1]);
+        let right = (j + 1 < k).then(|| mus[spans[j + 1].0] - mus[l]);
+        if f == l {
+            // Alone in its bucket: both gaps are to other buckets (the ends use their
+            // inner gap only).
+            let g = match (left, right) {
+                (Some(a), Some(b)) => a.max(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => return false,
+            };
+            sigmas[f] = g.clamp(min_sigma, range);
+        } else {
+            // The other gap of each is inside the bucket, below the clip.
+            if let Some(a) = left {
+                sigmas[f] = a.clamp(min_sigma, range);
+            }
+            if let Some(b) = right {
+                sigmas[l] = b.clamp(min_sigma, range);
+            }
+        }
+    }
+    true
 }
 
 /// Positions of `mus` sorted by value, ties by position (the order `total_cmp` then
@@ -892,6 +1301,120 @@ mod tests {
             log_sum_exp(&[f64::NEG_INFINITY; 3], &[1.0; 3]),
             f64::NEG_INFINITY
         );
+    }
+
+    #[test]
+    fn bucket_bandwidths_equal_sorted_bandwidths_bit_for_bit() {
+        use rand::Rng;
+        let mut rng = trial_rng(7, 0, 0);
+        for case in 0..3000 {
+            let n = 2 + case % 300;
+            let (lo, hi) = if case % 3 == 0 {
+                (-5.0, 10.0)
+            } else {
+                (0.0, 1.0)
+            };
+            // Dense, sparse, clustered and duplicated values, with the bounds themselves.
+            let clusters = 1 + case % 7;
+            let mus: Vec<f64> = (0..n)
+                .map(|i| match (case + i) % 5 {
+                    0 => lo,
+                    1 if case % 2 == 0 => hi,
+                    2 => lo + (hi - lo) * ((i % clusters) as f64 / clusters as f64),
+                    _ => rng.random_range(lo..=hi),
+                })
+                .collect();
+            let ratio = 100usize.min(2 + n);
+            let min_sigma = (hi - lo) / ratio as f64;
+            let mut by_sort = vec![0.0; n];
+            set_sigmas(
+                &mus,
+                &sorted_order(&mus, lo, hi),
+                lo,
+                hi,
+                min_sigma,
+                &mut by_sort,
+            );
+            let mut by_buckets = vec![0.0; n];
+            assert!(sigmas_by_buckets(
+                &mus,
+                lo,
+                hi,
+                min_sigma,
+                ratio,
+                &mut by_buckets
+            ));
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&by_sort), bits(&by_buckets), "case {case}: {mus:?}");
+        }
+        let mut out = vec![0.0; 2];
+        assert!(!sigmas_by_buckets(&[0.5, 2.0], 0.0, 1.0, 0.1, 10, &mut out));
+    }
+
+    #[test]
+    fn one_dimensional_fast_density_equals_the_general_sum() {
+        use rand::Rng;
+        let mut rng = trial_rng(11, 0, 0);
+        let float = Distribution::Float {
+            low: -5.0,
+            high: 10.0,
+            log: false,
+            step: None,
+        };
+        let log_float = Distribution::Float {
+            low: 1e-5,
+            high: 1.0,
+            log: true,
+            step: None,
+        };
+        let cat = Distribution::Categorical {
+            choices: (0..4).map(crate::engine::ParamValue::Int).collect(),
+        };
+        for case in 0..60 {
+            let n = 64 + case * 17;
+            let (dist, obs): (&Distribution, Vec<f64>) = match case % 3 {
+                // Clustered values leave gaps wider than the minimum bandwidth.
+                0 => (
+                    &float,
+                    (0..n)
+                        .map(|i| {
+                            if i % 4 == 0 {
+                                rng.random_range(-5.0..10.0)
+                            } else {
+                                rng.random_range(2.0..2.5)
+                            }
+                        })
+                        .collect(),
+                ),
+                1 => (
+                    &log_float,
+                    (0..n)
+                        .map(|_| 10f64.powf(rng.random_range(-5.0..0.0)))
+                        .collect(),
+                ),
+                _ => (&cat, (0..n).map(|i| ((i * i) % 7 % 4) as f64).collect()),
+            };
+            let density = Density::new(std::slice::from_ref(&obs), &[dist]);
+            assert!(matches!(density, Density::OneDim(_)), "case {case}");
+            let pe = ParzenEstimator::new(&[obs], &[dist]);
+            let xs: Vec<f64> = match case % 3 {
+                0 => (0..50).map(|i| -5.0 + 15.0 * i as f64 / 49.0).collect(),
+                1 => (0..50)
+                    .map(|i| 10f64.powf(-5.0 + 5.0 * i as f64 / 49.0))
+                    .collect(),
+                _ => (0..4).map(f64::from).collect(),
+            };
+            let mut fast = Vec::new();
+            density.log_pdf_many(&xs, &mut fast);
+            let mut scratch = Vec::new();
+            for (x, f) in xs.iter().zip(&fast) {
+                let general = pe.log_pdf(&[*x], &mut scratch);
+                assert!(
+                    (general - f).abs() <= 1e-12 * general.abs().max(1.0),
+                    "case {case} x {x}: {general} vs {f}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,17 +12,17 @@
 //!   in `n`. With `constantLiar: false` they are ignored.
 //! * A Parzen estimator is fitted to each group (see [`super::parzen`]); `candidates` points
 //!   are drawn from l(x) and the one maximising `log l(x) − log g(x)` is proposed.
-//! * `multivariate: true` (the default, as Optuna 5.0's default for one objective) samples
-//!   the always-active parameters jointly from one estimator (Optuna's intersection search
-//!   space); conditional ones are sampled independently, each from the trials where it was
-//!   active. `multivariate: false` does every parameter independently.
+//! * By default every parameter is sampled independently, each from the trials where it
+//!   was active (Optuna's `multivariate=False`). `multivariate: true` samples the
+//!   always-active parameters jointly from one estimator (Optuna's intersection search
+//!   space; Optuna 5.0's default for one objective); conditional ones stay independent.
 //!
 //! Randomness comes from (seed, trial number, parameter index) only, so the same history
 //! gives the same suggestion after a restart.
 
 use std::cmp::Ordering;
 
-use super::parzen::{ParzenEstimator, default_gamma};
+use super::parzen::{Density, ParzenEstimator, default_gamma};
 use super::{RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng};
 use crate::engine::space::{Distribution, SearchSpace};
 use crate::engine::{Direction, ParamValue, TrialRecord, TrialState};
@@ -262,7 +262,7 @@ impl TpeSampler {
             &observations(&data.matrix, data.d, &data.below, params),
             &dists,
         );
-        let g = ParzenEstimator::new(
+        let g = Density::new(
             &observations(&data.matrix, data.d, &data.above, params),
             &dists,
         );
