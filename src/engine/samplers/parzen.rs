@@ -200,6 +200,31 @@ fn truncnorm_std(rng: &mut ChaCha8Rng, a: f64, b: f64) -> f64 {
     }
 }
 
+/// `log_pdf_many(xs, out)` calling the type's `log_pdf_many_impl`, which is compiled a
+/// second time with 256-bit vectors and used on x86-64 CPUs with AVX2. Neither copy uses
+/// fused multiply-add and Rust never reassociates floating point, so both give
+/// bit-identical results: a suggestion does not depend on the CPU.
+macro_rules! log_pdf_many_with_avx2 {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                unsafe { self.log_pdf_many_avx2(xs, out) };
+                return;
+            }
+            self.log_pdf_many_impl(xs, out);
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn log_pdf_many_avx2(&self, xs: &[f64], out: &mut Vec<f64>) {
+            self.log_pdf_many_impl(xs, out);
+        }
+    };
+}
+
 /// Optuna's default weights: flat for the newest 25 observations, a linear ramp from 1/n
 /// before them.
 pub(crate) fn default_weights(n: usize) -> Vec<f64> {
@@ -343,26 +368,9 @@ impl ParzenEstimator {
         log_sum_exp(scratch, &self.linear_weights)
     }
 
-    /// Mixture log-densities of the joint samples `xs` (flat, as [`Self::sample`] gives
-    /// them), into `out` (one per sample). One scratch buffer serves every sample.
-    ///
-    /// On x86-64 CPUs with AVX2 the same code is compiled a second time with 256-bit
-    /// vectors. Neither copy uses fused multiply-add and Rust never reassociates floating
-    /// point, so both give bit-identical results: a suggestion does not depend on the CPU.
-    pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { self.log_pdf_many_avx2(xs, out) };
-            return;
-        }
-        self.log_pdf_many_impl(xs, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn log_pdf_many_avx2(&self, xs: &[f64], out: &mut Vec<f64>) {
-        self.log_pdf_many_impl(xs, out);
+    log_pdf_many_with_avx2! {
+        /// Mixture log-densities of the joint samples `xs` (flat, as [`Self::sample`] gives
+        /// them), into `out` (one per sample). One scratch buffer serves every sample.
     }
 
     #[inline(always)]
@@ -673,22 +681,8 @@ impl OneDim {
         }
     }
 
-    /// Log-densities of the points `xs`, into `out`; with AVX2 where the CPU has it (the
-    /// same results either way, as for [`ParzenEstimator::log_pdf_many`]).
-    fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            unsafe { self.log_pdf_many_avx2(xs, out) };
-            return;
-        }
-        self.log_pdf_many_impl(xs, out);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn log_pdf_many_avx2(&self, xs: &[f64], out: &mut Vec<f64>) {
-        self.log_pdf_many_impl(xs, out);
+    log_pdf_many_with_avx2! {
+        /// Log-densities of the points `xs`, into `out`.
     }
 
     #[inline(always)]
