@@ -78,16 +78,19 @@ pub(crate) fn log_gauss_mass(a: f64, b: f64) -> f64 {
     } else if a < -8.5 && b > 8.5 {
         // Φ(-8.5) < 1e-17: the mass is 1 to double precision.
         0.0
+    } else if a < -8.5 {
+        // A tail beyond 8.5σ holds under 1e-17: leave it out rather than evaluate it. One
+        // bound in reach is the common case (kernels near an end of a dense history).
+        ln_one_minus_upper_tail(b)
+    } else if b > 8.5 {
+        ln_one_minus_upper_tail(-a)
     } else {
-        // A tail beyond 8.5σ holds under 1e-17: leave it out rather than evaluate it.
-        let pa = if a < -8.5 { 0.0 } else { ndtr(a) };
-        let pb = if b > 8.5 { 0.0 } else { ndtr(-b) };
-        (-pa - pb).ln_1p()
+        (-ndtr(a) - ndtr(-b)).ln_1p()
     }
 }
 
-/// `ln(1 − Φ(−b)) = ln Φ(b)` for `b > 0`: [`log_gauss_mass`]`(−∞, b)` without library
-/// calls, for the many kernels of a dense history that sit within 8.5σ of one bound only.
+/// `ln(1 − Φ(−b)) = ln Φ(b)` for `b ≥ 0` without library calls: [`log_gauss_mass`]
+/// with one bound in reach.
 /// `Φ(−b) = erfc(b/√2)/2` as [`erfc`] computes it (same polynomial, the exponential by
 /// [`exp_nonpositive`]), and `ln(1 − p) = −2 atanh(p / (2 − p))` by its series (p ≤ ½, so
 /// the ratio is at most ⅓ and 17 terms reach double precision).
@@ -245,6 +248,44 @@ pub(crate) fn default_weights(n: usize) -> Vec<f64> {
     w
 }
 
+/// Optuna's mixture weights for `n` observations and the prior, normalised to sum 1.
+fn normalized_weights(n: usize) -> Vec<f64> {
+    let mut w = default_weights(n);
+    w.push(1.0); // prior
+    let inv_total = 1.0 / w.iter().sum::<f64>();
+    for x in &mut w {
+        *x *= inv_total;
+    }
+    w
+}
+
+/// The magic clip for `n` observations: bandwidths are at least `range / clip_ratio(n)`.
+fn clip_ratio(n: usize) -> usize {
+    100usize.min(n + 2)
+}
+
+/// `ln` of the mass over `[lo, hi]` of the normal kernel at `m` (`inv` = 1/σ): its
+/// truncation constant. 0 when both bounds lie beyond 8.5σ (most kernels).
+fn log_truncation(lo: f64, hi: f64, m: f64, inv: f64) -> f64 {
+    let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
+    if za < -8.5 && zb > 8.5 {
+        0.0
+    } else {
+        log_gauss_mass(za, zb)
+    }
+}
+
+/// `ln σ`, with the clipped bandwidth's logarithm computed once (`ln_min_sigma`): dense
+/// histories clip most bandwidths to the minimum.
+#[inline(always)]
+fn ln_sigma(s: f64, min_sigma: f64, ln_min_sigma: f64) -> f64 {
+    if s == min_sigma {
+        ln_min_sigma
+    } else {
+        ln_outlined(s)
+    }
+}
+
 /// Optuna's default gamma: the size of the "good" group.
 pub(crate) fn default_gamma(n: usize) -> usize {
     (n.div_ceil(10)).min(25)
@@ -306,20 +347,16 @@ impl ParzenEstimator {
 
     fn build(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
         let n = obs.first().map_or(0, Vec::len);
-        let mut weights = default_weights(n);
-        weights.push(1.0); // prior
-        let total: f64 = weights.iter().sum();
-        let inv_total = 1.0 / total;
+        let linear_weights = normalized_weights(n);
         let mut acc = 0.0;
-        let mut cum_weights = Vec::with_capacity(weights.len());
-        let mut linear_weights = Vec::with_capacity(weights.len());
-        for w in &weights {
-            let w = w * inv_total;
-            acc += w;
-            cum_weights.push(acc);
-            linear_weights.push(w);
-        }
-        let mut base = vec![0.0; weights.len()];
+        let mut cum_weights: Vec<f64> = linear_weights
+            .iter()
+            .map(|w| {
+                acc += w;
+                acc
+            })
+            .collect();
+        let mut base = vec![0.0; linear_weights.len()];
         if let Some(last) = cum_weights.last_mut() {
             *last = 1.0;
         }
@@ -562,35 +599,18 @@ impl OneDim {
         } else {
             obs.to_vec()
         };
-        let n_kernels = n + 1;
-        let ratio = 100usize.min(1 + n_kernels);
+        let ratio = clip_ratio(n);
         let min_sigma = span / ratio as f64;
         let mut sigmas = vec![0.0; n];
         if !sigmas_by_buckets(&mus, lo, hi, min_sigma, ratio, &mut sigmas) {
             return None;
         }
-        let mut weights = default_weights(n);
-        weights.push(1.0);
-        let inv_total = 1.0 / weights.iter().sum::<f64>();
+        let weights = normalized_weights(n);
         // The constant term as `build_dim` computes it.
         let ln_min_sigma = min_sigma.ln();
         let base_of = |m: f64, s: f64, inv: f64| {
-            let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
-            let log_z = if za < -8.5 && zb > 8.5 {
-                0.0
-            } else if za < -8.5 && zb > 0.0 {
-                ln_one_minus_upper_tail(zb)
-            } else if zb > 8.5 && za < 0.0 {
-                ln_one_minus_upper_tail(-za)
-            } else {
-                log_gauss_mass(za, zb)
-            };
-            let ln_s = if s == min_sigma {
-                ln_min_sigma
-            } else {
-                ln_outlined(s)
-            };
-            (0.0 - log_z) - (ln_s + LN_SQRT_2PI)
+            (0.0 - log_truncation(lo, hi, m, inv))
+                - (ln_sigma(s, min_sigma, ln_min_sigma) + LN_SQRT_2PI)
         };
         let inv_min_sigma = 1.0 / min_sigma;
         let nb = ratio;
@@ -602,7 +622,7 @@ impl OneDim {
         // Narrow kernels' (bucket, base), in position order.
         let mut narrow: Vec<(u32, f64)> = Vec::with_capacity(n);
         for (k, (&m, &s)) in mus.iter().zip(&sigmas).enumerate() {
-            let w = weights[k] * inv_total;
+            let w = weights[k];
             if s == min_sigma {
                 let b = base_of(m, s, inv_min_sigma);
                 let at = bucket(m);
@@ -615,12 +635,7 @@ impl OneDim {
             }
         }
         let (pm, ps) = (0.5 * (lo + hi), span);
-        wide.push((
-            pm,
-            1.0 / ps,
-            base_of(pm, ps, 1.0 / ps),
-            weights[n] * inv_total,
-        ));
+        wide.push((pm, 1.0 / ps, base_of(pm, ps, 1.0 / ps), weights[n]));
         for b in 0..nb {
             start[b + 1] += start[b];
         }
@@ -640,7 +655,7 @@ impl OneDim {
             *slot += 1;
             narrow_mu[i] = m;
             narrow_base[i] = b;
-            narrow_w[i] = weights[k] * inv_total;
+            narrow_w[i] = weights[k];
         }
         Some(OneDim::Continuous {
             log,
@@ -672,7 +687,7 @@ impl OneDim {
             return None;
         };
         let n_kernels = pe.base.len();
-        let min_sigma = (hi - lo) / 100usize.min(1 + n_kernels) as f64;
+        let min_sigma = (hi - lo) / clip_ratio(n_kernels - 1) as f64;
         // Per pair: total weight, the (shared) constant term, and whether it is narrow.
         let mut wsum = vec![0.0; pairs.len()];
         let mut constant = vec![0.0; pairs.len()];
@@ -1124,8 +1139,7 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
         mus.extend_from_slice(obs);
     }
     let range = hi - lo;
-    let n_kernels = n + 1;
-    let ratio = 100usize.min(1 + n_kernels);
+    let ratio = clip_ratio(n);
     let min_sigma = range / ratio as f64;
     let mut sigmas = vec![range; n + 1];
     // The sorted order is needed to group the kernels of a discrete dimension; bandwidths
@@ -1141,22 +1155,9 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
     let ln_min_sigma = min_sigma.ln();
     let inv_sigmas: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
     for (((b, &m), &s), &inv) in base.iter_mut().zip(&mus).zip(&sigmas).zip(&inv_sigmas) {
-        let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
-        // Most kernels sit well inside the range (mass 1): skip the call for them.
-        let log_z = if za < -8.5 && zb > 8.5 {
-            0.0
-        } else {
-            log_gauss_mass(za, zb)
-        };
-        *b -= log_z;
+        *b -= log_truncation(lo, hi, m, inv);
         if step.is_none() {
-            // Dense histories clip most bandwidths to the minimum: skip their logarithm
-            // (out of line, so that it is not computed speculatively for every kernel).
-            *b -= if s == min_sigma {
-                ln_min_sigma
-            } else {
-                ln_outlined(s)
-            } + LN_SQRT_2PI;
+            *b -= ln_sigma(s, min_sigma, ln_min_sigma) + LN_SQRT_2PI;
         }
     }
     match step {
@@ -1489,11 +1490,12 @@ mod tests {
     }
 
     #[test]
-    fn one_sided_mass_matches_the_general_one() {
+    fn one_sided_mass_matches_the_library_formula() {
         for i in 1..=850 {
             let b = i as f64 * 0.01;
             let fast = ln_one_minus_upper_tail(b);
-            let general = log_gauss_mass(-40.0, b);
+            // The library formula `log_gauss_mass` used before.
+            let general = (-ndtr(-b)).ln_1p();
             assert!((fast - general).abs() <= 1e-14, "{b}: {fast} vs {general}");
         }
         assert!((ln_one_minus_upper_tail(1e-300) - 0.5f64.ln()).abs() < 1e-7);
@@ -1542,7 +1544,7 @@ mod tests {
                     _ => rng.random_range(lo..=hi),
                 })
                 .collect();
-            let ratio = 100usize.min(2 + n);
+            let ratio = clip_ratio(n);
             let min_sigma = (hi - lo) / ratio as f64;
             let mut by_sort = vec![0.0; n];
             set_sigmas(
