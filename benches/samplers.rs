@@ -1,7 +1,8 @@
 //! Quality and speed of Lopper's samplers, driven by `bench/samplers_vs_optuna.py` (which
 //! runs Optuna on the same functions in the same go and prints the comparison table).
 //!
-//! `cargo bench --bench samplers -- [--seeds N] [--trials N] [--reps N] [--only FN[:SAMPLER]]` prints one JSON
+//! `cargo bench --bench samplers -- [--seeds N] [--trials N] [--reps N] [--only FN[:SAMPLER]]
+//! [--history 100|1000]` prints one JSON
 //! object per line:
 //! `{"kind":"best","function":..,"sampler":..,"seed":..,"best":..}` for every
 //! function × sampler × seed, and
@@ -224,6 +225,8 @@ fn main() {
     let seeds = arg(&args, "--seeds", 10);
     let trials = arg(&args, "--trials", 100);
     let reps = arg(&args, "--reps", 50);
+    // `--history N` times only that history length (0: both).
+    let history_only = arg(&args, "--history", 0);
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -260,6 +263,9 @@ fn main() {
             continue;
         }
         for history_len in [100u64, 1000] {
+            if history_only != 0 && history_len != history_only {
+                continue;
+            }
             // A history of random trials with their objective values.
             let Ok(random) = samplers::build(&SamplerSpec::Random(RandomSpec { seed: Some(99) }))
             else {

@@ -18,6 +18,7 @@
 //! warm-start trials of earlier studies (see [`warm_start`]). A trial with the number being
 //! proposed is ignored if present.
 
+mod fgt;
 mod grid;
 mod parzen;
 mod qmc;
