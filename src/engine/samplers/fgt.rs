@@ -84,7 +84,12 @@ type Kernels<'a> = (&'a [f64], &'a [f64], &'a [f64]);
 /// Kernel `k` of bucket `b`: its offset `v` from the centre and the exponent of its
 /// `a = w e^(base - base_ref - v²/2)`.
 #[inline(always)]
-fn offset((mu, base, _): Kernels, b: usize, k: usize, (lo, inv, base_ref): (f64, f64, f64)) -> (f64, f64) {
+fn offset(
+    (mu, base, _): Kernels,
+    b: usize,
+    k: usize,
+    (lo, inv, base_ref): (f64, f64, f64),
+) -> (f64, f64) {
     let v = (mu[k] - lo) * inv - (b as f64 + 0.5);
     (v, base[k] - base_ref - 0.5 * v * v)
 }
@@ -226,7 +231,11 @@ mod avx2 {
 
     #[target_feature(enable = "avx2")]
     pub(super) fn window(coef: &[Group], u: f64, shift: f64, g0: usize, out: &mut [[f64; 4]]) {
-        let (uu, half, sh) = (_mm256_set1_pd(u), _mm256_set1_pd(0.5), _mm256_set1_pd(shift));
+        let (uu, half, sh) = (
+            _mm256_set1_pd(u),
+            _mm256_set1_pd(0.5),
+            _mm256_set1_pd(shift),
+        );
         for (i, o) in out.iter_mut().enumerate() {
             let g = g0 + i;
             let cg = &coef[g];

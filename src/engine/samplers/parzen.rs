@@ -94,7 +94,7 @@ pub(crate) fn log_gauss_mass(a: f64, b: f64) -> f64 {
 fn one_sided(a: f64, b: f64) -> Option<f64> {
     if a < -8.5 && b > 0.0 && b <= 8.5 {
         Some(b)
-    } else if b > 8.5 && a <= 0.0 && a >= -8.5 {
+    } else if b > 8.5 && (-8.5..=0.0).contains(&a) {
         Some(-a)
     } else {
         None
@@ -561,18 +561,21 @@ impl ParzenEstimator {
 
 /// The density of a one-dimensional estimator with many kernels, visiting only the kernels
 /// that can matter: the same sum as the general path (every term within `LSE_CUT` of the
-/// largest), up to the rounding of a different summation order.
+/// largest), up to the rounding of a different summation order (and, for continuous
+/// kernels, a series error below e^-33 of the density).
 #[derive(Clone, Debug)]
 pub(crate) enum OneDim {
     /// Continuous kernels: those at the minimum bandwidth ("narrow", the vast majority in a
     /// dense history) grouped by buckets of their centre, so that the ones within reach of
-    /// a point are a few adjacent buckets; the others ("wide", the prior among them)
-    /// visited for every point.
+    /// a point are a few adjacent buckets, each summed by its series ([`super::fgt`]) or,
+    /// where the series' error bound could matter, kernel by kernel; the others ("wide",
+    /// the prior among them) visited for every point.
     Continuous {
         log: bool,
         inv_min_sigma: f64,
         /// Bucket `b` (`[lo + bσ, lo + (b+1)σ)`, σ the minimum bandwidth) holds narrow
-        /// kernels `start[b]..start[b + 1]` (by position within).
+        /// kernels `start[b]..start[b + 1]` (by position within), padded to a multiple of
+        /// four with kernels of weight 0.
         lo: f64,
         scale: f64,
         start: Vec<u32>,
@@ -688,15 +691,22 @@ impl OneDim {
         kernel_mus.push(pm);
         let mut invs: Vec<f64> = sigmas
             .iter()
-            .map(|&s| if s == min_sigma { inv_min_sigma } else { 1.0 / s })
+            .map(|&s| {
+                if s == min_sigma {
+                    inv_min_sigma
+                } else {
+                    1.0 / s
+                }
+            })
             .collect();
         invs.push(1.0 / ps);
         let mut trunc = vec![0.0; n + 1];
         log_truncations(lo, hi, &kernel_mus, &invs, &mut trunc);
         // The constant term as `build_dim` computes it.
         let ln_min_sigma = min_sigma.ln();
-        let base_of =
-            |k: usize, s: f64| (0.0 - trunc[k]) - (ln_sigma(s, min_sigma, ln_min_sigma) + LN_SQRT_2PI);
+        let base_of = |k: usize, s: f64| {
+            (0.0 - trunc[k]) - (ln_sigma(s, min_sigma, ln_min_sigma) + LN_SQRT_2PI)
+        };
         let nb = ratio;
         let scale = nb as f64 / span;
         let bucket = |m: f64| bucket_index((m - lo) * scale, nb);
@@ -726,7 +736,8 @@ impl OneDim {
         let (mut narrow_mu, mut narrow_base, mut narrow_w) =
             (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
         for b in 0..nb {
-            narrow_mu[start[b] as usize..start[b + 1] as usize].fill(lo + (b as f64 + 0.5) / inv_min_sigma);
+            narrow_mu[start[b] as usize..start[b + 1] as usize]
+                .fill(lo + (b as f64 + 0.5) / inv_min_sigma);
         }
         let mut next = start.clone();
         let mut j = 0;
@@ -743,7 +754,11 @@ impl OneDim {
             narrow_base[i] = b;
             narrow_w[i] = weights[k];
         }
-        let base_ref = if narrow.is_empty() { 0.0 } else { narrow_base_max };
+        let base_ref = if narrow.is_empty() {
+            0.0
+        } else {
+            narrow_base_max
+        };
         let coef = bucket_moments(
             &start,
             &narrow_mu,
@@ -991,7 +1006,7 @@ impl OneDim {
                 let (first, last) = ((u - 0.5 - reach).ceil(), (u - 0.5 + reach).floor());
                 let reference = base_ref.max(*top).max(wide_max);
                 let shift = base_ref - reference;
-                // The series' error is below M_0·e^(base_ref - 45) (see `FGT_TERMS`): a
+                // The series' error is below M_0·e^(base_ref - 45) (see `super::fgt`): a
                 // bucket with M_0 above `limit` could make it more than e^-33 of the
                 // density, and is summed kernel by kernel instead.
                 let limit = (floor - base_ref + FGT_MARGIN).exp();
@@ -1006,7 +1021,11 @@ impl OneDim {
                         window(coef, u, shift, g, &mut sums[..len]);
                         for (i, e) in sums[..len].iter_mut().enumerate() {
                             let m0s = coef[g + i][0];
-                            if (m0s[0] > limit) | (m0s[1] > limit) | (m0s[2] > limit) | (m0s[3] > limit) {
+                            if (m0s[0] > limit)
+                                | (m0s[1] > limit)
+                                | (m0s[2] > limit)
+                                | (m0s[3] > limit)
+                            {
                                 for l in 0..4 {
                                     let b = 4 * (g + i) + l;
                                     if b < nb && m0s[l] > limit {
@@ -1014,7 +1033,9 @@ impl OneDim {
                                         for k in start[b] as usize..start[b + 1] as usize {
                                             let z = (xt - narrow_mu[k]) * inv;
                                             exact += narrow_w[k]
-                                                * exp_nonpositive(narrow_base[k] - 0.5 * z * z - reference);
+                                                * exp_nonpositive(
+                                                    narrow_base[k] - 0.5 * z * z - reference,
+                                                );
                                         }
                                         e[l] = exact;
                                     }
@@ -1577,6 +1598,23 @@ mod tests {
     }
 
     #[test]
+    fn batched_truncations_equal_one_by_one() {
+        // Kernels across a range, its ends, beyond it, and narrow and wide bandwidths.
+        let (lo, hi) = (-1.0, 3.0);
+        let mus: Vec<f64> = (0..2000).map(|i| -1.5 + 5.0 * i as f64 / 1999.0).collect();
+        let invs: Vec<f64> = (0..2000).map(|i| [25.0, 100.0, 3.0, 0.25][i % 4]).collect();
+        let mut out = vec![f64::NAN; mus.len()];
+        log_truncations(lo, hi, &mus, &invs, &mut out);
+        for ((&m, &inv), &o) in mus.iter().zip(&invs).zip(&out) {
+            assert_eq!(
+                o.to_bits(),
+                log_truncation(lo, hi, m, inv).to_bits(),
+                "μ {m} 1/σ {inv}"
+            );
+        }
+    }
+
+    #[test]
     fn one_sided_mass_matches_the_library_formula() {
         for i in 1..=850 {
             let b = i as f64 * 0.01;
@@ -1771,7 +1809,11 @@ mod tests {
                 let general = pe.log_pdf(&[*x], &mut scratch);
                 // Discrete pairs are summed with their weights before the cut: the same sum
                 // up to what the cut leaves out (far below 1e-9).
-                let tol = if (3..6).contains(&(case % 7)) { 1e-9 } else { 1e-12 };
+                let tol = if (3..6).contains(&(case % 7)) {
+                    1e-9
+                } else {
+                    1e-12
+                };
                 assert!(
                     (general - f).abs() <= tol * general.abs().max(1.0),
                     "case {case} x {x}: {general} vs {f}"

@@ -227,6 +227,17 @@ fn same(a: &str, b: &str) -> bool {
 
 /// Columns `params` of the rows `which` that hold all of them.
 fn observations(matrix: &[f64], d: usize, which: &[usize], params: &[usize]) -> Vec<Vec<f64>> {
+    if let [i] = params {
+        // One column (independent sampling, the default): a plain gather.
+        let mut column = Vec::with_capacity(which.len());
+        for &r in which {
+            let v = matrix[r * d + i];
+            if !v.is_nan() {
+                column.push(v);
+            }
+        }
+        return vec![column];
+    }
     let mut obs: Vec<Vec<f64>> = vec![Vec::with_capacity(which.len()); params.len()];
     for &r in which {
         let row = &matrix[r * d..(r + 1) * d];
