@@ -272,6 +272,59 @@ fn normalized_weights(n: usize) -> Vec<f64> {
     w
 }
 
+/// [`normalized_weights`] one at a time, without the vector: the same values bit for bit
+/// (the same terms summed in the same order, then the same products).
+struct WeightRamp {
+    n: usize,
+    ramp: usize,
+    start: f64,
+    step: f64,
+    inv_total: f64,
+}
+
+impl WeightRamp {
+    fn new(n: usize) -> Self {
+        let (ramp, start, step) = if n < 25 {
+            (0, 0.0, 0.0)
+        } else {
+            let m = n - 25;
+            let start = 1.0 / n as f64;
+            let step = if m > 1 {
+                (1.0 - start) / (m - 1) as f64
+            } else {
+                0.0
+            };
+            (m, start, step)
+        };
+        let mut total = 0.0;
+        for i in 0..ramp {
+            total += start + i as f64 * step;
+        }
+        for _ in ramp..=n {
+            total += 1.0;
+        }
+        WeightRamp {
+            n,
+            ramp,
+            start,
+            step,
+            inv_total: 1.0 / total,
+        }
+    }
+
+    /// The weight of observation `k` (`k = n`: the prior).
+    #[inline(always)]
+    fn at(&self, k: usize) -> f64 {
+        debug_assert!(k <= self.n);
+        let w = if k < self.ramp {
+            self.start + k as f64 * self.step
+        } else {
+            1.0
+        };
+        w * self.inv_total
+    }
+}
+
 /// The magic clip for `n` observations: bandwidths are at least `range / clip_ratio(n)`.
 fn clip_ratio(n: usize) -> usize {
     100usize.min(n + 2)
@@ -279,7 +332,6 @@ fn clip_ratio(n: usize) -> usize {
 
 /// `ln` of the mass over `[lo, hi]` of the normal kernel at `m` (`inv` = 1/σ): its
 /// truncation constant. 0 when both bounds lie beyond 8.5σ (most kernels).
-#[cfg(test)]
 fn log_truncation(lo: f64, hi: f64, m: f64, inv: f64) -> f64 {
     let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
     if za < -8.5 && zb > 8.5 {
@@ -683,13 +735,10 @@ impl OneDim {
         if !sigmas_by_buckets(&mus, lo, hi, min_sigma, ratio, &mut sigmas) {
             return None;
         }
-        let weights = normalized_weights(n);
         let inv_min_sigma = 1.0 / min_sigma;
+        let weight = WeightRamp::new(n);
         let (pm, ps) = (0.5 * (lo + hi), span);
-        // Truncation constants of the kernels and the prior (last), at once.
-        let mut kernel_mus = mus.clone();
-        kernel_mus.push(pm);
-        let mut invs: Vec<f64> = sigmas
+        let invs: Vec<f64> = sigmas
             .iter()
             .map(|&s| {
                 if s == min_sigma {
@@ -699,34 +748,27 @@ impl OneDim {
                 }
             })
             .collect();
-        invs.push(1.0 / ps);
-        let mut trunc = vec![0.0; n + 1];
-        log_truncations(lo, hi, &kernel_mus, &invs, &mut trunc);
+        let mut trunc = vec![0.0; n];
+        log_truncations(lo, hi, &mus, &invs, &mut trunc);
         // The constant term as `build_dim` computes it.
         let ln_min_sigma = min_sigma.ln();
-        let base_of = |k: usize, s: f64| {
-            (0.0 - trunc[k]) - (ln_sigma(s, min_sigma, ln_min_sigma) + LN_SQRT_2PI)
-        };
+        let base_of =
+            |t: f64, s: f64| (0.0 - t) - (ln_sigma(s, min_sigma, ln_min_sigma) + LN_SQRT_2PI);
         let nb = ratio;
         let scale = nb as f64 / span;
         let bucket = |m: f64| bucket_index((m - lo) * scale, nb);
+        // Narrow kernels counted by bucket; wide ones (and the prior) listed.
         let mut start = vec![0u32; nb + 1];
         let mut wide = Vec::new();
-        let mut narrow_base_max = f64::NEG_INFINITY;
-        // Narrow kernels' (bucket, base), in position order.
-        let mut narrow: Vec<(u32, f64)> = Vec::with_capacity(n);
-        for (k, (&m, &s)) in mus.iter().zip(&sigmas).enumerate() {
+        for (k, ((&m, &s), &inv)) in mus.iter().zip(&sigmas).zip(&invs).enumerate() {
             if s == min_sigma {
-                let b = base_of(k, s);
-                let at = bucket(m);
-                start[at + 1] += 1;
-                narrow_base_max = narrow_base_max.max(b);
-                narrow.push((at as u32, b));
+                start[bucket(m) + 1] += 1;
             } else {
-                wide.push((m, invs[k], weights[k].ln() + base_of(k, s)));
+                wide.push((m, inv, weight.at(k).ln() + base_of(trunc[k], s)));
             }
         }
-        wide.push((pm, invs[n], weights[n].ln() + base_of(n, ps)));
+        let prior_trunc = log_truncation(lo, hi, pm, 1.0 / ps);
+        wide.push((pm, 1.0 / ps, weight.at(n).ln() + base_of(prior_trunc, ps)));
         // Each bucket padded to a multiple of four kernels (weight 0), so that its series
         // is summed four kernels at a time.
         for b in 0..nb {
@@ -740,25 +782,23 @@ impl OneDim {
                 .fill(lo + (b as f64 + 0.5) / inv_min_sigma);
         }
         let mut next = start.clone();
-        let mut j = 0;
+        let mut narrow_base_max = f64::NEG_INFINITY;
+        let mut any_narrow = false;
         for (k, (&m, &s)) in mus.iter().zip(&sigmas).enumerate() {
             if s != min_sigma {
                 continue;
             }
-            let (at, b) = narrow[j];
-            j += 1;
-            let slot = &mut next[at as usize];
+            let slot = &mut next[bucket(m)];
             let i = *slot as usize;
             *slot += 1;
+            let b = base_of(trunc[k], s);
+            narrow_base_max = narrow_base_max.max(b);
+            any_narrow = true;
             narrow_mu[i] = m;
             narrow_base[i] = b;
-            narrow_w[i] = weights[k];
+            narrow_w[i] = weight.at(k);
         }
-        let base_ref = if narrow.is_empty() {
-            0.0
-        } else {
-            narrow_base_max
-        };
+        let base_ref = if any_narrow { narrow_base_max } else { 0.0 };
         let coef = bucket_moments(
             &start,
             &narrow_mu,
@@ -1833,6 +1873,12 @@ mod tests {
         assert!((w[0] - 1.0 / 30.0).abs() < 1e-12);
         assert!((w[4] - 1.0).abs() < 1e-12);
         assert!(w[25..].iter().all(|&x| x == 1.0));
+        for n in [0, 1, 24, 25, 26, 27, 64, 99, 1000, 4321] {
+            let ramp = WeightRamp::new(n);
+            for (k, w) in normalized_weights(n).iter().enumerate() {
+                assert_eq!(ramp.at(k).to_bits(), w.to_bits(), "n {n} k {k}");
+            }
+        }
     }
 
     #[test]

@@ -146,76 +146,143 @@ fn split(
 /// it. One merge of each trial's sorted params with the sorted parameter names.
 fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
     let d = space.len();
-    let mut names: Vec<(&str, usize)> = space
+    let mut names: Vec<(&str, usize, Conversion)> = space
         .params()
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
+        .map(|(i, p)| (p.name.as_str(), i, Conversion::of(&p.dist)))
         .collect();
-    names.sort_unstable();
+    names.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut m = vec![f64::NAN; trials.len() * d];
     for (t, row) in trials.iter().zip(m.chunks_exact_mut(d.max(1))) {
         let mut it = t.params.iter().peekable();
-        for &(name, i) in &names {
+        for (name, i, conv) in &names {
             // Usually every key matches the next name: test equality first, and step past
             // a match (keys are unique) so the next name starts at the next key.
             let v = loop {
                 match it.peek() {
                     Some((k, _)) if same(k, name) => break it.next().map(|(_, v)| v),
-                    Some((k, _)) if k.as_str() < name => {
+                    Some((k, _)) if k.as_str() < *name => {
                         it.next();
                     }
                     _ => break None,
                 }
             };
-            if let Some(v) = v {
-                row[i] = internal(&space.params()[i].dist, v);
+            if let (Some(v), Some(cell)) = (v, row.get_mut(*i)) {
+                *cell = conv.internal(v);
             }
         }
     }
     m
 }
 
-/// `Distribution::to_internal` (NaN for `None`), with the common cases inline: a float in
-/// a continuous range, an int in an int range, a string among categorical choices. Same
-/// results: in range up to the relative tolerance then clamped; on the step grid; the
-/// first matching choice.
-#[inline]
-fn internal(dist: &Distribution, v: &ParamValue) -> f64 {
-    match (dist, v) {
-        (
+/// `Distribution::to_internal` (NaN for `None`) with what it computes per call computed
+/// once per parameter, and the common cases inline: a float in a continuous range, an int
+/// in an int range, a string among categorical choices. Same results: in range up to the
+/// relative tolerance then clamped; on the step grid; the first matching choice.
+enum Conversion<'a> {
+    /// A continuous float range, with its bounds widened by the tolerance.
+    Float {
+        low: f64,
+        high: f64,
+        low_tol: f64,
+        high_tol: f64,
+        dist: &'a Distribution,
+    },
+    Int {
+        low: i64,
+        high: i64,
+        step: i64,
+        dist: &'a Distribution,
+    },
+    Categorical {
+        choices: &'a [ParamValue],
+        dist: &'a Distribution,
+    },
+    Other(&'a Distribution),
+}
+
+impl<'a> Conversion<'a> {
+    fn of(dist: &'a Distribution) -> Self {
+        match dist {
             Distribution::Float {
                 low,
                 high,
                 step: None,
                 ..
-            },
-            ParamValue::Float(x),
-        ) => {
-            let tol = 1e-9 * (high - low).abs().max(1.0);
-            if *x >= low - tol && *x <= high + tol {
-                x.clamp(*low, *high)
-            } else {
-                f64::NAN
+            } => {
+                let tol = 1e-9 * (high - low).abs().max(1.0);
+                Conversion::Float {
+                    low: *low,
+                    high: *high,
+                    low_tol: low - tol,
+                    high_tol: high + tol,
+                    dist,
+                }
             }
-        }
-        (
             Distribution::Int {
                 low, high, step, ..
+            } => Conversion::Int {
+                low: *low,
+                high: *high,
+                step: *step,
+                dist,
             },
-            ParamValue::Int(i),
-        ) => {
-            if i >= low && i <= high && (i - low) % step == 0 {
-                *i as f64
-            } else {
-                f64::NAN
-            }
+            Distribution::Categorical { choices } => Conversion::Categorical { choices, dist },
+            _ => Conversion::Other(dist),
         }
-        (Distribution::Categorical { choices }, ParamValue::Str(x)) => choices
-            .iter()
-            .position(|c| matches!(c, ParamValue::Str(y) if y == x))
-            .map_or(f64::NAN, |k| k as f64),
-        _ => dist.to_internal(v).unwrap_or(f64::NAN),
+    }
+
+    #[inline]
+    fn internal(&self, v: &ParamValue) -> f64 {
+        match (self, v) {
+            (
+                Conversion::Float {
+                    low,
+                    high,
+                    low_tol,
+                    high_tol,
+                    ..
+                },
+                ParamValue::Float(x),
+            ) => {
+                if *x >= *low_tol && *x <= *high_tol {
+                    // `clamp`, without its check of the bounds' order.
+                    if *x < *low {
+                        *low
+                    } else if *x > *high {
+                        *high
+                    } else {
+                        *x
+                    }
+                } else {
+                    f64::NAN
+                }
+            }
+            (
+                Conversion::Int {
+                    low, high, step, ..
+                },
+                ParamValue::Int(i),
+            ) => {
+                if i >= low && i <= high && (*step == 1 || (i - low) % step == 0) {
+                    *i as f64
+                } else {
+                    f64::NAN
+                }
+            }
+            (Conversion::Categorical { choices, .. }, ParamValue::Str(x)) => choices
+                .iter()
+                .position(|c| matches!(c, ParamValue::Str(y) if y == x))
+                .map_or(f64::NAN, |k| k as f64),
+            (
+                Conversion::Float { dist, .. }
+                | Conversion::Int { dist, .. }
+                | Conversion::Categorical { dist, .. }
+                | Conversion::Other(dist),
+                _,
+            ) => dist.to_internal(v).unwrap_or(f64::NAN),
+        }
     }
 }
 
