@@ -136,42 +136,27 @@ pub(crate) fn window(coef: &[Group], u: f64, shift: f64, g0: usize, out: &mut [[
 mod avx2 {
     use std::arch::x86_64::*;
 
+    use super::super::parzen::{EXP_LN2_HI, EXP_LN2_LO, EXP_MAGIC, EXP_TAYLOR};
     use super::{FGT_TERMS, Group};
 
     /// [`super::super::parzen::exp_nonpositive`] on four lanes, operation for operation.
     #[target_feature(enable = "avx2")]
     fn exp4(x: __m256d) -> __m256d {
-        const MAGIC: f64 = 6_755_399_441_055_744.0;
-        const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-        const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
-        const C: [f64; 11] = [
-            1.0 / 3_628_800.0,
-            1.0 / 362_880.0,
-            1.0 / 40_320.0,
-            1.0 / 5_040.0,
-            1.0 / 720.0,
-            1.0 / 120.0,
-            1.0 / 24.0,
-            1.0 / 6.0,
-            0.5,
-            1.0,
-            1.0,
-        ];
         let floor = _mm256_set1_pd(-700.0);
         // `if x < -700 { -700 } else { x }` (NaN stays NaN).
         let x = _mm256_blendv_pd(x, floor, _mm256_cmp_pd::<_CMP_LT_OQ>(x, floor));
-        let magic = _mm256_set1_pd(MAGIC);
+        let magic = _mm256_set1_pd(EXP_MAGIC);
         let t = _mm256_add_pd(
             _mm256_mul_pd(x, _mm256_set1_pd(std::f64::consts::LOG2_E)),
             magic,
         );
         let n = _mm256_sub_pd(t, magic);
         let r = _mm256_sub_pd(
-            _mm256_sub_pd(x, _mm256_mul_pd(n, _mm256_set1_pd(LN2_HI))),
-            _mm256_mul_pd(n, _mm256_set1_pd(LN2_LO)),
+            _mm256_sub_pd(x, _mm256_mul_pd(n, _mm256_set1_pd(EXP_LN2_HI))),
+            _mm256_mul_pd(n, _mm256_set1_pd(EXP_LN2_LO)),
         );
-        let mut p = _mm256_set1_pd(1.0 / 39_916_800.0);
-        for c in C {
+        let mut p = _mm256_set1_pd(EXP_TAYLOR[0]);
+        for &c in &EXP_TAYLOR[1..] {
             p = _mm256_add_pd(_mm256_mul_pd(p, r), _mm256_set1_pd(c));
         }
         let bits = _mm256_slli_epi64::<52>(_mm256_add_epi64(

@@ -1150,31 +1150,37 @@ fn cell_mass(d: &Dim, x: f64, p: usize, seen: &mut Vec<(u64, Vec<f64>)>) -> f64 
 /// the normal CDF behind the kernels' normalising constants.
 const LSE_CUT: f64 = 40.0;
 
+/// 1.5 · 2^52: adding it rounds to an integer (kept in the low mantissa bits).
+pub(crate) const EXP_MAGIC: f64 = 6_755_399_441_055_744.0;
+/// ln 2 in two parts, so that `x - n ln 2` is exact enough.
+pub(crate) const EXP_LN2_HI: f64 = 6.931_471_803_691_238e-1;
+pub(crate) const EXP_LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+/// `1/k!` for k = 11 down to 0: the Taylor polynomial of `e^r`, `|r| ≤ ln 2 / 2`, for Horner.
+pub(crate) const EXP_TAYLOR: [f64; 12] = [
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
 /// `exp(x)` for `x ≤ 0`, branch-free so the caller's loop vectorises (relative error
 /// below 1e-14; inputs under -700 are treated as -700).
 #[inline(always)]
 pub(crate) fn exp_nonpositive(x: f64) -> f64 {
-    const MAGIC: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52: rounds to an integer
-    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     let x = if x < -700.0 { -700.0 } else { x };
-    let t = x * std::f64::consts::LOG2_E + MAGIC;
-    let n = t - MAGIC;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
-    let mut p = 1.0 / 39_916_800.0;
-    for c in [
-        1.0 / 3_628_800.0,
-        1.0 / 362_880.0,
-        1.0 / 40_320.0,
-        1.0 / 5_040.0,
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
+    let t = x * std::f64::consts::LOG2_E + EXP_MAGIC;
+    let n = t - EXP_MAGIC;
+    let r = (x - n * EXP_LN2_HI) - n * EXP_LN2_LO;
+    let mut p = EXP_TAYLOR[0];
+    for c in &EXP_TAYLOR[1..] {
         p = p * r + c;
     }
     // The low mantissa bits of `t` hold n; 2^n = (n + 1023) << 52.
