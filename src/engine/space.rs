@@ -326,6 +326,12 @@ pub enum Distribution {
 /// Tolerance for "is on the step grid" and "is within bounds" checks of floats.
 const REL_TOL: f64 = 1e-9;
 
+/// A float range's bounds widened by the tolerance of "is within bounds" checks.
+pub(crate) fn tolerant_bounds(low: f64, high: f64) -> (f64, f64) {
+    let tol = REL_TOL * (high - low).abs().max(1.0);
+    (low - tol, high + tol)
+}
+
 impl Distribution {
     /// Whether `v` is a value of this distribution (numbers compare numerically, so `1` is a
     /// valid value of a float range and `2.0` of an int range).
@@ -335,8 +341,8 @@ impl Distribution {
                 low, high, step, ..
             } => {
                 let Some(x) = as_f64(v) else { return false };
-                let tol = REL_TOL * (high - low).abs().max(1.0);
-                if !(x >= low - tol && x <= high + tol) {
+                let (low_tol, high_tol) = tolerant_bounds(*low, *high);
+                if !(x >= low_tol && x <= high_tol) {
                     return false;
                 }
                 match step {

@@ -243,37 +243,19 @@ macro_rules! log_pdf_many_with_avx2 {
 
 /// Optuna's default weights: flat for the newest 25 observations, a linear ramp from 1/n
 /// before them.
-pub(crate) fn default_weights(n: usize) -> Vec<f64> {
-    if n < 25 {
-        return vec![1.0; n];
-    }
-    let m = n - 25;
-    let mut w = Vec::with_capacity(n);
-    let start = 1.0 / n as f64;
-    // As numpy's `linspace(1/n, 1, m)`: start + i * step.
-    let step = if m > 1 {
-        (1.0 - start) / (m - 1) as f64
-    } else {
-        0.0
-    };
-    w.extend((0..m).map(|i| start + i as f64 * step));
-    w.extend(std::iter::repeat_n(1.0, 25));
-    w
+#[cfg(test)]
+fn default_weights(n: usize) -> Vec<f64> {
+    let ramp = WeightRamp::new(n);
+    (0..n).map(|k| ramp.raw(k)).collect()
 }
 
 /// Optuna's mixture weights for `n` observations and the prior, normalised to sum 1.
 fn normalized_weights(n: usize) -> Vec<f64> {
-    let mut w = default_weights(n);
-    w.push(1.0); // prior
-    let inv_total = 1.0 / w.iter().sum::<f64>();
-    for x in &mut w {
-        *x *= inv_total;
-    }
-    w
+    let ramp = WeightRamp::new(n);
+    (0..=n).map(|k| ramp.at(k)).collect()
 }
 
-/// [`normalized_weights`] one at a time, without the vector: the same values bit for bit
-/// (the same terms summed in the same order, then the same products).
+/// Optuna's weights one at a time: observation `k` of `n` (`k = n`: the prior, weight 1).
 struct WeightRamp {
     n: usize,
     ramp: usize,
@@ -287,6 +269,7 @@ impl WeightRamp {
         let (ramp, start, step) = if n < 25 {
             (0, 0.0, 0.0)
         } else {
+            // As numpy's `linspace(1/n, 1, n - 25)`: start + i * step.
             let m = n - 25;
             let start = 1.0 / n as f64;
             let step = if m > 1 {
@@ -296,32 +279,34 @@ impl WeightRamp {
             };
             (m, start, step)
         };
-        let mut total = 0.0;
-        for i in 0..ramp {
-            total += start + i as f64 * step;
-        }
-        for _ in ramp..=n {
-            total += 1.0;
-        }
-        WeightRamp {
+        let mut ramp = WeightRamp {
             n,
             ramp,
             start,
             step,
-            inv_total: 1.0 / total,
-        }
+            inv_total: 1.0,
+        };
+        // Summed in order, as `sum()` over the weights would.
+        let total: f64 = (0..=n).map(|k| ramp.raw(k)).sum();
+        ramp.inv_total = 1.0 / total;
+        ramp
     }
 
-    /// The weight of observation `k` (`k = n`: the prior).
+    /// The weight before normalisation.
     #[inline(always)]
-    fn at(&self, k: usize) -> f64 {
+    fn raw(&self, k: usize) -> f64 {
         debug_assert!(k <= self.n);
-        let w = if k < self.ramp {
+        if k < self.ramp {
             self.start + k as f64 * self.step
         } else {
             1.0
-        };
-        w * self.inv_total
+        }
+    }
+
+    /// The normalised weight (the weights and the prior's sum to 1).
+    #[inline(always)]
+    fn at(&self, k: usize) -> f64 {
+        self.raw(k) * self.inv_total
     }
 }
 
@@ -617,55 +602,59 @@ impl ParzenEstimator {
 /// kernels, a series error below e^-33 of the density).
 #[derive(Clone, Debug)]
 pub(crate) enum OneDim {
-    /// Continuous kernels: those at the minimum bandwidth ("narrow", the vast majority in a
-    /// dense history) grouped by buckets of their centre, so that the ones within reach of
-    /// a point are a few adjacent buckets, each summed by its series ([`super::fgt`]) or,
-    /// where the series' error bound could matter, kernel by kernel; the others ("wide",
-    /// the prior among them) visited for every point.
-    Continuous {
-        log: bool,
-        inv_min_sigma: f64,
-        /// Bucket `b` (`[lo + bσ, lo + (b+1)σ)`, σ the minimum bandwidth) holds narrow
-        /// kernels `start[b]..start[b + 1]` (by position within), padded to a multiple of
-        /// four with kernels of weight 0.
-        lo: f64,
-        scale: f64,
-        start: Vec<u32>,
-        narrow_mu: Vec<f64>,
-        narrow_base: Vec<f64>,
-        narrow_w: Vec<f64>,
-        /// The largest constant term of a narrow kernel: the scale of the bucket sums.
-        base_ref: f64,
-        /// `ln` of the largest bucket sum's `M_0`, plus 1/8: with `base_ref`, bounds every
-        /// bucket's log-contribution.
-        top: f64,
-        /// Taylor coefficients of the bucket sums, `[group of 4 buckets][j][bucket]`.
-        coef: Vec<Group>,
-        /// (μ, 1/σ, ln w + constant term)
-        wide: Vec<(f64, f64, f64)>,
-    },
+    Continuous(ContinuousKernels),
     /// Categorical: a kernel's term is "hit" or "miss" (the prior's is uniform), so the
     /// density of choice `c` is `hit·W_c + miss·(W − W_c) + w_prior/n_choices`, with `W_c`
-    /// the weight of the kernels observed at `c`: no per-kernel work per point.
-    Categorical {
-        /// ln of the density of each choice.
-        log_density: Vec<f64>,
-    },
-    /// Discrete (ints, stepped floats): kernels sharing (μ, σ) share their cell mass, so
-    /// each such pair is one term `ln(Σ w) + constant + ln mass`. Pairs at the minimum
-    /// bandwidth are sorted by μ and only those within reach of a cell get a mass; the
-    /// others ("wide") get one for every point.
-    Discrete {
-        log: bool,
-        step: f64,
-        inv_min_sigma: f64,
-        /// The largest `ln(Σ w) + constant` of a narrow pair: bounds their terms.
-        narrow_lnw_max: f64,
-        narrow_mu: Vec<f64>,
-        narrow_lnw: Vec<f64>,
-        /// (μ, 1/σ, ln(Σ w) + constant)
-        wide: Vec<(f64, f64, f64)>,
-    },
+    /// the weight of the kernels observed at `c`: no per-kernel work per point. Holds the
+    /// ln of the density of each choice.
+    Categorical(Vec<f64>),
+    Discrete(DiscretePairs),
+}
+
+/// Continuous kernels: those at the minimum bandwidth ("narrow", the vast majority in a
+/// dense history) grouped by buckets of their centre, so that the ones within reach of a
+/// point are a few adjacent buckets, each summed by its series ([`super::fgt`]) or, where
+/// the series' error bound could matter, kernel by kernel; the others ("wide", the prior
+/// among them) visited for every point.
+#[derive(Clone, Debug)]
+pub(crate) struct ContinuousKernels {
+    log: bool,
+    inv_min_sigma: f64,
+    /// Bucket `b` (`[lo + bσ, lo + (b+1)σ)`, σ the minimum bandwidth) holds narrow kernels
+    /// `start[b]..start[b + 1]` (by position within), padded to a multiple of four with
+    /// kernels of weight 0.
+    lo: f64,
+    scale: f64,
+    start: Vec<u32>,
+    narrow_mu: Vec<f64>,
+    narrow_base: Vec<f64>,
+    narrow_w: Vec<f64>,
+    /// The largest constant term of a narrow kernel: the scale of the bucket sums.
+    base_ref: f64,
+    /// `ln` of the largest bucket sum's `M_0`, plus 1/8: with `base_ref`, bounds every
+    /// bucket's log-contribution.
+    top: f64,
+    /// Taylor coefficients of the bucket sums, `[group of 4 buckets][j][bucket]`.
+    coef: Vec<Group>,
+    /// (μ, 1/σ, ln w + constant term)
+    wide: Vec<(f64, f64, f64)>,
+}
+
+/// Discrete kernels (ints, stepped floats): kernels sharing (μ, σ) share their cell mass,
+/// so each such pair is one term `ln(Σ w) + constant + ln mass`. Pairs at the minimum
+/// bandwidth are sorted by μ and only those within reach of a cell get a mass; the others
+/// ("wide") get one for every point.
+#[derive(Clone, Debug)]
+pub(crate) struct DiscretePairs {
+    log: bool,
+    step: f64,
+    inv_min_sigma: f64,
+    /// The largest `ln(Σ w) + constant` of a narrow pair: bounds their terms.
+    narrow_lnw_max: f64,
+    narrow_mu: Vec<f64>,
+    narrow_lnw: Vec<f64>,
+    /// (μ, 1/σ, ln(Σ w) + constant)
+    wide: Vec<(f64, f64, f64)>,
 }
 
 /// What TPE evaluates the "above" group's density with: [`OneDim`] where it applies (one
@@ -809,7 +798,7 @@ impl OneDim {
             base_ref,
         );
         let m0_max = coef.iter().flat_map(|g| g[0]).fold(0.0, f64::max);
-        Some(OneDim::Continuous {
+        Some(OneDim::Continuous(ContinuousKernels {
             log,
             inv_min_sigma,
             lo,
@@ -822,7 +811,7 @@ impl OneDim {
             top: base_ref + m0_max.ln() + 0.125,
             coef,
             wide,
-        })
+        }))
     }
 
     /// One discrete parameter, from its general estimator (its kernels grouped into pairs).
@@ -869,7 +858,7 @@ impl OneDim {
             return None;
         }
         by_mu.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        Some(OneDim::Discrete {
+        Some(OneDim::Discrete(DiscretePairs {
             log: *log,
             step: *step,
             inv_min_sigma: 1.0 / min_sigma,
@@ -880,7 +869,7 @@ impl OneDim {
             narrow_mu: by_mu.iter().map(|&(m, _)| m).collect(),
             narrow_lnw: by_mu.iter().map(|&(_, w)| w).collect(),
             wide,
-        })
+        }))
     }
 
     /// One categorical parameter, from its general estimator.
@@ -917,7 +906,7 @@ impl OneDim {
                         (eh * w_at[j] + em * (w_obs - w_at[j]) + w_prior * p[j].exp()).ln()
                     })
                     .collect();
-                Some(OneDim::Categorical { log_density })
+                Some(OneDim::Categorical(log_density))
             }
             _ => None,
         }
@@ -939,164 +928,145 @@ impl OneDim {
     #[inline(always)]
     fn log_pdf(&self, x: f64) -> f64 {
         match self {
-            OneDim::Categorical { log_density } => {
+            OneDim::Categorical(log_density) => {
                 let c = (x.round().max(0.0) as usize).min(log_density.len() - 1);
                 log_density[c]
             }
-            OneDim::Discrete {
-                log,
-                step,
-                inv_min_sigma,
-                narrow_lnw_max,
-                narrow_mu,
-                narrow_lnw,
-                wide,
-            } => {
-                // The grid cell of x, in transformed space (as `cell_bounds`).
-                let (l, r) = if *log {
-                    ((x - step / 2.0).ln(), (x + step / 2.0).ln())
-                } else {
-                    (x - step / 2.0, x + step / 2.0)
-                };
-                if l.is_nan() || r.is_nan() {
-                    return f64::NAN;
-                }
-                let inv = *inv_min_sigma;
-                let mass = |m: f64, iv: f64| log_gauss_mass((l - m) * iv, (r - m) * iv);
-                let mut terms: Vec<f64> = Vec::with_capacity(wide.len() + 16);
-                for &(m, iv, w) in wide {
-                    terms.push(w + mass(m, iv));
-                }
-                // Lower bound of the largest term: the wide pairs and the narrow pairs
-                // nearest the cell, exact.
-                let p = narrow_mu.partition_point(|&m| m < l);
-                let mut floor = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                for k in p.saturating_sub(1)..(p + 1).min(narrow_mu.len()) {
-                    floor = floor.max(narrow_lnw[k] + mass(narrow_mu[k], inv));
-                }
-                // A narrow pair at distance d from the cell has mass ≤ e^(-d²/2σ²)/2: past
-                // `reach` its term is below `floor - LSE_CUT`, so below the largest minus
-                // the cut.
-                let room = (narrow_lnw_max - std::f64::consts::LN_2 - floor + LSE_CUT).max(0.0);
-                let reach = (2.0 * room).sqrt() / inv;
-                let (a, b) = if reach.is_finite() {
-                    (
-                        narrow_mu.partition_point(|&m| m < l - reach),
-                        narrow_mu.partition_point(|&m| m <= r + reach),
-                    )
-                } else {
-                    (0, narrow_mu.len())
-                };
-                for k in a..b {
-                    terms.push(narrow_lnw[k] + mass(narrow_mu[k], inv));
-                }
-                let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-                if !max.is_finite() {
-                    return max;
-                }
-                let cut = max - LSE_CUT;
-                let total: f64 = terms
-                    .iter()
-                    .filter(|&&t| t >= cut)
-                    .map(|&t| exp_nonpositive(t - max))
-                    .sum();
-                max + total.ln()
-            }
-            OneDim::Continuous {
-                log,
-                inv_min_sigma,
-                lo,
-                scale,
-                start,
-                narrow_mu,
-                narrow_base,
-                narrow_w,
-                base_ref,
-                top,
-                coef,
-                wide,
-            } => {
-                let xt = if *log { x.ln() } else { x };
-                if xt.is_nan() {
-                    return f64::NAN;
-                }
-                let inv = *inv_min_sigma;
-                let nb = start.len() - 1;
-                // x in units of σ from `lo`: bucket b's centre is at b + 1/2.
-                let u = (xt - lo) * inv;
-                let mut wide_max = f64::NEG_INFINITY;
-                for &(m, iv, lw) in wide {
-                    let z = (xt - m) * iv;
-                    wide_max = wide_max.max(lw - 0.5 * z * z);
-                }
-                // `floor`, a lower bound of the log-density: the wide terms, and the sums of
-                // x's bucket and its neighbours, each at least M_0·e^(-t²/2 - |t|/2).
-                let m0 = |b: usize| coef[b / 4][0][b % 4];
-                // Below the range is bucket 0.
-                let own = bucket_index((xt - lo) * scale, nb);
-                let mut near = 0.0f64;
-                for b in own.saturating_sub(1)..(own + 2).min(nb) {
-                    let t = u - (b as f64 + 0.5);
-                    near = near.max(m0(b) * exp_nonpositive(-0.5 * t * t - 0.5 * t.abs()));
-                }
-                let floor = wide_max.max(base_ref + near.ln());
-                // A bucket's log-contribution is at most `top - (|t| - 1/2)²/2`: past
-                // `reach` it is below `floor - LSE_CUT`, and left out.
-                let reach = 0.5 + (2.0 * (top - floor + LSE_CUT).max(0.0)).sqrt();
-                let (first, last) = ((u - 0.5 - reach).ceil(), (u - 0.5 + reach).floor());
-                let reference = base_ref.max(*top).max(wide_max);
-                let shift = base_ref - reference;
-                // The series' error is below M_0·e^(base_ref - 45) (see `super::fgt`): a
-                // bucket with M_0 above `limit` could make it more than e^-33 of the
-                // density, and is summed kernel by kernel instead.
-                let limit = (floor - base_ref + FGT_MARGIN).exp();
-                let mut total = 0.0;
-                if last >= 0.0 && first <= (nb - 1) as f64 {
-                    let (b0, b1) = (first.max(0.0) as usize, last.min((nb - 1) as f64) as usize);
-                    let (g0, g1) = (b0 / 4, b1 / 4);
-                    let mut sums = [[0.0f64; 4]; 32];
-                    let mut g = g0;
-                    while g <= g1 {
-                        let len = (g1 + 1 - g).min(sums.len());
-                        window(coef, u, shift, g, &mut sums[..len]);
-                        for (i, e) in sums[..len].iter_mut().enumerate() {
-                            let m0s = coef[g + i][0];
-                            if (m0s[0] > limit)
-                                | (m0s[1] > limit)
-                                | (m0s[2] > limit)
-                                | (m0s[3] > limit)
-                            {
-                                for l in 0..4 {
-                                    let b = 4 * (g + i) + l;
-                                    if b < nb && m0s[l] > limit {
-                                        let mut exact = 0.0;
-                                        for k in start[b] as usize..start[b + 1] as usize {
-                                            let z = (xt - narrow_mu[k]) * inv;
-                                            exact += narrow_w[k]
-                                                * exp_nonpositive(
-                                                    narrow_base[k] - 0.5 * z * z - reference,
-                                                );
-                                        }
-                                        e[l] = exact;
-                                    }
-                                }
-                            }
-                            total += (e[0] + e[1]) + (e[2] + e[3]);
+            OneDim::Discrete(d) => d.log_pdf(x),
+            OneDim::Continuous(c) => c.log_pdf(x),
+        }
+    }
+}
+
+impl DiscretePairs {
+    #[inline(always)]
+    fn log_pdf(&self, x: f64) -> f64 {
+        let (l, r) = grid_cell(x, self.step, self.log);
+        if l.is_nan() || r.is_nan() {
+            return f64::NAN;
+        }
+        let inv = self.inv_min_sigma;
+        let mass = |m: f64, iv: f64| log_gauss_mass((l - m) * iv, (r - m) * iv);
+        let mut terms: Vec<f64> = Vec::with_capacity(self.wide.len() + 16);
+        for &(m, iv, w) in &self.wide {
+            terms.push(w + mass(m, iv));
+        }
+        // Lower bound of the largest term: the wide pairs and the narrow pairs
+        // nearest the cell, exact.
+        let p = self.narrow_mu.partition_point(|&m| m < l);
+        let mut floor = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for k in p.saturating_sub(1)..(p + 1).min(self.narrow_mu.len()) {
+            floor = floor.max(self.narrow_lnw[k] + mass(self.narrow_mu[k], inv));
+        }
+        // A narrow pair at distance d from the cell has mass ≤ e^(-d²/2σ²)/2: past
+        // `reach` its term is below `floor - LSE_CUT`, so below the largest minus
+        // the cut.
+        let room = (self.narrow_lnw_max - std::f64::consts::LN_2 - floor + LSE_CUT).max(0.0);
+        let reach = (2.0 * room).sqrt() / inv;
+        let (a, b) = if reach.is_finite() {
+            (
+                self.narrow_mu.partition_point(|&m| m < l - reach),
+                self.narrow_mu.partition_point(|&m| m <= r + reach),
+            )
+        } else {
+            (0, self.narrow_mu.len())
+        };
+        for k in a..b {
+            terms.push(self.narrow_lnw[k] + mass(self.narrow_mu[k], inv));
+        }
+        let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !max.is_finite() {
+            return max;
+        }
+        let cut = max - LSE_CUT;
+        let total: f64 = terms
+            .iter()
+            .filter(|&&t| t >= cut)
+            .map(|&t| exp_nonpositive(t - max))
+            .sum();
+        max + total.ln()
+    }
+}
+
+impl ContinuousKernels {
+    /// Bucket `b`'s sum at `xt`, kernel by kernel, relative to `e^reference`.
+    fn bucket_sum(&self, b: usize, xt: f64, reference: f64) -> f64 {
+        let mut sum = 0.0;
+        for k in self.start[b] as usize..self.start[b + 1] as usize {
+            let z = (xt - self.narrow_mu[k]) * self.inv_min_sigma;
+            sum +=
+                self.narrow_w[k] * exp_nonpositive(self.narrow_base[k] - 0.5 * z * z - reference);
+        }
+        sum
+    }
+
+    #[inline(always)]
+    fn log_pdf(&self, x: f64) -> f64 {
+        let xt = if self.log { x.ln() } else { x };
+        if xt.is_nan() {
+            return f64::NAN;
+        }
+        let inv = self.inv_min_sigma;
+        let nb = self.start.len() - 1;
+        // x in units of σ from `lo`: bucket b's centre is at b + 1/2.
+        let u = (xt - self.lo) * inv;
+        let mut wide_max = f64::NEG_INFINITY;
+        for &(m, iv, lw) in &self.wide {
+            let z = (xt - m) * iv;
+            wide_max = wide_max.max(lw - 0.5 * z * z);
+        }
+        // `floor`, a lower bound of the log-density: the wide terms, and the sums of
+        // x's bucket and its neighbours, each at least M_0·e^(-t²/2 - |t|/2).
+        let m0 = |b: usize| self.coef[b / 4][0][b % 4];
+        // Below the range is bucket 0.
+        let own = bucket_index((xt - self.lo) * self.scale, nb);
+        let mut near = 0.0f64;
+        for b in own.saturating_sub(1)..(own + 2).min(nb) {
+            let t = u - (b as f64 + 0.5);
+            near = near.max(m0(b) * exp_nonpositive(-0.5 * t * t - 0.5 * t.abs()));
+        }
+        let floor = wide_max.max(self.base_ref + near.ln());
+        // A bucket's log-contribution is at most `top - (|t| - 1/2)²/2`: past
+        // `reach` it is below `floor - LSE_CUT`, and left out.
+        let reach = 0.5 + (2.0 * (self.top - floor + LSE_CUT).max(0.0)).sqrt();
+        let (first, last) = ((u - 0.5 - reach).ceil(), (u - 0.5 + reach).floor());
+        let reference = self.base_ref.max(self.top).max(wide_max);
+        let shift = self.base_ref - reference;
+        // The series' error is below M_0·e^(base_ref - 45) (see `super::fgt`): a
+        // bucket with M_0 above `limit` could make it more than e^-33 of the
+        // density, and is summed kernel by kernel instead.
+        let limit = (floor - self.base_ref + FGT_MARGIN).exp();
+        let mut total = 0.0;
+        if last >= 0.0 && first <= (nb - 1) as f64 {
+            let (b0, b1) = (first.max(0.0) as usize, last.min((nb - 1) as f64) as usize);
+            let (g0, g1) = (b0 / 4, b1 / 4);
+            let mut sums = [[0.0f64; 4]; 32];
+            let mut g = g0;
+            while g <= g1 {
+                let len = (g1 + 1 - g).min(sums.len());
+                window(&self.coef, u, shift, g, &mut sums[..len]);
+                for (i, e) in sums[..len].iter_mut().enumerate() {
+                    let m0s = self.coef[g + i][0];
+                    for (l, &m0) in m0s.iter().enumerate() {
+                        let b = 4 * (g + i) + l;
+                        if m0 > limit && b < nb {
+                            e[l] = self.bucket_sum(b, xt, reference);
                         }
-                        g += len;
                     }
+                    total += (e[0] + e[1]) + (e[2] + e[3]);
                 }
-                let cut = floor - LSE_CUT;
-                for &(m, iv, lw) in wide {
-                    let z = (xt - m) * iv;
-                    let t = lw - 0.5 * z * z;
-                    if t >= cut {
-                        total += exp_nonpositive(t - reference);
-                    }
-                }
-                reference + total.ln()
+                g += len;
             }
         }
+        let cut = floor - LSE_CUT;
+        for &(m, iv, lw) in &self.wide {
+            let z = (xt - m) * iv;
+            let t = lw - 0.5 * z * z;
+            if t >= cut {
+                total += exp_nonpositive(t - reference);
+            }
+        }
+        reference + total.ln()
     }
 }
 
@@ -1111,14 +1081,18 @@ fn cell_bounds(d: &Dim, x: f64) -> (f64, f64) {
             log,
             grid: (st, _, _),
             ..
-        } => {
-            if *log {
-                ((x - st / 2.0).ln(), (x + st / 2.0).ln())
-            } else {
-                (x - st / 2.0, x + st / 2.0)
-            }
-        }
+        } => grid_cell(x, *st, *log),
         _ => (x, x),
+    }
+}
+
+/// The grid cell `[x - step/2, x + step/2]`, in log space for log ranges.
+#[inline(always)]
+fn grid_cell(x: f64, step: f64, log: bool) -> (f64, f64) {
+    if log {
+        ((x - step / 2.0).ln(), (x + step / 2.0).ln())
+    } else {
+        (x - step / 2.0, x + step / 2.0)
     }
 }
 
@@ -1425,12 +1399,10 @@ fn sigmas_by_buckets(
         let right = (j + 1 < k).then(|| mus[spans[j + 1].0] - mus[l]);
         if f == l {
             // Alone in its bucket: both gaps are to other buckets (the ends use their
-            // inner gap only).
+            // inner gap only; with n ≥ 2 at least one exists).
             let g = match (left, right) {
                 (Some(a), Some(b)) => a.max(b),
-                (Some(a), None) => a,
-                (None, Some(b)) => b,
-                (None, None) => return false,
+                (a, b) => a.or(b).unwrap_or(min_sigma),
             };
             sigmas[f] = g.clamp(min_sigma, range);
         } else {
@@ -1880,9 +1852,17 @@ mod tests {
         assert!((w[4] - 1.0).abs() < 1e-12);
         assert!(w[25..].iter().all(|&x| x == 1.0));
         for n in [0, 1, 24, 25, 26, 27, 64, 99, 1000, 4321] {
+            // Normalised as Optuna does: the weights and the prior's, divided by their sum.
+            let mut reference = default_weights(n);
+            reference.push(1.0);
+            let inv_total = 1.0 / reference.iter().sum::<f64>();
             let ramp = WeightRamp::new(n);
-            for (k, w) in normalized_weights(n).iter().enumerate() {
-                assert_eq!(ramp.at(k).to_bits(), w.to_bits(), "n {n} k {k}");
+            for (k, w) in reference.iter().enumerate() {
+                assert_eq!(
+                    ramp.at(k).to_bits(),
+                    (w * inv_total).to_bits(),
+                    "n {n} k {k}"
+                );
             }
         }
     }

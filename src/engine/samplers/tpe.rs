@@ -24,7 +24,7 @@ use std::cmp::Ordering;
 
 use super::parzen::{Density, ParzenEstimator, default_gamma};
 use super::{RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng};
-use crate::engine::space::{Distribution, SearchSpace};
+use crate::engine::space::{Distribution, SearchSpace, tolerant_bounds};
 use crate::engine::{Direction, ParamValue, TrialRecord, TrialState};
 
 /// Tree-structured Parzen Estimator.
@@ -176,81 +176,44 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
     m
 }
 
-/// `Distribution::to_internal` (NaN for `None`) with what it computes per call computed
-/// once per parameter, and the common cases inline: a float in a continuous range, an int
-/// in an int range, a string among categorical choices. Same results: in range up to the
-/// relative tolerance then clamped; on the step grid; the first matching choice.
-enum Conversion<'a> {
-    /// A continuous float range, with its bounds widened by the tolerance.
-    Float {
-        low: f64,
-        high: f64,
-        low_tol: f64,
-        high_tol: f64,
-        dist: &'a Distribution,
-    },
-    Int {
-        low: i64,
-        high: i64,
-        step: i64,
-        dist: &'a Distribution,
-    },
-    Categorical {
-        choices: &'a [ParamValue],
-        dist: &'a Distribution,
-    },
-    Other(&'a Distribution),
+/// `Distribution::to_internal` (NaN for `None`), with a float range's tolerant bounds
+/// computed once per parameter, and the common cases inline: a float in a continuous
+/// range, an int in an int range, a string among categorical choices. Same results: in
+/// range up to the relative tolerance then clamped; on the step grid; the first matching
+/// choice.
+struct Conversion<'a> {
+    dist: &'a Distribution,
+    /// For a continuous float range: its bounds widened by the tolerance.
+    tolerant: (f64, f64),
 }
 
 impl<'a> Conversion<'a> {
     fn of(dist: &'a Distribution) -> Self {
-        match dist {
-            Distribution::Float {
-                low,
-                high,
-                step: None,
-                ..
-            } => {
-                let tol = 1e-9 * (high - low).abs().max(1.0);
-                Conversion::Float {
-                    low: *low,
-                    high: *high,
-                    low_tol: low - tol,
-                    high_tol: high + tol,
-                    dist,
-                }
-            }
-            Distribution::Int {
-                low, high, step, ..
-            } => Conversion::Int {
-                low: *low,
-                high: *high,
-                step: *step,
-                dist,
-            },
-            Distribution::Categorical { choices } => Conversion::Categorical { choices, dist },
-            _ => Conversion::Other(dist),
-        }
+        let tolerant = match dist {
+            Distribution::Float { low, high, .. } => tolerant_bounds(*low, *high),
+            _ => (f64::NAN, f64::NAN),
+        };
+        Conversion { dist, tolerant }
     }
 
     #[inline]
     fn internal(&self, v: &ParamValue) -> f64 {
-        match (self, v) {
+        match (self.dist, v) {
             (
-                Conversion::Float {
+                Distribution::Float {
                     low,
                     high,
-                    low_tol,
-                    high_tol,
+                    step: None,
                     ..
                 },
                 ParamValue::Float(x),
             ) => {
-                if *x >= *low_tol && *x <= *high_tol {
+                let (low_tol, high_tol) = self.tolerant;
+                if *x >= low_tol && *x <= high_tol {
                     // `clamp`, without its check of the bounds' order.
-                    if *x < *low {
+                    if x < low {
                         *low
-                    } else if *x > *high {
+                    } else if x > high {
                         *high
                     } else {
                         *x
@@ -260,7 +223,7 @@ impl<'a> Conversion<'a> {
                 }
             }
             (
-                Conversion::Int {
+                Distribution::Int {
                     low, high, step, ..
                 },
                 ParamValue::Int(i),
@@ -271,17 +234,11 @@ impl<'a> Conversion<'a> {
                     f64::NAN
                 }
             }
-            (Conversion::Categorical { choices, .. }, ParamValue::Str(x)) => choices
+            (Distribution::Categorical { choices }, ParamValue::Str(x)) => choices
                 .iter()
                 .position(|c| matches!(c, ParamValue::Str(y) if y == x))
                 .map_or(f64::NAN, |k| k as f64),
-            (
-                Conversion::Float { dist, .. }
-                | Conversion::Int { dist, .. }
-                | Conversion::Categorical { dist, .. }
-                | Conversion::Other(dist),
-                _,
-            ) => dist.to_internal(v).unwrap_or(f64::NAN),
+            _ => self.dist.to_internal(v).unwrap_or(f64::NAN),
         }
     }
 }
