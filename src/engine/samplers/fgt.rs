@@ -23,7 +23,7 @@ pub(crate) const LN_FGT_ERROR: f64 = -45.0;
 pub(crate) type Group = [[f64; 4]; FGT_TERMS];
 
 /// `1/j!` for the series' terms.
-const INV_FACTORIAL: [f64; FGT_TERMS] = {
+pub(crate) const INV_FACTORIAL: [f64; FGT_TERMS] = {
     let mut c = [1.0; FGT_TERMS];
     let mut j = 1;
     while j < FGT_TERMS {
@@ -33,74 +33,24 @@ const INV_FACTORIAL: [f64; FGT_TERMS] = {
     c
 };
 
-/// The series coefficients of every bucket, in groups of four buckets. Bucket `b` holds the
-/// kernels `start[b]..start[b + 1]`, a multiple of four (centres `mu` in
-/// `[lo + bσ, lo + (b+1)σ)`, `inv` = 1/σ); kernel `k` weighs `w[k] e^(base[k] - base_ref)`.
-pub(crate) fn bucket_moments(
-    start: &[u32],
-    mu: &[f64],
-    base: &[f64],
-    w: &[f64],
-    lo: f64,
-    inv: f64,
-    base_ref: f64,
-) -> Vec<Group> {
-    let nb = start.len() - 1;
-    let mut coef = vec![[[0.0; 4]; FGT_TERMS]; nb.div_ceil(4)];
-    let kernels = (mu, base, w);
-    let shift = (lo, inv, base_ref);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2, checked just above.
-        unsafe { avx2::bucket_moments(start, kernels, shift, &mut coef) };
-        return coef;
-    }
-    for b in 0..nb {
-        let (s0, s1) = (start[b] as usize, start[b + 1] as usize);
-        let mut acc = [[0.0f64; 4]; FGT_TERMS];
-        // Four kernels at a time, one per lane.
-        for c in (s0..s1).step_by(4) {
-            let (mut p, mut v) = ([0.0f64; 4], [0.0f64; 4]);
-            for l in 0..4 {
-                let (vl, x) = offset(kernels, b, c + l, shift);
-                v[l] = vl;
-                p[l] = w[c + l] * exp_nonpositive(x);
-            }
-            for a in acc.iter_mut() {
-                for l in 0..4 {
-                    a[l] += p[l];
-                    p[l] *= v[l];
-                }
-            }
+/// A kernel's series terms `a v^j`, `j < FGT_TERMS`, padded to a multiple of four (the
+/// padding is never read). Powers by fours (`v^4` steps) keep the chain of products short.
+pub(crate) type Sums = [f64; 28];
+
+/// `a v^j` for every term of the series (see [`Sums`]).
+#[inline(always)]
+pub(crate) fn powers(a: f64, v: f64) -> Sums {
+    let v2 = v * v;
+    let v4 = v2 * v2;
+    let mut q = [a, a * v, a * v2, (a * v2) * v];
+    let mut s = [0.0; 28];
+    for c in s.chunks_exact_mut(4) {
+        c.copy_from_slice(&q);
+        for x in &mut q {
+            *x *= v4;
         }
-        store_sums(&mut coef, b, &acc);
     }
-    coef
-}
-
-/// The kernels (centres, constant terms, weights).
-type Kernels<'a> = (&'a [f64], &'a [f64], &'a [f64]);
-
-/// Kernel `k` of bucket `b`: its offset `v` from the centre and the exponent of its
-/// `a = w e^(base - base_ref - v²/2)`.
-#[inline(always)]
-fn offset(
-    (mu, base, _): Kernels,
-    b: usize,
-    k: usize,
-    (lo, inv, base_ref): (f64, f64, f64),
-) -> (f64, f64) {
-    let v = (mu[k] - lo) * inv - (b as f64 + 0.5);
-    (v, base[k] - base_ref - 0.5 * v * v)
-}
-
-/// Bucket `b`'s coefficients `M_j / j!` from its per-lane sums.
-#[inline(always)]
-fn store_sums(coef: &mut [Group], b: usize, acc: &Group) {
-    let group = &mut coef[b / 4];
-    for ((c, a), f) in group.iter_mut().zip(acc).zip(INV_FACTORIAL) {
-        c[b % 4] = ((a[0] + a[1]) + (a[2] + a[3])) * f;
-    }
+    s
 }
 
 /// For the groups `g0..g0 + out.len()` and a point `u` (in σ from `lo`), each bucket's
@@ -167,54 +117,6 @@ mod avx2 {
     }
 
     #[target_feature(enable = "avx2")]
-    pub(super) fn bucket_moments(
-        start: &[u32],
-        (mu, base, w): super::Kernels,
-        (lo, inv, base_ref): (f64, f64, f64),
-        coef: &mut [Group],
-    ) {
-        let (lo, inv, base_ref, half) = (
-            _mm256_set1_pd(lo),
-            _mm256_set1_pd(inv),
-            _mm256_set1_pd(base_ref),
-            _mm256_set1_pd(0.5),
-        );
-        for b in 0..start.len() - 1 {
-            let (s0, s1) = (start[b] as usize, start[b + 1] as usize);
-            let centre = _mm256_set1_pd(b as f64 + 0.5);
-            let mut acc = [_mm256_setzero_pd(); FGT_TERMS];
-            for c in (s0..s1).step_by(4) {
-                let (m4, b4, w4) = (&mu[c..c + 4], &base[c..c + 4], &w[c..c + 4]);
-                // SAFETY: each slice holds 4 values (32 readable bytes).
-                let (m4, b4, w4) = unsafe {
-                    (
-                        _mm256_loadu_pd(m4.as_ptr()),
-                        _mm256_loadu_pd(b4.as_ptr()),
-                        _mm256_loadu_pd(w4.as_ptr()),
-                    )
-                };
-                // As `super::offset`, operation for operation.
-                let v = _mm256_sub_pd(_mm256_mul_pd(_mm256_sub_pd(m4, lo), inv), centre);
-                let x = _mm256_sub_pd(
-                    _mm256_sub_pd(b4, base_ref),
-                    _mm256_mul_pd(_mm256_mul_pd(half, v), v),
-                );
-                let mut p = _mm256_mul_pd(w4, exp4(x));
-                for a in acc.iter_mut() {
-                    *a = _mm256_add_pd(*a, p);
-                    p = _mm256_mul_pd(p, v);
-                }
-            }
-            let mut sums = [[0.0f64; 4]; FGT_TERMS];
-            for (s, a) in sums.iter_mut().zip(&acc) {
-                // SAFETY: each `[f64; 4]` is 32 writable bytes.
-                unsafe { _mm256_storeu_pd(s.as_mut_ptr(), *a) };
-            }
-            super::store_sums(coef, b, &sums);
-        }
-    }
-
-    #[target_feature(enable = "avx2")]
     pub(super) fn window(coef: &[Group], u: f64, shift: f64, g0: usize, out: &mut [[f64; 4]]) {
         let (uu, half, sh) = (
             _mm256_set1_pd(u),
@@ -259,35 +161,50 @@ mod tests {
 
     #[test]
     fn series_sums_equal_direct_sums() {
-        // Kernels in 6 buckets (padded to fours with weight 0), points up to 12σ away: the
-        // series against the direct sum.
+        // Kernels in 6 buckets, points up to 12σ away: the series against the direct sum.
         let counts = [3usize, 0, 7, 1, 19, 1];
-        let mut start = vec![0u32];
-        let (mut mu, mut base, mut w) = (Vec::new(), Vec::new(), Vec::new());
+        let mut coef = vec![[[0.0; 4]; FGT_TERMS]; 2];
+        let mut kernels = Vec::new();
         for (b, &c) in counts.iter().enumerate() {
-            for k in 0..c.next_multiple_of(4) {
-                let i = mu.len();
-                mu.push(b as f64 + (i as f64 * 0.618).fract());
-                base.push(-0.01 * i as f64);
-                w.push(if k < c { 1.0 / (1 + i) as f64 } else { 0.0 });
+            let mut sums = [0.0; 28];
+            for _ in 0..c {
+                let i = kernels.len();
+                let (mu, a) = (b as f64 + (i as f64 * 0.618).fract(), 1.0 / (1 + i) as f64);
+                kernels.push((mu, a));
+                let v = mu - (b as f64 + 0.5);
+                for (s, t) in sums.iter_mut().zip(powers(a * (-0.5 * v * v).exp(), v)) {
+                    *s += t;
+                }
             }
-            start.push(mu.len() as u32);
+            for j in 0..FGT_TERMS {
+                coef[b / 4][j][b % 4] = sums[j] * INV_FACTORIAL[j];
+            }
         }
-        let coef = bucket_moments(&start, &mu, &base, &w, 0.0, 1.0, 0.0);
-        let n = mu.len();
-        let m0: f64 = (0..n).map(|k| w[k] * base[k].exp()).sum();
+        let m0: f64 = kernels.iter().map(|k| k.1).sum();
         for i in 0..=200 {
             let u = -6.0 + i as f64 * 0.09;
             let mut out = vec![[0.0; 4]; 2];
             window(&coef, u, 0.0, 0, &mut out);
             let series: f64 = out.iter().flatten().sum();
-            let direct: f64 = (0..n)
-                .map(|k| w[k] * (base[k] - 0.5 * (u - mu[k]) * (u - mu[k])).exp())
+            let direct: f64 = kernels
+                .iter()
+                .map(|&(mu, a)| a * (-0.5 * (u - mu) * (u - mu)).exp())
                 .sum();
             assert!(
                 (series - direct).abs() <= 1e-14 * direct + 2.0 * m0 * LN_FGT_ERROR.exp(),
                 "u {u}: {series} vs {direct}"
             );
+        }
+    }
+
+    #[test]
+    fn powers_are_the_series_terms() {
+        for &(a, v) in &[(1.0, 0.5), (0.3, -0.5), (0.7, 0.123), (2.0, 0.0)] {
+            let p = powers(a, v);
+            for (j, &x) in p.iter().enumerate().take(FGT_TERMS) {
+                let want = a * v.powi(j as i32);
+                assert!((x - want).abs() <= 1e-15 * a, "{a} {v} {j}: {x} vs {want}");
+            }
         }
     }
 }

@@ -9,15 +9,19 @@
 //! qmc:    {seed: 1, kind: sobol}               # sobol | halton, scrambled
 //! ```
 //!
-//! Samplers keep **no state between calls**: a suggestion is a pure function of
-//! (spec, space, direction, history, trial number). The random stream of trial `number` is a
-//! ChaCha8 generator seeded from a hash of (seed, number), so a restarted operator proposes
-//! exactly what it would have proposed before.
+//! A suggestion is a pure function of (spec, space, direction, history, trial number): the
+//! random stream of trial `number` is a ChaCha8 generator seeded from a hash of (seed,
+//! number), so a restarted operator proposes exactly what it would have proposed before.
+//! TPE keeps work from one suggestion to the next (the trials' internal values, each
+//! continuous parameter's "above" estimator) and updates it as the history grows, so that a
+//! study's suggestions stay cheap; what it keeps never changes a suggestion (tests compare a
+//! kept sampler with a new one, suggestion for suggestion).
 //!
 //! `history` is every trial of the study (running ones included), followed by the
 //! warm-start trials of earlier studies (see [`warm_start`]). A trial with the number being
 //! proposed is ignored if present.
 
+mod continuous;
 mod fgt;
 mod grid;
 mod parzen;

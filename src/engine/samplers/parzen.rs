@@ -13,16 +13,16 @@
 
 use rand_chacha::ChaCha8Rng;
 
-use super::fgt::{Group, LN_FGT_ERROR, bucket_moments, window};
+use super::continuous::{ContinuousFit, ContinuousKernels};
 use super::unit;
 use crate::engine::space::Distribution;
 
-const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
+pub(super) const LN_SQRT_2PI: f64 = 0.918_938_533_204_672_8;
 const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
 /// `ln x`, kept out of line (see `build_dim`).
 #[inline(never)]
-fn ln_outlined(x: f64) -> f64 {
+pub(super) fn ln_outlined(x: f64) -> f64 {
     x.ln()
 }
 
@@ -256,7 +256,8 @@ fn normalized_weights(n: usize) -> Vec<f64> {
 }
 
 /// Optuna's weights one at a time: observation `k` of `n` (`k = n`: the prior, weight 1).
-struct WeightRamp {
+#[derive(Clone, Debug)]
+pub(super) struct WeightRamp {
     n: usize,
     ramp: usize,
     start: f64,
@@ -265,7 +266,7 @@ struct WeightRamp {
 }
 
 impl WeightRamp {
-    fn new(n: usize) -> Self {
+    pub(super) fn new(n: usize) -> Self {
         let (ramp, start, step) = if n < 25 {
             (0, 0.0, 0.0)
         } else {
@@ -303,21 +304,27 @@ impl WeightRamp {
         }
     }
 
+    /// `(start, step, 1/total)`: the ramp's raw weight `start + k·step` and the
+    /// normalisation, for sums kept apart by `k`.
+    pub(super) fn linear(&self) -> (f64, f64, f64) {
+        (self.start, self.step, self.inv_total)
+    }
+
     /// The normalised weight (the weights and the prior's sum to 1).
     #[inline(always)]
-    fn at(&self, k: usize) -> f64 {
+    pub(super) fn at(&self, k: usize) -> f64 {
         self.raw(k) * self.inv_total
     }
 }
 
 /// The magic clip for `n` observations: bandwidths are at least `range / clip_ratio(n)`.
-fn clip_ratio(n: usize) -> usize {
+pub(super) fn clip_ratio(n: usize) -> usize {
     100usize.min(n + 2)
 }
 
 /// `ln` of the mass over `[lo, hi]` of the normal kernel at `m` (`inv` = 1/σ): its
 /// truncation constant. 0 when both bounds lie beyond 8.5σ (most kernels).
-fn log_truncation(lo: f64, hi: f64, m: f64, inv: f64) -> f64 {
+pub(super) fn log_truncation(lo: f64, hi: f64, m: f64, inv: f64) -> f64 {
     let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
     if za < -8.5 && zb > 8.5 {
         0.0
@@ -388,7 +395,7 @@ fn ln_sigma(s: f64, min_sigma: f64, ln_min_sigma: f64) -> f64 {
 /// `n < 2^31`, through a signed 32-bit conversion: a few instructions where the unsigned
 /// 64-bit one branches.
 #[inline(always)]
-fn bucket_index(x: f64, n: usize) -> usize {
+pub(super) fn bucket_index(x: f64, n: usize) -> usize {
     (x as i32).clamp(0, n as i32 - 1) as usize
 }
 
@@ -611,35 +618,6 @@ pub(crate) enum OneDim {
     Discrete(DiscretePairs),
 }
 
-/// Continuous kernels: those at the minimum bandwidth ("narrow", the vast majority in a
-/// dense history) grouped by buckets of their centre, so that the ones within reach of a
-/// point are a few adjacent buckets, each summed by its series ([`super::fgt`]) or, where
-/// the series' error bound could matter, kernel by kernel; the others ("wide", the prior
-/// among them) visited for every point.
-#[derive(Clone, Debug)]
-pub(crate) struct ContinuousKernels {
-    log: bool,
-    inv_min_sigma: f64,
-    /// Bucket `b` (`[lo + bσ, lo + (b+1)σ)`, σ the minimum bandwidth) holds narrow kernels
-    /// `start[b]..start[b + 1]` (by position within), padded to a multiple of four with
-    /// kernels of weight 0.
-    lo: f64,
-    scale: f64,
-    start: Vec<u32>,
-    narrow_mu: Vec<f64>,
-    narrow_base: Vec<f64>,
-    narrow_w: Vec<f64>,
-    /// The largest constant term of a narrow kernel: the scale of the bucket sums.
-    base_ref: f64,
-    /// `ln` of the largest bucket sum's `M_0`, plus 1/8: with `base_ref`, bounds every
-    /// bucket's log-contribution.
-    top: f64,
-    /// Taylor coefficients of the bucket sums, `[group of 4 buckets][j][bucket]`.
-    coef: Vec<Group>,
-    /// (μ, 1/σ, ln w + constant term)
-    wide: Vec<(f64, f64, f64)>,
-}
-
 /// Discrete kernels (ints, stepped floats): kernels sharing (μ, σ) share their cell mass,
 /// so each such pair is one term `ln(Σ w) + constant + ln mass`. Pairs at the minimum
 /// bandwidth are sorted by μ and only those within reach of a cell get a mass; the others
@@ -667,7 +645,18 @@ pub(crate) enum Density {
 }
 
 impl Density {
+    #[cfg(test)]
     pub(crate) fn new(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
+        Density::extending(obs, dists, None)
+    }
+
+    /// As [`Density::new`], extending `kept` (the fit of an earlier suggestion's
+    /// observations, see [`super::continuous`]) where it applies: the same density.
+    pub(crate) fn extending(
+        obs: &[Vec<f64>],
+        dists: &[&Distribution],
+        kept: Option<Box<ContinuousFit>>,
+    ) -> Self {
         if let ([o], [dist]) = (obs, dists)
             && o.len() >= ONE_DIM_MIN
         {
@@ -677,7 +666,8 @@ impl Density {
                     high,
                     log,
                     step: None,
-                } => OneDim::continuous(o, *low, *high, *log),
+                } => ContinuousFit::fit(kept, o, *low, *high, *log)
+                    .map(|fit| OneDim::Continuous(fit.density())),
                 Distribution::Categorical { .. } => {
                     OneDim::categorical(&ParzenEstimator::new(obs, dists))
                 }
@@ -690,6 +680,14 @@ impl Density {
         Density::Parzen(ParzenEstimator::new(obs, dists))
     }
 
+    /// The continuous fit behind this density, if any, to extend at the next suggestion.
+    pub(crate) fn into_fit(self) -> Option<Box<ContinuousFit>> {
+        match self {
+            Density::OneDim(OneDim::Continuous(c)) => Some(c.into_fit()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
         match self {
             Density::Parzen(pe) => pe.log_pdf_many(xs, out),
@@ -699,121 +697,6 @@ impl Density {
 }
 
 impl OneDim {
-    /// One continuous parameter: the kernels as [`ParzenEstimator::new`] makes them
-    /// (bandwidths, truncation, weights), sorted into narrow and wide without building
-    /// the general form.
-    fn continuous(obs: &[f64], low: f64, high: f64, log: bool) -> Option<OneDim> {
-        let n = obs.len();
-        let (lo, hi) = if log {
-            (low.ln(), high.ln())
-        } else {
-            (low, high)
-        };
-        let span = hi - lo;
-        if n < 2 || !(span > 0.0 && span.is_finite()) {
-            return None;
-        }
-        let mus: Vec<f64> = if log {
-            obs.iter().map(|v| v.ln()).collect()
-        } else {
-            obs.to_vec()
-        };
-        let ratio = clip_ratio(n);
-        let min_sigma = span / ratio as f64;
-        let mut sigmas = vec![0.0; n];
-        if !sigmas_by_buckets(&mus, lo, hi, min_sigma, ratio, &mut sigmas) {
-            return None;
-        }
-        let inv_min_sigma = 1.0 / min_sigma;
-        let weight = WeightRamp::new(n);
-        let (pm, ps) = (0.5 * (lo + hi), span);
-        let invs: Vec<f64> = sigmas
-            .iter()
-            .map(|&s| {
-                if s == min_sigma {
-                    inv_min_sigma
-                } else {
-                    1.0 / s
-                }
-            })
-            .collect();
-        let mut trunc = vec![0.0; n];
-        log_truncations(lo, hi, &mus, &invs, &mut trunc);
-        // The constant term as `build_dim` computes it.
-        let ln_min_sigma = min_sigma.ln();
-        let base_of =
-            |t: f64, s: f64| (0.0 - t) - (ln_sigma(s, min_sigma, ln_min_sigma) + LN_SQRT_2PI);
-        let nb = ratio;
-        let scale = nb as f64 / span;
-        let bucket = |m: f64| bucket_index((m - lo) * scale, nb);
-        // Narrow kernels counted by bucket; wide ones (and the prior) listed.
-        let mut start = vec![0u32; nb + 1];
-        let mut wide = Vec::new();
-        for (k, ((&m, &s), &inv)) in mus.iter().zip(&sigmas).zip(&invs).enumerate() {
-            if s == min_sigma {
-                start[bucket(m) + 1] += 1;
-            } else {
-                wide.push((m, inv, weight.at(k).ln() + base_of(trunc[k], s)));
-            }
-        }
-        let prior_trunc = log_truncation(lo, hi, pm, 1.0 / ps);
-        wide.push((pm, 1.0 / ps, weight.at(n).ln() + base_of(prior_trunc, ps)));
-        // Each bucket padded to a multiple of four kernels (weight 0), so that its series
-        // is summed four kernels at a time.
-        for b in 0..nb {
-            start[b + 1] = start[b] + start[b + 1].next_multiple_of(4);
-        }
-        let count = start[nb] as usize;
-        let (mut narrow_mu, mut narrow_base, mut narrow_w) =
-            (vec![0.0; count], vec![0.0; count], vec![0.0; count]);
-        for b in 0..nb {
-            narrow_mu[start[b] as usize..start[b + 1] as usize]
-                .fill(lo + (b as f64 + 0.5) / inv_min_sigma);
-        }
-        let mut next = start.clone();
-        let mut narrow_base_max = f64::NEG_INFINITY;
-        let mut any_narrow = false;
-        for (k, (&m, &s)) in mus.iter().zip(&sigmas).enumerate() {
-            if s != min_sigma {
-                continue;
-            }
-            let slot = &mut next[bucket(m)];
-            let i = *slot as usize;
-            *slot += 1;
-            let b = base_of(trunc[k], s);
-            narrow_base_max = narrow_base_max.max(b);
-            any_narrow = true;
-            narrow_mu[i] = m;
-            narrow_base[i] = b;
-            narrow_w[i] = weight.at(k);
-        }
-        let base_ref = if any_narrow { narrow_base_max } else { 0.0 };
-        let coef = bucket_moments(
-            &start,
-            &narrow_mu,
-            &narrow_base,
-            &narrow_w,
-            lo,
-            inv_min_sigma,
-            base_ref,
-        );
-        let m0_max = coef.iter().flat_map(|g| g[0]).fold(0.0, f64::max);
-        Some(OneDim::Continuous(ContinuousKernels {
-            log,
-            inv_min_sigma,
-            lo,
-            scale,
-            start,
-            narrow_mu,
-            narrow_base,
-            narrow_w,
-            base_ref,
-            top: base_ref + m0_max.ln() + 0.125,
-            coef,
-            wide,
-        }))
-    }
-
     /// One discrete parameter, from its general estimator (its kernels grouped into pairs).
     fn discrete(pe: &ParzenEstimator) -> Option<OneDim> {
         let Some(Dim::Discrete {
@@ -988,92 +871,6 @@ impl DiscretePairs {
     }
 }
 
-impl ContinuousKernels {
-    /// Bucket `b`'s sum at `xt`, kernel by kernel, relative to `e^reference`.
-    fn bucket_sum(&self, b: usize, xt: f64, reference: f64) -> f64 {
-        let mut sum = 0.0;
-        for k in self.start[b] as usize..self.start[b + 1] as usize {
-            let z = (xt - self.narrow_mu[k]) * self.inv_min_sigma;
-            sum +=
-                self.narrow_w[k] * exp_nonpositive(self.narrow_base[k] - 0.5 * z * z - reference);
-        }
-        sum
-    }
-
-    #[inline(always)]
-    fn log_pdf(&self, x: f64) -> f64 {
-        let xt = if self.log { x.ln() } else { x };
-        if xt.is_nan() {
-            return f64::NAN;
-        }
-        let inv = self.inv_min_sigma;
-        let nb = self.start.len() - 1;
-        // x in units of σ from `lo`: bucket b's centre is at b + 1/2.
-        let u = (xt - self.lo) * inv;
-        let mut wide_max = f64::NEG_INFINITY;
-        for &(m, iv, lw) in &self.wide {
-            let z = (xt - m) * iv;
-            wide_max = wide_max.max(lw - 0.5 * z * z);
-        }
-        // `floor`, a lower bound of the log-density: the wide terms, and the sums of
-        // x's bucket and its neighbours, each at least M_0·e^(-t²/2 - |t|/2).
-        let m0 = |b: usize| self.coef[b / 4][0][b % 4];
-        // Below the range is bucket 0.
-        let own = bucket_index((xt - self.lo) * self.scale, nb);
-        let mut near = 0.0f64;
-        for b in own.saturating_sub(1)..(own + 2).min(nb) {
-            let t = u - (b as f64 + 0.5);
-            near = near.max(m0(b) * exp_nonpositive(-0.5 * t * t - 0.5 * t.abs()));
-        }
-        let floor = wide_max.max(self.base_ref + near.ln());
-        // A bucket's log-contribution is at most `top - (|t| - 1/2)²/2`: past
-        // `reach` it is below `floor - LSE_CUT`, and left out.
-        let reach = 0.5 + (2.0 * (self.top - floor + LSE_CUT).max(0.0)).sqrt();
-        let (first, last) = ((u - 0.5 - reach).ceil(), (u - 0.5 + reach).floor());
-        let reference = self.base_ref.max(self.top).max(wide_max);
-        let shift = self.base_ref - reference;
-        // The series' error is below M_0·e^(base_ref - 45) (see `super::fgt`): a
-        // bucket with M_0 above `limit` could make it more than e^-33 of the
-        // density, and is summed kernel by kernel instead.
-        let limit = (floor - self.base_ref + FGT_MARGIN).exp();
-        let mut total = 0.0;
-        if last >= 0.0 && first <= (nb - 1) as f64 {
-            let (b0, b1) = (first.max(0.0) as usize, last.min((nb - 1) as f64) as usize);
-            let (g0, g1) = (b0 / 4, b1 / 4);
-            let mut sums = [[0.0f64; 4]; 32];
-            let mut g = g0;
-            while g <= g1 {
-                let len = (g1 + 1 - g).min(sums.len());
-                window(&self.coef, u, shift, g, &mut sums[..len]);
-                for (i, e) in sums[..len].iter_mut().enumerate() {
-                    let m0s = self.coef[g + i][0];
-                    for (l, &m0) in m0s.iter().enumerate() {
-                        let b = 4 * (g + i) + l;
-                        if m0 > limit && b < nb {
-                            e[l] = self.bucket_sum(b, xt, reference);
-                        }
-                    }
-                    total += (e[0] + e[1]) + (e[2] + e[3]);
-                }
-                g += len;
-            }
-        }
-        let cut = floor - LSE_CUT;
-        for &(m, iv, lw) in &self.wide {
-            let z = (xt - m) * iv;
-            let t = lw - 0.5 * z * z;
-            if t >= cut {
-                total += exp_nonpositive(t - reference);
-            }
-        }
-        reference + total.ln()
-    }
-}
-
-/// A bucket is summed by its series while its error bound, `M_0 e^-45` (relative to
-/// `base_ref`), is below `e^-33` of the density's lower bound; otherwise kernel by kernel.
-const FGT_MARGIN: f64 = -33.0 - LN_FGT_ERROR;
-
 /// The grid cell of `x` of a discrete dimension, in its (possibly log-) transformed space.
 fn cell_bounds(d: &Dim, x: f64) -> (f64, f64) {
     match d {
@@ -1122,7 +919,7 @@ fn cell_mass(d: &Dim, x: f64, p: usize, seen: &mut Vec<(u64, Vec<f64>)>) -> f64 
 /// differ by at most a factor n, so what is left out is below `n² e^-40` of the sum: under
 /// 1e-11 relative for n ≤ 1,000 (4e-10 for n = 10^4), far below the 1.2e-7 accuracy of
 /// the normal CDF behind the kernels' normalising constants.
-const LSE_CUT: f64 = 40.0;
+pub(super) const LSE_CUT: f64 = 40.0;
 
 /// 1.5 · 2^52: adding it rounds to an integer (kept in the low mantissa bits).
 pub(crate) const EXP_MAGIC: f64 = 6_755_399_441_055_744.0;
@@ -1422,7 +1219,7 @@ fn sigmas_by_buckets(
 /// position gives). Values in `[lo, hi]` go to one of `n` equal-width buckets (a monotone
 /// map), so the concatenated buckets are almost sorted and one insertion sort finishes the
 /// job in about linear time; anything else falls back to a comparison sort.
-fn sorted_order(mus: &[f64], lo: f64, hi: f64) -> Vec<u32> {
+pub(super) fn sorted_order(mus: &[f64], lo: f64, hi: f64) -> Vec<u32> {
     let n = mus.len();
     let key = |i: u32| mus[i as usize];
     let less = |a: u32, b: u32| key(a).total_cmp(&key(b)).then(a.cmp(&b)).is_lt();
@@ -1464,7 +1261,14 @@ fn sorted_order(mus: &[f64], lo: f64, hi: f64) -> Vec<u32> {
 /// (the "magic clip"), into `sigmas` (one per observation). A kernel's bandwidth is the
 /// larger gap to its sorted neighbours, `lo` and `hi` standing in at the ends; with two or
 /// more observations the outermost ones use their inner gap only.
-fn set_sigmas(mus: &[f64], order: &[u32], lo: f64, hi: f64, min_sigma: f64, sigmas: &mut [f64]) {
+pub(super) fn set_sigmas(
+    mus: &[f64],
+    order: &[u32],
+    lo: f64,
+    hi: f64,
+    min_sigma: f64,
+    sigmas: &mut [f64],
+) {
     let n = order.len();
     if n == 0 {
         return;

@@ -1,4 +1,4 @@
-//! `tpe`: Optuna 5.0's `TPESampler` (single objective), stateless.
+//! `tpe`: Optuna 5.0's `TPESampler` (single objective).
 //!
 //! * Until `startupTrials` finished trials (complete, plus pruned when `considerPruned`;
 //!   warm-start trials count) exist, a suggestion is [`RandomSampler`]'s.
@@ -19,23 +19,56 @@
 //!
 //! Randomness comes from (seed, trial number, parameter index) only, so the same history
 //! gives the same suggestion after a restart.
+//!
+//! The sampler keeps each continuous parameter's "above" fit from one suggestion to the
+//! next and extends it as the history grows ([`super::continuous`]): a speed-up only, a
+//! kept fit gives exactly the density a new one would.
 
 use std::cmp::Ordering;
+use std::sync::{Mutex, PoisonError};
 
+use super::continuous::ContinuousFit;
 use super::parzen::{Density, ParzenEstimator, default_gamma};
 use super::{RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng};
 use crate::engine::space::{Distribution, SearchSpace, tolerant_bounds};
 use crate::engine::{Direction, ParamValue, TrialRecord, TrialState};
 
 /// Tree-structured Parzen Estimator.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct TpeSampler {
     spec: TpeSpec,
+    /// The last "above" fit of each parameter (by index) that had one.
+    kept: Mutex<Vec<Option<Box<ContinuousFit>>>>,
+    rows: Mutex<RowCache>,
+}
+
+impl Clone for TpeSampler {
+    fn clone(&self) -> Self {
+        TpeSampler::new(self.spec.clone())
+    }
 }
 
 impl TpeSampler {
     pub fn new(spec: TpeSpec) -> Self {
-        TpeSampler { spec }
+        TpeSampler {
+            spec,
+            kept: Mutex::new(Vec::new()),
+            rows: Mutex::new(RowCache::default()),
+        }
+    }
+
+    /// Parameter `i`'s kept fit, taken out (the lock is held only to take or put back).
+    fn take_fit(&self, i: usize) -> Option<Box<ContinuousFit>> {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        kept.get_mut(i).and_then(Option::take)
+    }
+
+    fn keep_fit(&self, i: usize, fit: Option<Box<ContinuousFit>>) {
+        let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() <= i {
+            kept.resize_with(i + 1, || None);
+        }
+        kept[i] = fit;
     }
 
     fn seed(&self) -> u64 {
@@ -80,17 +113,6 @@ fn split(
     n_below: usize,
     direction: Direction,
 ) -> (Vec<usize>, Vec<usize>) {
-    let mut complete: Vec<usize> = Vec::new();
-    let mut pruned: Vec<usize> = Vec::new();
-    let mut running: Vec<usize> = Vec::new();
-    for (i, t) in trials.iter().enumerate() {
-        match t.state {
-            TrialState::Complete => complete.push(i),
-            TrialState::Pruned => pruned.push(i),
-            TrialState::Running => running.push(i),
-            TrialState::Failed => {}
-        }
-    }
     // Optuna sorts stably by value and takes the first `n_below`; ranking by (value,
     // position) selects exactly the same trials. `n_below` is at most 25: keep the best so
     // far in a small sorted list rather than sorting or partitioning everything.
@@ -99,29 +121,27 @@ fn split(
     } else {
         -1.0
     };
-    let key = |i: usize| sign * trials[i].value.unwrap_or(f64::INFINITY);
-    let nb_c = n_below.min(complete.len());
-    let mut best: Vec<(f64, usize)> = Vec::with_capacity(nb_c + 1);
-    if nb_c > 0 {
-        for &i in &complete {
-            let k = key(i);
-            // Later positions lose ties, so only a strictly smaller value can enter a full
-            // list.
-            if best.len() == nb_c && best[nb_c - 1].0.total_cmp(&k).is_le() {
-                continue;
+    let mut best: Vec<(f64, usize)> = Vec::with_capacity(n_below + 1);
+    let mut pruned: Vec<usize> = Vec::new();
+    for (i, t) in trials.iter().enumerate() {
+        match t.state {
+            TrialState::Complete if n_below > 0 => {
+                let k = sign * t.value.unwrap_or(f64::INFINITY);
+                // Later positions lose ties, so only a strictly smaller value can enter a
+                // full list.
+                if best.len() == n_below && best[n_below - 1].0.total_cmp(&k).is_le() {
+                    continue;
+                }
+                let at = best.partition_point(|&(v, _)| v.total_cmp(&k).is_le());
+                best.insert(at, (k, i));
+                best.truncate(n_below);
             }
-            let at = best.partition_point(|&(v, _)| v.total_cmp(&k).is_le());
-            best.insert(at, (k, i));
-            best.truncate(nb_c);
+            TrialState::Pruned => pruned.push(i),
+            _ => {}
         }
     }
-    let mut in_below = vec![false; trials.len()];
-    for &(_, i) in &best {
-        in_below[i] = true;
-    }
     let mut below: Vec<usize> = best.iter().map(|&(_, i)| i).collect();
-    let mut above: Vec<usize> = complete.iter().copied().filter(|&i| !in_below[i]).collect();
-    let nb_p = (n_below - nb_c).min(pruned.len());
+    let nb_p = (n_below - below.len()).min(pruned.len());
     if nb_p > 0 {
         pruned.sort_by(|&a, &b| {
             cmp_pair(
@@ -129,23 +149,32 @@ fn split(
                 pruned_key(trials[b], direction),
             )
         });
+        below.extend_from_slice(&pruned[..nb_p]);
     }
-    below.extend_from_slice(&pruned[..nb_p]);
-    above.extend_from_slice(&pruned[nb_p..]);
-    let resort = nb_p < pruned.len() || !running.is_empty();
-    above.extend(running);
     below.sort_unstable();
-    if resort {
-        above.sort_unstable();
+    // Everything else, in trial order.
+    let mut above = Vec::with_capacity(trials.len() - below.len());
+    let mut next = below.iter().peekable();
+    for (i, t) in trials.iter().enumerate() {
+        if next.next_if_eq(&&i).is_none() && t.state != TrialState::Failed {
+            above.push(i);
+        }
     }
     (below, above)
 }
 
 /// Internal values of every trial (rows) for every parameter of the space (columns), as
 /// one row-major matrix: NaN where the trial lacks the parameter or holds a value outside
-/// it. One merge of each trial's sorted params with the sorted parameter names.
-fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
+/// it. A row kept from an earlier suggestion is reused (see [`RowCache`]); others come from
+/// one merge of the trial's sorted params with the sorted parameter names.
+fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord], cache: &mut RowCache) -> Vec<f64> {
     let d = space.len();
+    if cache.space.as_ref() != Some(space) {
+        *cache = RowCache {
+            space: Some(space.clone()),
+            ..RowCache::default()
+        };
+    }
     let mut names: Vec<(&str, usize, Conversion)> = space
         .params()
         .iter()
@@ -154,7 +183,44 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
         .collect();
     names.sort_unstable_by(|a, b| a.0.cmp(b.0));
     let mut m = vec![f64::NAN; trials.len() * d];
-    for (t, row) in trials.iter().zip(m.chunks_exact_mut(d.max(1))) {
+    let keys: Vec<RowKey> = trials.iter().map(|t| RowKey::of(t)).collect();
+    // A number held by two trials (a warm-start trial's and this study's; adjacent, as
+    // trials are sorted by number): its key would not say which, so neither is reused
+    // nor kept.
+    let shared = keys.windows(2).any(|w| w[0].number == w[1].number);
+    let unique = |at: usize| {
+        !shared
+            || (keys.get(at + 1).is_none_or(|n| n.number != keys[at].number)
+                && (at == 0 || keys[at - 1].number != keys[at].number))
+    };
+    // The trials the kept keys begin with (usually all but the newest): their rows at once.
+    let prefix = if shared {
+        0
+    } else {
+        cache
+            .keys
+            .iter()
+            .zip(&keys)
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    m[..prefix * d].copy_from_slice(&cache.rows[..prefix * d]);
+    let mut c = prefix;
+    for (at, (t, row)) in trials
+        .iter()
+        .zip(m.chunks_exact_mut(d.max(1)))
+        .enumerate()
+        .skip(prefix)
+    {
+        let key = keys[at];
+        // Trials are sorted by number, as the kept keys are.
+        while c < cache.keys.len() && cache.keys[c].number < key.number {
+            c += 1;
+        }
+        if unique(at) && cache.keys.get(c) == Some(&key) {
+            row.copy_from_slice(&cache.rows[c * d..(c + 1) * d]);
+            continue;
+        }
         let mut it = t.params.iter().peekable();
         for (name, i, conv) in &names {
             // Usually every key matches the next name: test equality first, and step past
@@ -173,7 +239,58 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord]) -> Vec<f64> {
             }
         }
     }
+    if shared {
+        // Keep the rows of unique numbers only.
+        let (mut kept_keys, mut rows) = (Vec::new(), Vec::new());
+        for (at, (key, row)) in keys.iter().zip(m.chunks_exact(d.max(1))).enumerate() {
+            if unique(at) {
+                kept_keys.push(*key);
+                rows.extend_from_slice(row);
+            }
+        }
+        (cache.keys, cache.rows) = (kept_keys, rows);
+    } else {
+        cache.keys = keys;
+        cache.rows.clone_from(&m);
+    }
     m
+}
+
+/// The internal rows of the trials of the previous suggestion, for the same space. A row
+/// is reused for a trial of the same number, state, value and number of params: a trial's
+/// params never change once it is proposed (the controller and the local runner never
+/// change them). Feeding one sampler histories where they do change needs a new sampler.
+#[derive(Debug, Default)]
+struct RowCache {
+    space: Option<SearchSpace>,
+    /// Sorted by number, each number once.
+    keys: Vec<RowKey>,
+    rows: Vec<f64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RowKey {
+    number: u64,
+    /// The value's bits (0 without one: `tag` tells).
+    value: u64,
+    /// State, whether there is a value, and the number of params, packed.
+    tag: u64,
+}
+
+impl RowKey {
+    fn of(t: &TrialRecord) -> Self {
+        let state = match t.state {
+            TrialState::Running => 0,
+            TrialState::Complete => 1,
+            TrialState::Pruned => 2,
+            TrialState::Failed => 3,
+        };
+        RowKey {
+            number: t.number,
+            value: t.value.map_or(0, f64::to_bits),
+            tag: state | u64::from(t.value.is_some()) << 2 | (t.params.len() as u64) << 3,
+        }
+    }
 }
 
 /// `Distribution::to_internal` (NaN for `None`), with a float range's tolerant bounds
@@ -297,9 +414,15 @@ impl TpeSampler {
             &observations(&data.matrix, data.d, &data.below, params),
             &dists,
         );
-        let g = Density::new(
+        // One parameter: its kept fit, if any, is extended.
+        let one = match params {
+            [i] => Some(*i),
+            _ => None,
+        };
+        let g = Density::extending(
             &observations(&data.matrix, data.d, &data.above, params),
             &dists,
+            one.and_then(|i| self.take_fit(i)),
         );
         let mut rng = trial_rng(self.seed(), number, salt);
         let candidates = l.sample(&mut rng, self.spec.candidates.max(1) as usize);
@@ -315,6 +438,9 @@ impl TpeSampler {
                 best_acq = acq;
                 best = c;
             }
+        }
+        if let Some(i) = one {
+            self.keep_fit(i, g.into_fit());
         }
         let d = l.dims();
         candidates
@@ -332,22 +458,30 @@ impl Sampler for TpeSampler {
         history: &[TrialRecord],
         number: u64,
     ) -> Result<Suggestion, SamplerError> {
-        let mut trials: Vec<&TrialRecord> = history
-            .iter()
-            .filter(|t| t.number != number && self.usable(t))
-            .collect();
-        trials.sort_by_key(|t| t.number);
-        let n = trials
-            .iter()
-            .filter(|t| t.state != TrialState::Running)
-            .count();
+        // One pass: the usable trials, how many have finished, whether they are in order.
+        let mut trials: Vec<&TrialRecord> = Vec::with_capacity(history.len());
+        let (mut n, mut sorted) = (0, true);
+        for t in history {
+            if t.number != number && self.usable(t) {
+                n += usize::from(t.state != TrialState::Running);
+                sorted &= trials.last().is_none_or(|l| l.number <= t.number);
+                trials.push(t);
+            }
+        }
+        if !sorted {
+            trials.sort_by_key(|t| t.number);
+        }
         if n < self.spec.startup_trials as usize {
             let random = RandomSampler::new(self.seed());
             return Ok(Suggestion::Params(random.sample(space, number)));
         }
         let (below, above) = split(&trials, default_gamma(n), direction);
         let data = Split {
-            matrix: internal_matrix(space, &trials),
+            matrix: internal_matrix(
+                space,
+                &trials,
+                &mut self.rows.lock().unwrap_or_else(PoisonError::into_inner),
+            ),
             d: space.len(),
             below,
             above,
@@ -415,5 +549,86 @@ mod tests {
         assert_eq!(nums(b), vec![0, 2, 3, 5]);
         let (b, _) = split(&refs, 1, Direction::Maximize);
         assert_eq!(nums(b), vec![0]);
+    }
+
+    #[test]
+    fn a_kept_sampler_suggests_what_a_new_one_would() {
+        use crate::engine::space::ParamSpec;
+        let specs: Vec<ParamSpec> = serde_yaml::from_str(
+            "- {name: x, float: {low: -5.0, high: 10.0}}
+- {name: lr, float: {low: 1.0e-5, high: 1.0, log: true}}
+- {name: layers, int: {low: 1, high: 8}}
+- {name: opt, categorical: {choices: [adam, sgd]}}
+- {name: momentum, float: {low: 0.0, high: 0.99}, when: {opt: [sgd]}}",
+        )
+        .unwrap();
+        let space = SearchSpace::new(specs).unwrap();
+        let spec = TpeSpec {
+            seed: Some(3),
+            ..TpeSpec::default()
+        };
+        let kept = TpeSampler::new(spec.clone());
+        let objective = |p: &crate::engine::Params| {
+            let f = |k: &str| match p.get(k) {
+                Some(ParamValue::Float(v)) => *v,
+                Some(ParamValue::Int(v)) => *v as f64,
+                _ => 0.0,
+            };
+            (f("x") - 2.0).powi(2) + f("lr").ln().abs() + f("layers") * 0.1 + f("momentum")
+        };
+        // Warm-start trials whose numbers collide with this study's.
+        let random = RandomSampler::new(77);
+        let warm: Vec<TrialRecord> = (0..40)
+            .map(|n| {
+                let mut t = TrialRecord::new(n * 7);
+                t.params = random.sample(&space, n);
+                t.value = Some(objective(&t.params));
+                t.state = TrialState::Complete;
+                t
+            })
+            .collect();
+        let mut history: Vec<TrialRecord> = Vec::new();
+        let mut rows = RowCache::default();
+        for number in 0..260u64 {
+            let mut h = history.clone();
+            h.extend(warm.iter().cloned());
+            // Kept rows are the rows (NaN for inactive parameters), bit for bit.
+            let mut trials: Vec<&TrialRecord> = h.iter().collect();
+            trials.sort_by_key(|t| t.number);
+            let bits = |m: Vec<f64>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(internal_matrix(&space, &trials, &mut rows)),
+                bits(internal_matrix(&space, &trials, &mut RowCache::default())),
+                "trial {number}"
+            );
+            let ours = kept
+                .suggest(&space, Direction::Minimize, &h, number)
+                .unwrap();
+            let fresh = TpeSampler::new(spec.clone())
+                .suggest(&space, Direction::Minimize, &h, number)
+                .unwrap();
+            assert_eq!(ours, fresh, "trial {number}");
+            let Suggestion::Params(p) = ours else {
+                panic!("trial {number}: {ours:?}");
+            };
+            // The trial runs (constant liar) and finishes at the next suggestion:
+            // complete mostly, pruned or failed now and then.
+            if let Some(last) = history.last_mut() {
+                let v = objective(&last.params);
+                last.state = match last.number % 11 {
+                    3 => TrialState::Pruned,
+                    7 => TrialState::Failed,
+                    _ => TrialState::Complete,
+                };
+                last.value = (last.state != TrialState::Failed).then_some(v);
+                if last.state == TrialState::Pruned {
+                    last.intermediate.insert(1, v);
+                }
+            }
+            let mut t = TrialRecord::new(number);
+            t.params = p;
+            t.state = TrialState::Running;
+            history.push(t);
+        }
     }
 }
