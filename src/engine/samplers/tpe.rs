@@ -106,10 +106,11 @@ fn cmp_pair(a: (f64, f64), b: (f64, f64)) -> Ordering {
     a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
 }
 
-/// Splits usable trials (sorted by number) into (below, above) positions, each in trial
-/// order.
+/// Splits usable trials (sorted by number; `keys` theirs) into (below, above) positions,
+/// each in trial order.
 fn split(
     trials: &[&TrialRecord],
+    keys: &[RowKey],
     n_below: usize,
     direction: Direction,
 ) -> (Vec<usize>, Vec<usize>) {
@@ -123,10 +124,10 @@ fn split(
     };
     let mut best: Vec<(f64, usize)> = Vec::with_capacity(n_below + 1);
     let mut pruned: Vec<usize> = Vec::new();
-    for (i, t) in trials.iter().enumerate() {
-        match t.state {
+    for (i, key) in keys.iter().enumerate() {
+        match key.state() {
             TrialState::Complete if n_below > 0 => {
-                let k = sign * t.value.unwrap_or(f64::INFINITY);
+                let k = sign * key.value().unwrap_or(f64::INFINITY);
                 // Later positions lose ties, so only a strictly smaller value can enter a
                 // full list.
                 if best.len() == n_below && best[n_below - 1].0.total_cmp(&k).is_le() {
@@ -155,19 +156,25 @@ fn split(
     // Everything else, in trial order.
     let mut above = Vec::with_capacity(trials.len() - below.len());
     let mut next = below.iter().peekable();
-    for (i, t) in trials.iter().enumerate() {
-        if next.next_if_eq(&&i).is_none() && t.state != TrialState::Failed {
+    for (i, key) in keys.iter().enumerate() {
+        if next.next_if_eq(&&i).is_none() && key.state() != TrialState::Failed {
             above.push(i);
         }
     }
     (below, above)
 }
 
-/// Internal values of every trial (rows) for every parameter of the space (columns), as
-/// one row-major matrix: NaN where the trial lacks the parameter or holds a value outside
-/// it. A row kept from an earlier suggestion is reused (see [`RowCache`]); others come from
-/// one merge of the trial's sorted params with the sorted parameter names.
-fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord], cache: &mut RowCache) -> Vec<f64> {
+/// Brings `cache.matrix` to the internal values of `trials` (sorted by number; `keys`
+/// theirs): one row per trial, one column per parameter of the space, NaN where the trial
+/// lacks the parameter or holds a value outside it. Rows of trials seen by the previous
+/// suggestion are reused (see [`RowCache`]); others come from one merge of the trial's
+/// sorted params with the sorted parameter names.
+fn internal_matrix(
+    space: &SearchSpace,
+    trials: &[&TrialRecord],
+    keys: Vec<RowKey>,
+    cache: &mut RowCache,
+) {
     let d = space.len();
     if cache.space.as_ref() != Some(space) {
         *cache = RowCache {
@@ -182,78 +189,65 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord], cache: &mut Row
         .map(|(i, p)| (p.name.as_str(), i, Conversion::of(&p.dist)))
         .collect();
     names.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut m = vec![f64::NAN; trials.len() * d];
-    let keys: Vec<RowKey> = trials.iter().map(|t| RowKey::of(t)).collect();
     // A number held by two trials (a warm-start trial's and this study's; adjacent, as
-    // trials are sorted by number): its key would not say which, so neither is reused
-    // nor kept.
+    // trials are sorted by number): its key would not say which, so neither is reused.
     let shared = keys.windows(2).any(|w| w[0].number == w[1].number);
-    let unique = |at: usize| {
+    let old = cache.keys.len();
+    if !shared && !cache.shared && keys.len() >= old && keys[..old] == cache.keys[..] {
+        // The usual case: the previous trials, then new ones.
+        for t in &trials[old..] {
+            let at = cache.matrix.len();
+            cache.matrix.resize(at + d, f64::NAN);
+            fill_row(&names, t, &mut cache.matrix[at..]);
+        }
+        cache.keys = keys;
+        return;
+    }
+    let unique = |keys: &[RowKey], shared: bool, at: usize| {
         !shared
             || (keys.get(at + 1).is_none_or(|n| n.number != keys[at].number)
                 && (at == 0 || keys[at - 1].number != keys[at].number))
     };
-    // The trials the kept keys begin with (usually all but the newest): their rows at once.
-    let prefix = if shared {
-        0
-    } else {
-        cache
-            .keys
-            .iter()
-            .zip(&keys)
-            .take_while(|(a, b)| a == b)
-            .count()
-    };
-    m[..prefix * d].copy_from_slice(&cache.rows[..prefix * d]);
-    let mut c = prefix;
-    for (at, (t, row)) in trials
-        .iter()
-        .zip(m.chunks_exact_mut(d.max(1)))
-        .enumerate()
-        .skip(prefix)
-    {
+    let mut m = vec![f64::NAN; trials.len() * d];
+    let mut c = 0;
+    for (at, (t, row)) in trials.iter().zip(m.chunks_exact_mut(d.max(1))).enumerate() {
         let key = keys[at];
-        // Trials are sorted by number, as the kept keys are.
-        while c < cache.keys.len() && cache.keys[c].number < key.number {
+        while c < old && cache.keys[c].number < key.number {
             c += 1;
         }
-        if unique(at) && cache.keys.get(c) == Some(&key) {
-            row.copy_from_slice(&cache.rows[c * d..(c + 1) * d]);
-            continue;
+        if c < old
+            && cache.keys[c] == key
+            && unique(&keys, shared, at)
+            && unique(&cache.keys, cache.shared, c)
+        {
+            row.copy_from_slice(&cache.matrix[c * d..(c + 1) * d]);
+        } else {
+            fill_row(&names, t, row);
         }
-        let mut it = t.params.iter().peekable();
-        for (name, i, conv) in &names {
-            // Usually every key matches the next name: test equality first, and step past
-            // a match (keys are unique) so the next name starts at the next key.
-            let v = loop {
-                match it.peek() {
-                    Some((k, _)) if same(k, name) => break it.next().map(|(_, v)| v),
-                    Some((k, _)) if k.as_str() < *name => {
-                        it.next();
-                    }
-                    _ => break None,
+    }
+    (cache.keys, cache.shared, cache.matrix) = (keys, shared, m);
+}
+
+/// Trial `t`'s internal values into `row` (NaN-filled), merging its sorted params with the
+/// sorted parameter names.
+fn fill_row(names: &[(&str, usize, Conversion)], t: &TrialRecord, row: &mut [f64]) {
+    let mut it = t.params.iter().peekable();
+    for (name, i, conv) in names {
+        // Usually every key matches the next name: test equality first, and step past a
+        // match (keys are unique) so the next name starts at the next key.
+        let v = loop {
+            match it.peek() {
+                Some((k, _)) if same(k, name) => break it.next().map(|(_, v)| v),
+                Some((k, _)) if k.as_str() < *name => {
+                    it.next();
                 }
-            };
-            if let (Some(v), Some(cell)) = (v, row.get_mut(*i)) {
-                *cell = conv.internal(v);
+                _ => break None,
             }
+        };
+        if let (Some(v), Some(cell)) = (v, row.get_mut(*i)) {
+            *cell = conv.internal(v);
         }
     }
-    if shared {
-        // Keep the rows of unique numbers only.
-        let (mut kept_keys, mut rows) = (Vec::new(), Vec::new());
-        for (at, (key, row)) in keys.iter().zip(m.chunks_exact(d.max(1))).enumerate() {
-            if unique(at) {
-                kept_keys.push(*key);
-                rows.extend_from_slice(row);
-            }
-        }
-        (cache.keys, cache.rows) = (kept_keys, rows);
-    } else {
-        cache.keys = keys;
-        cache.rows.clone_from(&m);
-    }
-    m
 }
 
 /// The internal rows of the trials of the previous suggestion, for the same space. A row
@@ -263,11 +257,15 @@ fn internal_matrix(space: &SearchSpace, trials: &[&TrialRecord], cache: &mut Row
 #[derive(Debug, Default)]
 struct RowCache {
     space: Option<SearchSpace>,
-    /// Sorted by number, each number once.
+    /// The previous suggestion's usable trials, sorted by number.
     keys: Vec<RowKey>,
-    rows: Vec<f64>,
+    /// Whether two of them share a number.
+    shared: bool,
+    /// Their rows.
+    matrix: Vec<f64>,
 }
 
+/// What identifies a trial's row, and what the split reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RowKey {
     number: u64,
@@ -290,6 +288,19 @@ impl RowKey {
             value: t.value.map_or(0, f64::to_bits),
             tag: state | u64::from(t.value.is_some()) << 2 | (t.params.len() as u64) << 3,
         }
+    }
+
+    fn state(&self) -> TrialState {
+        match self.tag & 3 {
+            0 => TrialState::Running,
+            1 => TrialState::Complete,
+            2 => TrialState::Pruned,
+            _ => TrialState::Failed,
+        }
+    }
+
+    fn value(&self) -> Option<f64> {
+        (self.tag & 4 != 0).then(|| f64::from_bits(self.value))
     }
 }
 
@@ -392,8 +403,8 @@ fn observations(matrix: &[f64], d: usize, which: &[usize], params: &[usize]) -> 
 }
 
 /// The data one suggestion works from.
-struct Split {
-    matrix: Vec<f64>,
+struct Split<'a> {
+    matrix: &'a [f64],
     d: usize,
     below: Vec<usize>,
     above: Vec<usize>,
@@ -404,7 +415,7 @@ impl TpeSampler {
     fn sample_group(
         &self,
         space: &SearchSpace,
-        data: &Split,
+        data: &Split<'_>,
         params: &[usize],
         number: u64,
         salt: u64,
@@ -458,30 +469,33 @@ impl Sampler for TpeSampler {
         history: &[TrialRecord],
         number: u64,
     ) -> Result<Suggestion, SamplerError> {
-        // One pass: the usable trials, how many have finished, whether they are in order.
+        // One pass: the usable trials and their keys, how many have finished, whether they
+        // are in order.
         let mut trials: Vec<&TrialRecord> = Vec::with_capacity(history.len());
+        let mut keys: Vec<RowKey> = Vec::with_capacity(history.len());
         let (mut n, mut sorted) = (0, true);
         for t in history {
             if t.number != number && self.usable(t) {
                 n += usize::from(t.state != TrialState::Running);
                 sorted &= trials.last().is_none_or(|l| l.number <= t.number);
                 trials.push(t);
+                keys.push(RowKey::of(t));
             }
         }
         if !sorted {
             trials.sort_by_key(|t| t.number);
+            keys = trials.iter().map(|t| RowKey::of(t)).collect();
         }
         if n < self.spec.startup_trials as usize {
             let random = RandomSampler::new(self.seed());
             return Ok(Suggestion::Params(random.sample(space, number)));
         }
-        let (below, above) = split(&trials, default_gamma(n), direction);
+        let (below, above) = split(&trials, &keys, default_gamma(n), direction);
+        // Held for the whole suggestion: the matrix is read from it.
+        let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        internal_matrix(space, &trials, keys, &mut rows);
         let data = Split {
-            matrix: internal_matrix(
-                space,
-                &trials,
-                &mut self.rows.lock().unwrap_or_else(PoisonError::into_inner),
-            ),
+            matrix: &rows.matrix,
             d: space.len(),
             below,
             above,
@@ -541,13 +555,14 @@ mod tests {
         ];
         let refs: Vec<&TrialRecord> = ts.iter().collect();
         let nums = |v: Vec<usize>| v.iter().map(|&i| refs[i].number).collect::<Vec<_>>();
-        let (b, a) = split(&refs, 3, Direction::Minimize);
+        let keys: Vec<RowKey> = refs.iter().map(|t| RowKey::of(t)).collect();
+        let (b, a) = split(&refs, &keys, 3, Direction::Minimize);
         // both complete, then the pruned trial that reached step 5 with the lower value
         assert_eq!(nums(b), vec![0, 3, 5]);
         assert_eq!(nums(a), vec![1, 2, 4, 6]);
-        let (b, _) = split(&refs, 4, Direction::Maximize);
+        let (b, _) = split(&refs, &keys, 4, Direction::Maximize);
         assert_eq!(nums(b), vec![0, 2, 3, 5]);
-        let (b, _) = split(&refs, 1, Direction::Maximize);
+        let (b, _) = split(&refs, &keys, 1, Direction::Maximize);
         assert_eq!(nums(b), vec![0]);
     }
 
@@ -595,12 +610,12 @@ mod tests {
             // Kept rows are the rows (NaN for inactive parameters), bit for bit.
             let mut trials: Vec<&TrialRecord> = h.iter().collect();
             trials.sort_by_key(|t| t.number);
-            let bits = |m: Vec<f64>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(
-                bits(internal_matrix(&space, &trials, &mut rows)),
-                bits(internal_matrix(&space, &trials, &mut RowCache::default())),
-                "trial {number}"
-            );
+            let bits = |m: &[f64]| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            let keys: Vec<RowKey> = trials.iter().map(|t| RowKey::of(t)).collect();
+            let mut fresh = RowCache::default();
+            internal_matrix(&space, &trials, keys.clone(), &mut rows);
+            internal_matrix(&space, &trials, keys, &mut fresh);
+            assert_eq!(bits(&rows.matrix), bits(&fresh.matrix), "trial {number}");
             let ours = kept
                 .suggest(&space, Direction::Minimize, &h, number)
                 .unwrap();
