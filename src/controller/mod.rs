@@ -27,6 +27,7 @@ use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
 pub use observe::{ObserveError, ObserveOutcome, observe};
 
 use crate::crd::{Study, Trial};
+use crate::engine::samplers::{Sampler, SamplerSpec};
 
 /// Extra environment for a trial's containers (e.g. a metric source's token), computed
 /// before its Job is created. An error fails nothing: the Job creation is retried.
@@ -49,6 +50,42 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub env_hook: Option<EnvHook>,
+    /// Each study's sampler (by UID, with the spec it was built from), kept between
+    /// reconciles so that TPE's kept work carries over from one suggestion to the next.
+    /// Only a cache: what a sampler keeps never changes a suggestion, so a restart loses
+    /// speed, nothing else.
+    pub samplers: KeptSamplers,
+}
+
+/// See [`Context::samplers`].
+#[derive(Default)]
+pub struct KeptSamplers(std::sync::Mutex<std::collections::HashMap<String, KeptSampler>>);
+
+/// A study's sampler and the spec it was built from.
+type KeptSampler = (SamplerSpec, Arc<dyn Sampler>);
+
+impl KeptSamplers {
+    /// Studies whose samplers are kept at most; past it the cache starts over.
+    const MAX: usize = 1000;
+
+    /// The kept sampler of study `uid` if it was built from `spec`, else `built`, kept.
+    pub fn get(&self, uid: &str, spec: &SamplerSpec, built: Box<dyn Sampler>) -> Arc<dyn Sampler> {
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((s, sampler)) = kept.get(uid)
+            && s == spec
+        {
+            return sampler.clone();
+        }
+        if kept.len() >= Self::MAX {
+            kept.clear();
+        }
+        let sampler: Arc<dyn Sampler> = Arc::from(built);
+        kept.insert(uid.to_string(), (spec.clone(), sampler.clone()));
+        sampler
+    }
 }
 
 /// How the controllers run.
@@ -91,6 +128,7 @@ async fn run_scope(client: Client, ns: Option<String>, cfg: Config) {
     let ctx = Arc::new(Context {
         client: client.clone(),
         env_hook: cfg.env_hook.clone(),
+        samplers: KeptSamplers::default(),
     });
     let ns = ns.as_deref();
     let wc = watcher::Config::default();

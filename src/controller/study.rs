@@ -175,7 +175,14 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
             }
             invalid = Some(msg);
         }
-        Ok((space, sampler)) => {
+        Ok((space, built)) => {
+            let spec = study.sampler().with_default_seed(study_seed(study));
+            let uid = study
+                .metadata
+                .uid
+                .clone()
+                .unwrap_or_else(|| study.name_any());
+            let sampler = ctx.samplers.get(&uid, &spec, built);
             set_condition(
                 &mut status.conditions,
                 "Ready",

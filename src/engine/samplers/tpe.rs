@@ -422,7 +422,7 @@ impl TpeSampler {
     ) -> Vec<f64> {
         let dists: Vec<&Distribution> = params.iter().map(|&i| &space.params()[i].dist).collect();
         let l = ParzenEstimator::new(
-            &observations(&data.matrix, data.d, &data.below, params),
+            &observations(data.matrix, data.d, &data.below, params),
             &dists,
         );
         // One parameter: its kept fit, if any, is extended.
@@ -431,7 +431,7 @@ impl TpeSampler {
             _ => None,
         };
         let g = Density::extending(
-            &observations(&data.matrix, data.d, &data.above, params),
+            &observations(data.matrix, data.d, &data.above, params),
             &dists,
             one.and_then(|i| self.take_fit(i)),
         );
