@@ -129,7 +129,7 @@ fn split(
             TrialState::Complete if n_below > 0 => {
                 let k = sign * key.value().unwrap_or(f64::INFINITY);
                 // Later positions lose ties, so only a strictly smaller value can enter a
-                // full list.
+                // full list (most values do not).
                 if best.len() == n_below && best[n_below - 1].0.total_cmp(&k).is_le() {
                     continue;
                 }
@@ -153,14 +153,15 @@ fn split(
         below.extend_from_slice(&pruned[..nb_p]);
     }
     below.sort_unstable();
-    // Everything else, in trial order.
-    let mut above = Vec::with_capacity(trials.len() - below.len());
-    let mut next = below.iter().peekable();
-    for (i, key) in keys.iter().enumerate() {
-        if next.next_if_eq(&&i).is_none() && key.state() != TrialState::Failed {
-            above.push(i);
-        }
+    // Everything else, in trial order (failed trials are never among the usable ones):
+    // the runs between below positions.
+    let mut above = Vec::with_capacity(keys.len() - below.len());
+    let mut from = 0;
+    for &b in below.iter().chain(std::iter::once(&keys.len())) {
+        above.extend(from..b);
+        from = b + 1;
     }
+    debug_assert!(keys.iter().all(|k| k.state() != TrialState::Failed));
     (below, above)
 }
 
