@@ -305,7 +305,9 @@ fn main() {
                     let Ok(sampler) = samplers::build(&spec) else {
                         break;
                     };
-                    let mut h = history.clone();
+                    // Room for the trials to come: no reallocation while timed.
+                    let mut h = Vec::with_capacity(history.len() + reps as usize + 1);
+                    h.extend_from_slice(&history);
                     let c0 = cpu_seconds(start);
                     sink +=
                         suggest(sampler.as_ref(), space, &h[..h.len() - 1], history_len - 1).len();
