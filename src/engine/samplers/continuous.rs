@@ -24,8 +24,8 @@
 
 use super::fgt::{FGT_TERMS, Group, INV_FACTORIAL, LN_FGT_ERROR, Sums, powers, window};
 use super::parzen::{
-    LN_SQRT_2PI, LSE_CUT, WeightRamp, bucket_index, clip_ratio, exp_nonpositive, ln_outlined,
-    log_truncation, set_sigmas, sorted_order,
+    LN_SQRT_2PI, LSE_CUT, WeightRamp, bucket_index, clip_ratio, exp_nonpositive, ln_sigma,
+    log_truncation, set_sigmas, sorted_order, sorted_sigma,
 };
 
 /// How far `base_ref` sits above an untruncated narrow kernel's constant term: more than
@@ -214,11 +214,7 @@ impl ContinuousFit {
         } else {
             1.0 / s
         };
-        let ln_s = if s == self.min_sigma {
-            self.ln_min_sigma
-        } else {
-            ln_outlined(s)
-        };
+        let ln_s = ln_sigma(s, self.min_sigma, self.ln_min_sigma);
         (0.0 - log_truncation(self.lo, self.hi, m, inv)) - (ln_s + LN_SQRT_2PI)
     }
 
@@ -279,16 +275,7 @@ impl ContinuousFit {
     /// Bandwidth of the kernel at sorted position `p`, as `set_sigmas` computes it.
     fn sigma_at(&self, p: usize) -> f64 {
         let at = |j: usize| self.mus[self.sorted[j] as usize];
-        let last = self.sorted.len() - 1;
-        let range = self.hi - self.lo;
-        let g = if p == 0 {
-            at(1) - at(0)
-        } else if p == last {
-            at(last) - at(last - 1)
-        } else {
-            (at(p) - at(p - 1)).max(at(p + 1) - at(p))
-        };
-        g.clamp(self.min_sigma, range)
+        sorted_sigma(at, p, self.sorted.len(), self.min_sigma, self.hi - self.lo)
     }
 
     /// Inserts observation `raw` (centre `m`, in range) at position `p` in trial order.

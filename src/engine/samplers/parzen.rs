@@ -22,7 +22,7 @@ const FRAC_1_SQRT_2: f64 = std::f64::consts::FRAC_1_SQRT_2;
 
 /// `ln x`, kept out of line (see `build_dim`).
 #[inline(never)]
-pub(super) fn ln_outlined(x: f64) -> f64 {
+fn ln_outlined(x: f64) -> f64 {
     x.ln()
 }
 
@@ -393,7 +393,7 @@ unsafe fn ln_one_minus_upper_tails_avx2(zs: &mut [f64]) {
 /// `ln σ`, with the clipped bandwidth's logarithm computed once (`ln_min_sigma`): dense
 /// histories clip most bandwidths to the minimum.
 #[inline(always)]
-fn ln_sigma(s: f64, min_sigma: f64, ln_min_sigma: f64) -> f64 {
+pub(super) fn ln_sigma(s: f64, min_sigma: f64, ln_min_sigma: f64) -> f64 {
     if s == min_sigma {
         ln_min_sigma
     } else {
@@ -1308,16 +1308,29 @@ pub(super) fn set_sigmas(
         sigmas[order[0] as usize] = (m - lo).max(hi - m).clamp(min_sigma, range);
         return;
     }
-    let mut prev = at(0);
-    let mut cur = at(1);
-    sigmas[order[0] as usize] = (cur - prev).clamp(min_sigma, range);
-    for j in 1..n - 1 {
-        let next = at(j + 1);
-        sigmas[order[j] as usize] = (cur - prev).max(next - cur).clamp(min_sigma, range);
-        prev = cur;
-        cur = next;
+    for j in 0..n {
+        sigmas[order[j] as usize] = sorted_sigma(at, j, n, min_sigma, range);
     }
-    sigmas[order[n - 1] as usize] = (cur - prev).clamp(min_sigma, range);
+}
+
+/// The bandwidth of the kernel at sorted position `j` of `n ≥ 2` (`at(j)` its centre): the
+/// larger gap to its neighbours, the inner one at the ends, clipped to `[min_sigma, range]`.
+#[inline(always)]
+pub(super) fn sorted_sigma(
+    at: impl Fn(usize) -> f64,
+    j: usize,
+    n: usize,
+    min_sigma: f64,
+    range: f64,
+) -> f64 {
+    let g = if j == 0 {
+        at(1) - at(0)
+    } else if j == n - 1 {
+        at(j) - at(j - 1)
+    } else {
+        (at(j) - at(j - 1)).max(at(j + 1) - at(j))
+    };
+    g.clamp(min_sigma, range)
 }
 
 fn sample_dim(d: &Dim, k: usize, rng: &mut ChaCha8Rng) -> f64 {

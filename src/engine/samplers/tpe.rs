@@ -125,7 +125,7 @@ fn split(
     let mut best: Vec<(f64, usize)> = Vec::with_capacity(n_below + 1);
     let mut pruned: Vec<usize> = Vec::new();
     for (i, key) in keys.iter().enumerate() {
-        match key.state() {
+        match key.state {
             TrialState::Complete if n_below > 0 => {
                 let k = sign * key.value().unwrap_or(f64::INFINITY);
                 // Later positions lose ties, so only a strictly smaller value can enter a
@@ -161,7 +161,7 @@ fn split(
         above.extend(from..b);
         from = b + 1;
     }
-    debug_assert!(keys.iter().all(|k| k.state() != TrialState::Failed));
+    debug_assert!(keys.iter().all(|k| k.state != TrialState::Failed));
     (below, above)
 }
 
@@ -270,38 +270,24 @@ struct RowCache {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RowKey {
     number: u64,
-    /// The value's bits (0 without one: `tag` tells).
-    value: u64,
-    /// State, whether there is a value, and the number of params, packed.
-    tag: u64,
+    state: TrialState,
+    /// The value's bits.
+    value: Option<u64>,
+    params: usize,
 }
 
 impl RowKey {
     fn of(t: &TrialRecord) -> Self {
-        let state = match t.state {
-            TrialState::Running => 0,
-            TrialState::Complete => 1,
-            TrialState::Pruned => 2,
-            TrialState::Failed => 3,
-        };
         RowKey {
             number: t.number,
-            value: t.value.map_or(0, f64::to_bits),
-            tag: state | u64::from(t.value.is_some()) << 2 | (t.params.len() as u64) << 3,
-        }
-    }
-
-    fn state(&self) -> TrialState {
-        match self.tag & 3 {
-            0 => TrialState::Running,
-            1 => TrialState::Complete,
-            2 => TrialState::Pruned,
-            _ => TrialState::Failed,
+            state: t.state,
+            value: t.value.map(f64::to_bits),
+            params: t.params.len(),
         }
     }
 
     fn value(&self) -> Option<f64> {
-        (self.tag & 4 != 0).then(|| f64::from_bits(self.value))
+        self.value.map(f64::from_bits)
     }
 }
 
