@@ -11,6 +11,8 @@
 //! Values handed in and out are Optuna's internal representation: numbers as `f64` in the
 //! original (untransformed) scale, categoricals as the choice index.
 
+use std::collections::HashMap;
+
 use rand_chacha::ChaCha8Rng;
 
 use super::continuous::{ContinuousFit, ContinuousKernels};
@@ -83,6 +85,40 @@ pub(crate) fn log_gauss_mass(a: f64, b: f64) -> f64 {
         ln_one_minus_upper_tail(z)
     } else {
         (-ndtr(a) - ndtr(-b)).ln_1p()
+    }
+}
+
+/// More entries than this clear [`Masses`]: it holds a few MB at most.
+const MASSES_CAP: usize = 1 << 17;
+
+/// [`log_gauss_mass`] remembered by its arguments' bits, kept from one suggestion to the
+/// next: a discrete parameter's cells and kernel centres sit on its grid and, from 98
+/// observations on, its minimum bandwidth is fixed, so most masses a suggestion needs were
+/// computed by the previous one. A remembered value is the function's own: no suggestion
+/// depends on what is remembered.
+#[derive(Debug, Default)]
+pub(crate) struct Masses(HashMap<(u64, u64), f64, foldhash::fast::FixedState>);
+
+impl Masses {
+    #[inline]
+    pub(crate) fn get(&mut self, a: f64, b: f64) -> f64 {
+        if self.0.len() >= MASSES_CAP {
+            self.0.clear();
+        }
+        *self
+            .0
+            .entry((a.to_bits(), b.to_bits()))
+            .or_insert_with(|| log_gauss_mass(a, b))
+    }
+
+    /// `log_truncation`, remembered.
+    fn truncation(&mut self, lo: f64, hi: f64, m: f64, inv: f64) -> f64 {
+        let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
+        if za < -8.5 && zb > 8.5 {
+            0.0
+        } else {
+            self.get(za, zb)
+        }
     }
 }
 
@@ -223,20 +259,20 @@ fn truncnorm_std(rng: &mut ChaCha8Rng, a: f64, b: f64) -> f64 {
 macro_rules! log_pdf_many_with_avx2 {
     ($(#[$doc:meta])*) => {
         $(#[$doc])*
-        pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
+        pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>, masses: &mut Masses) {
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU supports AVX2, checked just above.
-                unsafe { self.log_pdf_many_avx2(xs, out) };
+                unsafe { self.log_pdf_many_avx2(xs, out, masses) };
                 return;
             }
-            self.log_pdf_many_impl(xs, out);
+            self.log_pdf_many_impl(xs, out, masses);
         }
 
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2")]
-        unsafe fn log_pdf_many_avx2(&self, xs: &[f64], out: &mut Vec<f64>) {
-            self.log_pdf_many_impl(xs, out);
+        unsafe fn log_pdf_many_avx2(&self, xs: &[f64], out: &mut Vec<f64>, masses: &mut Masses) {
+            self.log_pdf_many_impl(xs, out, masses);
         }
     };
 }
@@ -464,11 +500,7 @@ pub(crate) struct ParzenEstimator {
 impl ParzenEstimator {
     /// `obs[d][i]` is dimension `d` of observation `i` (oldest first); `dists[d]` its
     /// distribution.
-    pub(crate) fn new(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
-        Self::build(obs, dists)
-    }
-
-    fn build(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
+    pub(crate) fn new(obs: &[Vec<f64>], dists: &[&Distribution], masses: &mut Masses) -> Self {
         let n = obs.first().map_or(0, Vec::len);
         let linear_weights = normalized_weights(n);
         let mut acc = 0.0;
@@ -486,7 +518,7 @@ impl ParzenEstimator {
         let dims = obs
             .iter()
             .zip(dists)
-            .map(|(o, d)| build_dim(o, d, &mut base))
+            .map(|(o, d)| build_dim(o, d, &mut base, masses))
             .collect();
         ParzenEstimator {
             base,
@@ -534,7 +566,7 @@ impl ParzenEstimator {
     }
 
     #[inline(always)]
-    fn log_pdf_many_impl(&self, xs: &[f64], out: &mut Vec<f64>) {
+    fn log_pdf_many_impl(&self, xs: &[f64], out: &mut Vec<f64>, masses: &mut Masses) {
         let n_kernels = self.base.len();
         let mut acc = self.base.clone();
         // Discrete dimensions: a pair's mass at a grid value is computed only when some
@@ -571,6 +603,7 @@ impl ParzenEstimator {
                         x[di],
                         pair_of[prior] as usize,
                         &mut seen[di],
+                        masses,
                     );
                 }
                 let threshold = floor - LSE_CUT;
@@ -600,7 +633,7 @@ impl ParzenEstimator {
                         mass.push(if max_of_pair[p] + bound < threshold {
                             f64::NEG_INFINITY
                         } else {
-                            cell_mass(d, x[di], p, &mut seen[di])
+                            cell_mass(d, x[di], p, &mut seen[di], masses)
                         });
                     }
                     for (a, &p) in acc.iter_mut().zip(pair_of) {
@@ -657,7 +690,7 @@ pub(crate) enum Density {
 impl Density {
     #[cfg(test)]
     pub(crate) fn new(obs: &[Vec<f64>], dists: &[&Distribution]) -> Self {
-        Density::extending(obs, dists, None)
+        Density::extending(obs, dists, None, &mut Masses::default())
     }
 
     /// As [`Density::new`], extending `kept` (the fit of an earlier suggestion's
@@ -666,6 +699,7 @@ impl Density {
         obs: &[Vec<f64>],
         dists: &[&Distribution],
         kept: Option<Box<ContinuousFit>>,
+        masses: &mut Masses,
     ) -> Self {
         if let ([o], [dist]) = (obs, dists)
             && o.len() >= ONE_DIM_MIN
@@ -679,13 +713,13 @@ impl Density {
                 } => ContinuousFit::fit(kept, o, *low, *high, *log)
                     .map(|fit| OneDim::Continuous(fit.density())),
                 Distribution::Categorical { choices } => OneDim::categorical(o, choices.len()),
-                _ => OneDim::discrete(&ParzenEstimator::new(obs, dists)),
+                _ => OneDim::discrete(o, dist, masses),
             };
             if let Some(one) = one {
                 return Density::OneDim(one);
             }
         }
-        Density::Parzen(ParzenEstimator::new(obs, dists))
+        Density::Parzen(ParzenEstimator::new(obs, dists, masses))
     }
 
     /// The continuous fit behind this density, if any, to extend at the next suggestion.
@@ -696,62 +730,154 @@ impl Density {
         }
     }
 
-    pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>) {
+    pub(crate) fn log_pdf_many(&self, xs: &[f64], out: &mut Vec<f64>, masses: &mut Masses) {
         match self {
-            Density::Parzen(pe) => pe.log_pdf_many(xs, out),
-            Density::OneDim(one) => one.log_pdf_many(xs, out),
+            Density::Parzen(pe) => pe.log_pdf_many(xs, out, masses),
+            Density::OneDim(one) => one.log_pdf_many(xs, out, masses),
         }
     }
 }
 
 impl OneDim {
-    /// One discrete parameter, from its general estimator (its kernels grouped into pairs).
-    fn discrete(pe: &ParzenEstimator) -> Option<OneDim> {
-        let Some(Dim::Discrete {
-            sigmas,
-            lo,
-            hi,
-            log,
-            grid: (step, _, _),
-            pair_of,
-            pairs,
-            ..
-        }) = pe.dims.first()
-        else {
-            return None;
+    /// One discrete parameter (an int or a stepped float) from its observations (internal
+    /// values, in trial order), with the kernels `build_dim` makes, grouped as it groups
+    /// them, without sorting every observation: kernels at one value are neighbours in
+    /// sorted order, so only the first and the last of each value (by position) can have a
+    /// gap to another value, and sorting the distinct values is enough. `None` for a
+    /// non-finite centre.
+    fn discrete(obs: &[f64], dist: &Distribution, masses: &mut Masses) -> Option<OneDim> {
+        let (low, high, log, step) = match dist {
+            Distribution::Float {
+                low,
+                high,
+                log,
+                step: Some(s),
+            } => (*low, *high, *log, *s),
+            Distribution::Int {
+                low,
+                high,
+                step,
+                log,
+            } => (*low as f64, *high as f64, *log, *step as f64),
+            _ => return None,
         };
-        let n_kernels = pe.base.len();
-        let min_sigma = (hi - lo) / clip_ratio(n_kernels - 1) as f64;
-        // Per pair: total weight, the (shared) constant term, and whether it is narrow.
-        let mut wsum = vec![0.0; pairs.len()];
-        let mut constant = vec![0.0; pairs.len()];
-        let mut narrow = vec![false; pairs.len()];
-        for k in 0..n_kernels {
-            let p = pair_of[k] as usize;
-            wsum[p] += pe.linear_weights[k];
-            constant[p] = pe.base[k];
-            narrow[p] = k + 1 < n_kernels && sigmas[k] == min_sigma;
+        let (mut lo, mut hi) = (low - step / 2.0, high + step / 2.0);
+        if log {
+            lo = lo.ln();
+            hi = hi.ln();
         }
+        let n = obs.len();
+        let range = hi - lo;
+        let min_sigma = range / clip_ratio(n) as f64;
+        // The observations by centre (bit for bit): centre, count, first and last position.
+        let mut index: HashMap<u64, u32, foldhash::fast::FixedState> = HashMap::default();
+        let mut values: Vec<(f64, u32, u32, u32)> = Vec::new();
+        let mut value_of: Vec<u32> = Vec::with_capacity(n);
+        for (k, &v) in obs.iter().enumerate() {
+            let m = if log { v.ln() } else { v };
+            if !m.is_finite() {
+                return None;
+            }
+            let g = *index.entry(m.to_bits()).or_insert_with(|| {
+                values.push((m, 0, k as u32, k as u32));
+                values.len() as u32 - 1
+            });
+            let e = &mut values[g as usize];
+            e.1 += 1;
+            e.3 = k as u32;
+            value_of.push(g);
+        }
+        let mut order: Vec<u32> = (0..values.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| values[a as usize].0.total_cmp(&values[b as usize].0));
+        // `sorted_sigma` of a kernel whose sorted neighbours are at `prev` and `next`.
+        let sigma = |prev: Option<f64>, m: f64, next: Option<f64>| {
+            let g = match (prev, next) {
+                (None, Some(b)) => b - m,
+                (Some(a), None) => m - a,
+                (Some(a), Some(b)) => (m - a).max(b - m),
+                (None, None) => 0.0,
+            };
+            g.clamp(min_sigma, range)
+        };
+        // Pairs in `build_dim`'s order: by centre, then by first appearance of the
+        // bandwidth in position order. Per value: the pair of its first, middle and last
+        // kernels.
+        let mut pairs: Vec<(f64, f64)> = Vec::new();
+        let mut sig_bits: Vec<u64> = Vec::new();
+        let mut role_pair: Vec<[u32; 3]> = vec![[0; 3]; values.len()];
+        let mut run_start = 0;
+        let mut pair_in_run = |pairs: &mut Vec<(f64, f64)>, run_start: usize, m: f64, s: f64| {
+            let hit = sig_bits[run_start..].iter().position(|&b| b == s.to_bits());
+            match hit {
+                Some(p) => (p + run_start) as u32,
+                None => {
+                    pairs.push((m, 1.0 / s));
+                    sig_bits.push(s.to_bits());
+                    pairs.len() as u32 - 1
+                }
+            }
+        };
+        let d = order.len();
+        for j in 0..d {
+            let g = order[j] as usize;
+            let (m, count, _, _) = values[g];
+            let prev = (j > 0).then(|| values[order[j - 1] as usize].0);
+            let next = (j + 1 < d).then(|| values[order[j + 1] as usize].0);
+            run_start = pairs.len();
+            role_pair[g] = if count == 1 {
+                let p = pair_in_run(&mut pairs, run_start, m, sigma(prev, m, next));
+                [p; 3]
+            } else {
+                let first = pair_in_run(&mut pairs, run_start, m, sigma(prev, m, Some(m)));
+                let middle = if count > 2 {
+                    pair_in_run(&mut pairs, run_start, m, sigma(Some(m), m, Some(m)))
+                } else {
+                    first
+                };
+                let last = pair_in_run(&mut pairs, run_start, m, sigma(Some(m), m, next));
+                [first, middle, last]
+            };
+        }
+        // The prior kernel (σ = range, unclipped) ends the walk: a new run unless it sits
+        // on the last value.
+        let prior_mu = 0.5 * (lo + hi);
+        let last_mu = order.last().map(|&g| values[g as usize].0.to_bits());
+        if last_mu != Some(prior_mu.to_bits()) {
+            run_start = pairs.len();
+        }
+        let prior_pair = pair_in_run(&mut pairs, run_start, prior_mu, range) as usize;
+        // Per pair: total weight (summed in trial order), constant term, narrowness.
+        let weight = WeightRamp::new(n);
+        let mut wsum = vec![0.0; pairs.len()];
+        for (k, &g) in value_of.iter().enumerate() {
+            let (_, _, first, last) = values[g as usize];
+            let role = if k as u32 == first {
+                0
+            } else if k as u32 == last {
+                2
+            } else {
+                1
+            };
+            wsum[role_pair[g as usize][role] as usize] += weight.at(k);
+        }
+        wsum[prior_pair] += weight.at(n);
         let mut by_mu: Vec<(f64, f64)> = Vec::new();
         let mut wide = Vec::new();
         for (p, &(m, inv)) in pairs.iter().enumerate() {
             if wsum[p] <= 0.0 {
                 continue;
             }
-            let lnw = wsum[p].ln() + constant[p];
-            if narrow[p] {
+            let lnw = wsum[p].ln() + (0.0 - masses.truncation(lo, hi, m, inv));
+            if p != prior_pair && sig_bits[p] == min_sigma.to_bits() {
                 by_mu.push((m, lnw));
             } else {
                 wide.push((m, inv, lnw));
             }
         }
-        if by_mu.iter().any(|(m, _)| m.is_nan()) {
-            return None;
-        }
         by_mu.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
         Some(OneDim::Discrete(DiscretePairs {
-            log: *log,
-            step: *step,
+            log,
+            step,
             inv_min_sigma: 1.0 / min_sigma,
             narrow_lnw_max: by_mu
                 .iter()
@@ -803,7 +929,7 @@ impl OneDim {
     }
 
     #[inline(always)]
-    fn log_pdf_many_impl(&self, xs: &[f64], out: &mut Vec<f64>) {
+    fn log_pdf_many_impl(&self, xs: &[f64], out: &mut Vec<f64>, masses: &mut Masses) {
         out.clear();
         if let OneDim::Discrete(d) = self {
             // Candidates on a grid often share a value: each value once.
@@ -812,7 +938,7 @@ impl OneDim {
                 let v = match seen.iter().find(|s| s.0 == x.to_bits()) {
                     Some(&(_, v)) => v,
                     None => {
-                        let v = d.log_pdf(x);
+                        let v = d.log_pdf(x, masses);
                         seen.push((x.to_bits(), v));
                         v
                     }
@@ -823,18 +949,18 @@ impl OneDim {
         }
         // A plain loop: a closure could be compiled out of line, without AVX2.
         for &x in xs {
-            out.push(self.log_pdf(x));
+            out.push(self.log_pdf(x, masses));
         }
     }
 
     #[inline(always)]
-    fn log_pdf(&self, x: f64) -> f64 {
+    fn log_pdf(&self, x: f64, masses: &mut Masses) -> f64 {
         match self {
             OneDim::Categorical(log_density) => {
                 let c = (x.round().max(0.0) as usize).min(log_density.len() - 1);
                 log_density[c]
             }
-            OneDim::Discrete(d) => d.log_pdf(x),
+            OneDim::Discrete(d) => d.log_pdf(x, masses),
             OneDim::Continuous(c) => c.log_pdf(x),
         }
     }
@@ -842,13 +968,13 @@ impl OneDim {
 
 impl DiscretePairs {
     #[inline(always)]
-    fn log_pdf(&self, x: f64) -> f64 {
+    fn log_pdf(&self, x: f64, masses: &mut Masses) -> f64 {
         let (l, r) = grid_cell(x, self.step, self.log);
         if l.is_nan() || r.is_nan() {
             return f64::NAN;
         }
         let inv = self.inv_min_sigma;
-        let mass = |m: f64, iv: f64| log_gauss_mass((l - m) * iv, (r - m) * iv);
+        let mut mass = |m: f64, iv: f64| masses.get((l - m) * iv, (r - m) * iv);
         let mut terms: Vec<f64> = Vec::with_capacity(self.wide.len() + 16);
         for &(m, iv, w) in &self.wide {
             terms.push(w + mass(m, iv));
@@ -914,7 +1040,13 @@ fn grid_cell(x: f64, step: f64, log: bool) -> (f64, f64) {
 
 /// Log-mass of the grid cell of `x` under pair `p` of a discrete dimension, remembered in
 /// `seen` (per grid value) so each is computed once per call.
-fn cell_mass(d: &Dim, x: f64, p: usize, seen: &mut Vec<(u64, Vec<f64>)>) -> f64 {
+fn cell_mass(
+    d: &Dim,
+    x: f64,
+    p: usize,
+    seen: &mut Vec<(u64, Vec<f64>)>,
+    masses: &mut Masses,
+) -> f64 {
     let Dim::Discrete { pairs, .. } = d else {
         return 0.0;
     };
@@ -929,7 +1061,7 @@ fn cell_mass(d: &Dim, x: f64, p: usize, seen: &mut Vec<(u64, Vec<f64>)>) -> f64 
     if v.is_nan() {
         let (l, r) = cell_bounds(d, x);
         let (m, inv) = pairs[p];
-        *v = log_gauss_mass((l - m) * inv, (r - m) * inv);
+        *v = masses.get((l - m) * inv, (r - m) * inv);
     }
     *v
 }
@@ -1020,7 +1152,7 @@ fn log_sum_exp(a: &[f64], w: &[f64]) -> f64 {
 /// A one-dimensional density with at least this many observations uses [`OneDim`].
 const ONE_DIM_MIN: usize = 64;
 
-fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
+fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64], masses: &mut Masses) -> Dim {
     let (low, high, log, step) = match dist {
         Distribution::Categorical { choices } => {
             let n_choices = choices.len();
@@ -1151,7 +1283,7 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64]) -> Dim {
             // discrete kernels reach a bound, where a mass costs a few logarithms).
             let pair_trunc: Vec<f64> = pairs
                 .iter()
-                .map(|&(m, inv)| log_truncation(lo, hi, m, inv))
+                .map(|&(m, inv)| masses.truncation(lo, hi, m, inv))
                 .collect();
             for (b, &p) in base.iter_mut().zip(&pair_of) {
                 *b -= pair_trunc[p as usize];
@@ -1563,6 +1695,7 @@ mod tests {
     fn one_dimensional_fast_density_equals_the_general_sum() {
         use rand::Rng;
         let mut rng = trial_rng(11, 0, 0);
+        let mut warm = Masses::default();
         let float = Distribution::Float {
             low: -5.0,
             high: 10.0,
@@ -1653,7 +1786,8 @@ mod tests {
             };
             let density = Density::new(std::slice::from_ref(&obs), &[dist]);
             assert!(matches!(density, Density::OneDim(_)), "case {case}");
-            let pe = ParzenEstimator::new(&[obs], &[dist]);
+            let pe =
+                ParzenEstimator::new(std::slice::from_ref(&obs), &[dist], &mut Masses::default());
             let xs: Vec<f64> = match case % 7 {
                 6 => (0..=200).map(|i| i as f64 / 200.0).collect(),
                 0 => (0..50).map(|i| -5.0 + 15.0 * i as f64 / 49.0).collect(),
@@ -1666,7 +1800,17 @@ mod tests {
                 _ => (0..4).map(f64::from).collect(),
             };
             let mut fast = Vec::new();
-            density.log_pdf_many(&xs, &mut fast);
+            density.log_pdf_many(&xs, &mut fast, &mut Masses::default());
+            // Masses remembered from the earlier cases (other histories) change nothing.
+            let again = Density::extending(std::slice::from_ref(&obs), &[dist], None, &mut warm);
+            let mut remembered = Vec::new();
+            again.log_pdf_many(&xs, &mut remembered, &mut warm);
+            assert!(
+                fast.iter()
+                    .zip(&remembered)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "case {case}"
+            );
             let mut scratch = Vec::new();
             for (x, f) in xs.iter().zip(&fast) {
                 let general = pe.log_pdf(&[*x], &mut scratch);
@@ -1721,7 +1865,7 @@ mod tests {
             log: false,
             step: None,
         };
-        let pe = ParzenEstimator::new(&[vec![0.1, 1.0, 1.9]], &[&d]);
+        let pe = ParzenEstimator::new(&[vec![0.1, 1.0, 1.9]], &[&d], &mut Masses::default());
         let mut rng = trial_rng(1, 2, 3);
         for s in pe.sample(&mut rng, 500) {
             assert!((0.0..=2.0).contains(&s));
@@ -1743,7 +1887,7 @@ mod tests {
             step: 1,
             log: true,
         };
-        let pe = ParzenEstimator::new(&[vec![2.0, 3.0]], &[&di]);
+        let pe = ParzenEstimator::new(&[vec![2.0, 3.0]], &[&di], &mut Masses::default());
         let mass: f64 = (1..=8)
             .map(|v| pe.log_pdf(&[v as f64], &mut scratch).exp())
             .sum();
@@ -1757,7 +1901,7 @@ mod tests {
                 crate::engine::ParamValue::Int(2),
             ],
         };
-        let pe = ParzenEstimator::new(&[vec![1.0, 1.0]], &[&dc]);
+        let pe = ParzenEstimator::new(&[vec![1.0, 1.0]], &[&dc], &mut Masses::default());
         let p1 = pe.log_pdf(&[1.0], &mut scratch).exp();
         let p0 = pe.log_pdf(&[0.0], &mut scratch).exp();
         assert!((p0 + p1 - 1.0).abs() < 1e-9 && p1 > p0);

@@ -28,7 +28,7 @@ use std::cmp::Ordering;
 use std::sync::{Mutex, PoisonError};
 
 use super::continuous::ContinuousFit;
-use super::parzen::{Density, ParzenEstimator, default_gamma};
+use super::parzen::{Density, Masses, ParzenEstimator, default_gamma};
 use super::{RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng};
 use crate::engine::space::{Distribution, SearchSpace, tolerant_bounds};
 use crate::engine::{Direction, ParamValue, TrialRecord, TrialState};
@@ -40,6 +40,8 @@ pub struct TpeSampler {
     /// The last "above" fit of each parameter (by index) that had one.
     kept: Mutex<Vec<Option<Box<ContinuousFit>>>>,
     rows: Mutex<RowCache>,
+    /// Normal masses of discrete parameters' cells, by argument (see [`Masses`]).
+    masses: Mutex<Masses>,
 }
 
 impl Clone for TpeSampler {
@@ -54,6 +56,7 @@ impl TpeSampler {
             spec,
             kept: Mutex::new(Vec::new()),
             rows: Mutex::new(RowCache::default()),
+            masses: Mutex::new(Masses::default()),
         }
     }
 
@@ -408,9 +411,11 @@ impl TpeSampler {
         salt: u64,
     ) -> Vec<f64> {
         let dists: Vec<&Distribution> = params.iter().map(|&i| &space.params()[i].dist).collect();
+        let mut masses = self.masses.lock().unwrap_or_else(PoisonError::into_inner);
         let l = ParzenEstimator::new(
             &observations(data.matrix, data.d, &data.below, params),
             &dists,
+            &mut masses,
         );
         // One parameter: its kept fit, if any, is extended.
         let one = match params {
@@ -421,12 +426,13 @@ impl TpeSampler {
             &observations(data.matrix, data.d, &data.above, params),
             &dists,
             one.and_then(|i| self.take_fit(i)),
+            &mut masses,
         );
         let mut rng = trial_rng(self.seed(), number, salt);
         let candidates = l.sample(&mut rng, self.spec.candidates.max(1) as usize);
         let (mut ll, mut lg) = (Vec::new(), Vec::new());
-        l.log_pdf_many(&candidates, &mut ll);
-        g.log_pdf_many(&candidates, &mut lg);
+        l.log_pdf_many(&candidates, &mut ll, &mut masses);
+        g.log_pdf_many(&candidates, &mut lg, &mut masses);
         let mut best = 0;
         let mut best_acq = f64::NEG_INFINITY;
         for (c, (a, b)) in ll.iter().zip(&lg).enumerate() {
