@@ -168,8 +168,8 @@ fn split(
     (below, above)
 }
 
-/// Brings `cache.matrix` to the internal values of `trials` (sorted by number; `keys`
-/// theirs): one row per trial, one column per parameter of the space, NaN where the trial
+/// Brings `cache.columns` to the internal values of `trials` (sorted by number; `keys`
+/// theirs): one column per parameter of the space, one row per trial, NaN where the trial
 /// lacks the parameter or holds a value outside it. Rows of trials seen by the previous
 /// suggestion are reused (see [`RowCache`]); others come from one merge of the trial's
 /// sorted params with the sorted parameter names.
@@ -183,6 +183,7 @@ fn internal_matrix(
     if cache.space.as_ref() != Some(space) {
         *cache = RowCache {
             space: Some(space.clone()),
+            columns: vec![Vec::new(); d],
             ..RowCache::default()
         };
     }
@@ -199,10 +200,13 @@ fn internal_matrix(
     let old = cache.keys.len();
     if !shared && !cache.shared && keys.len() >= old && keys[..old] == cache.keys[..] {
         // The usual case: the previous trials, then new ones.
+        let mut row = vec![f64::NAN; d];
         for t in &trials[old..] {
-            let at = cache.matrix.len();
-            cache.matrix.resize(at + d, f64::NAN);
-            fill_row(&names, t, &mut cache.matrix[at..]);
+            row.fill(f64::NAN);
+            fill_row(&names, t, &mut row);
+            for (column, &v) in cache.columns.iter_mut().zip(&row) {
+                column.push(v);
+            }
         }
         cache.keys = keys;
         return;
@@ -212,9 +216,10 @@ fn internal_matrix(
             || (keys.get(at + 1).is_none_or(|n| n.number != keys[at].number)
                 && (at == 0 || keys[at - 1].number != keys[at].number))
     };
-    let mut m = vec![f64::NAN; trials.len() * d];
+    let mut columns = vec![Vec::with_capacity(trials.len()); d];
+    let mut row = vec![f64::NAN; d];
     let mut c = 0;
-    for (at, (t, row)) in trials.iter().zip(m.chunks_exact_mut(d.max(1))).enumerate() {
+    for (at, t) in trials.iter().enumerate() {
         let key = keys[at];
         while c < old && cache.keys[c].number < key.number {
             c += 1;
@@ -224,12 +229,18 @@ fn internal_matrix(
             && unique(&keys, shared, at)
             && unique(&cache.keys, cache.shared, c)
         {
-            row.copy_from_slice(&cache.matrix[c * d..(c + 1) * d]);
+            for (v, column) in row.iter_mut().zip(&cache.columns) {
+                *v = column[c];
+            }
         } else {
-            fill_row(&names, t, row);
+            row.fill(f64::NAN);
+            fill_row(&names, t, &mut row);
+        }
+        for (column, &v) in columns.iter_mut().zip(&row) {
+            column.push(v);
         }
     }
-    (cache.keys, cache.shared, cache.matrix) = (keys, shared, m);
+    (cache.keys, cache.shared, cache.columns) = (keys, shared, columns);
 }
 
 /// Trial `t`'s internal values into `row` (NaN-filled), merging its sorted params with the
@@ -265,8 +276,9 @@ struct RowCache {
     keys: Vec<RowKey>,
     /// Whether two of them share a number.
     shared: bool,
-    /// Their rows.
-    matrix: Vec<f64>,
+    /// Their internal values, one column per parameter (a column is what a suggestion
+    /// reads).
+    columns: Vec<Vec<f64>>,
 }
 
 /// What identifies a trial's row, and what the split reads.
@@ -368,24 +380,24 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Columns `params` of the rows `which` that hold all of them.
-fn observations(matrix: &[f64], d: usize, which: &[usize], params: &[usize]) -> Vec<Vec<f64>> {
+fn observations(columns: &[Vec<f64>], which: &[usize], params: &[usize]) -> Vec<Vec<f64>> {
     if let [i] = params {
         // One column (independent sampling, the default): a plain gather.
-        let mut column = Vec::with_capacity(which.len());
+        let column = &columns[*i];
+        let mut obs = Vec::with_capacity(which.len());
         for &r in which {
-            let v = matrix[r * d + i];
+            let v = column[r];
             if !v.is_nan() {
-                column.push(v);
+                obs.push(v);
             }
         }
-        return vec![column];
+        return vec![obs];
     }
     let mut obs: Vec<Vec<f64>> = vec![Vec::with_capacity(which.len()); params.len()];
     for &r in which {
-        let row = &matrix[r * d..(r + 1) * d];
-        if params.iter().all(|&i| !row[i].is_nan()) {
+        if params.iter().all(|&i| !columns[i][r].is_nan()) {
             for (o, &i) in obs.iter_mut().zip(params) {
-                o.push(row[i]);
+                o.push(columns[i][r]);
             }
         }
     }
@@ -394,8 +406,7 @@ fn observations(matrix: &[f64], d: usize, which: &[usize], params: &[usize]) -> 
 
 /// The data one suggestion works from.
 struct Split<'a> {
-    matrix: &'a [f64],
-    d: usize,
+    columns: &'a [Vec<f64>],
     below: Vec<usize>,
     above: Vec<usize>,
 }
@@ -413,7 +424,7 @@ impl TpeSampler {
         let dists: Vec<&Distribution> = params.iter().map(|&i| &space.params()[i].dist).collect();
         let mut masses = self.masses.lock().unwrap_or_else(PoisonError::into_inner);
         let l = ParzenEstimator::new(
-            &observations(data.matrix, data.d, &data.below, params),
+            &observations(data.columns, &data.below, params),
             &dists,
             &mut masses,
         );
@@ -423,7 +434,7 @@ impl TpeSampler {
             _ => None,
         };
         let g = Density::extending(
-            &observations(data.matrix, data.d, &data.above, params),
+            &observations(data.columns, &data.above, params),
             &dists,
             one.and_then(|i| self.take_fit(i)),
             &mut masses,
@@ -484,12 +495,11 @@ impl Sampler for TpeSampler {
             return Ok(Suggestion::Params(random.sample(space, number)));
         }
         let (below, above) = split(&trials, &keys, default_gamma(n), direction);
-        // Held for the whole suggestion: the matrix is read from it.
+        // Held for the whole suggestion: the columns are read from it.
         let mut rows = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
         internal_matrix(space, &trials, keys, &mut rows);
         let data = Split {
-            matrix: &rows.matrix,
-            d: space.len(),
+            columns: &rows.columns,
             below,
             above,
         };
@@ -608,7 +618,11 @@ mod tests {
             let mut fresh = RowCache::default();
             internal_matrix(&space, &trials, keys.clone(), &mut rows);
             internal_matrix(&space, &trials, keys, &mut fresh);
-            assert_eq!(bits(&rows.matrix), bits(&fresh.matrix), "trial {number}");
+            assert_eq!(
+                bits(&rows.columns.concat()),
+                bits(&fresh.columns.concat()),
+                "trial {number}"
+            );
             let ours = kept
                 .suggest(&space, Direction::Minimize, &h, number)
                 .unwrap();
