@@ -81,6 +81,8 @@ pub(crate) struct ContinuousFit {
     stale: Vec<u8>,
     /// How many times this fit was updated rather than refitted (for tests).
     extended: u32,
+    /// The last density's coefficients, to be overwritten by the next (no new buffer).
+    coef: Vec<Group>,
 }
 
 /// How many of `n` observations take the weight ramp (the others weigh 1).
@@ -191,6 +193,7 @@ impl ContinuousFit {
             summed: vec![0; ratio],
             stale: vec![0; ratio],
             extended: 0,
+            coef: Vec::new(),
         });
         for k in 0..n {
             if fit.sigmas[k] == min_sigma {
@@ -332,7 +335,7 @@ impl ContinuousFit {
     }
 
     /// The density this fit describes, for scoring candidates.
-    pub(crate) fn density(self: Box<Self>) -> ContinuousKernels {
+    pub(crate) fn density(mut self: Box<Self>) -> ContinuousKernels {
         let n = self.mus.len();
         let nb = self.ratio;
         let weight = WeightRamp::new(n);
@@ -343,7 +346,13 @@ impl ContinuousFit {
             let s = scale * INV_FACTORIAL[j];
             (a0[j], a1[j], a2[j]) = (start * s, step * s, s);
         }
-        let mut coef: Vec<Group> = vec![[[0.0; 4]; FGT_TERMS]; nb.div_ceil(4)];
+        let mut coef = std::mem::take(&mut self.coef);
+        // Every bucket's lanes are written below; only the last group's spare lanes (none
+        // at 100 buckets) need zeros.
+        coef.resize(nb.div_ceil(4), [[0.0; 4]; FGT_TERMS]);
+        if let Some(last) = coef.last_mut() {
+            *last = [[0.0; 4]; FGT_TERMS];
+        }
         let mut m0_max = 0.0f64;
         for b in 0..nb {
             // The newest kernels weigh 1: their sums, from their terms each time.
@@ -407,7 +416,9 @@ pub(crate) struct ContinuousKernels {
 impl ContinuousKernels {
     /// The fit behind this density, to extend at the next suggestion.
     pub(crate) fn into_fit(self) -> Box<ContinuousFit> {
-        self.fit
+        let mut fit = self.fit;
+        fit.coef = self.coef;
+        fit
     }
 
     /// Bucket `b`'s sum at `xt`, kernel by kernel, relative to `e^reference`.

@@ -384,13 +384,15 @@ fn observations(columns: &[Vec<f64>], which: &[usize], params: &[usize]) -> Vec<
     if let [i] = params {
         // One column (independent sampling, the default): a plain gather.
         let column = &columns[*i];
-        let mut obs = Vec::with_capacity(which.len());
+        // Written unconditionally, kept where not NaN: no branch per row.
+        let mut obs = vec![0.0; which.len()];
+        let mut len = 0;
         for &r in which {
             let v = column[r];
-            if !v.is_nan() {
-                obs.push(v);
-            }
+            obs[len] = v;
+            len += usize::from(!v.is_nan());
         }
+        obs.truncate(len);
         return vec![obs];
     }
     let mut obs: Vec<Vec<f64>> = vec![Vec::with_capacity(which.len()); params.len()];
@@ -441,7 +443,11 @@ impl TpeSampler {
         );
         let mut rng = trial_rng(self.seed(), number, salt);
         let candidates = l.sample(&mut rng, self.spec.candidates.max(1) as usize);
-        let (mut ll, mut lg) = (Vec::new(), Vec::new());
+        let n_candidates = candidates.len() / l.dims().max(1);
+        let (mut ll, mut lg) = (
+            Vec::with_capacity(n_candidates),
+            Vec::with_capacity(n_candidates),
+        );
         l.log_pdf_many(&candidates, &mut ll, &mut masses);
         g.log_pdf_many(&candidates, &mut lg, &mut masses);
         let mut best = 0;
