@@ -7,7 +7,9 @@ TPESampler with the same settings (`multivariate=False`, and `multivariate=True`
 default for one objective) and QMCSampler (scrambled Sobol) on
 Branin, Hartmann-6, Rosenbrock-4 and a mixed int/categorical/conditional function:
 `--seeds` seeds x `--trials` trials each, median of the best value found. Then times one
-suggestion with 100 and 1,000 trials of history for both and prints the speed ratio.
+suggestion with 100 and 1,000 trials of history for both and prints the speed ratio: each
+case is timed `--time-repeats` times, Lopper and Optuna alternating, and each side's median
+is kept (a shared machine's slow spells then fall on both sides alike).
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install optuna==5.0.0 scipy
     .venv-bench/bin/python bench/samplers_vs_optuna.py            # full run
@@ -124,15 +126,20 @@ class _Stop(Exception):
     pass
 
 
-def optuna_time(fname, sname, history, reps):
-    """CPU seconds per suggestion (ask + the objective's suggest_* calls) from `history`
-    trials on, each trial completing and joining the history before the next ask (as
+def seed_trials(fname, history):
+    """`history` random trials of `fname` with their values (the timed studies start from them)."""
+    seed_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=99))
+    seed_study.optimize(FUNCTIONS[fname], n_trials=history)
+    return seed_study.trials
+
+
+def optuna_time(fname, sname, seeds, reps):
+    """CPU seconds per suggestion (ask + the objective's suggest_* calls) from the trials
+    `seeds` on, each trial completing and joining the history before the next ask (as
     Lopper's side does); CPU rather than wall time so a shared machine skews neither side."""
     fn = FUNCTIONS[fname]
-    seed_study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=99))
-    seed_study.optimize(fn, n_trials=history)
     study = optuna.create_study(sampler=OPTUNA_SAMPLERS[sname](1))
-    study.add_trials(seed_study.trials)
+    study.add_trials(seeds)
     spent = 0.0
     for _ in range(reps):
         start = time.process_time()
@@ -143,8 +150,8 @@ def optuna_time(fname, sname, history, reps):
     return spent / reps
 
 
-def run_lopper(cmd, seeds, trials, reps):
-    full = cmd + ["--seeds", str(seeds), "--trials", str(trials), "--reps", str(reps)]
+def run_lopper(cmd, seeds, trials, reps, extra=()):
+    full = cmd + ["--seeds", str(seeds), "--trials", str(trials), "--reps", str(reps), *extra]
     print("running:", " ".join(full), file=sys.stderr)
     out = subprocess.run(full, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -156,6 +163,7 @@ def main():
     ap.add_argument("--trials", type=int, default=100)
     ap.add_argument("--reps", type=int, default=20, help="suggestions timed per case (Optuna)")
     ap.add_argument("--lopper-reps", type=int, default=20, help="suggestions timed per round (Lopper; rounds repeat for 0.2 s)")
+    ap.add_argument("--time-repeats", type=int, default=3, help="timings per case and side, alternating (median kept)")
     ap.add_argument(
         "--lopper-cmd",
         default="cargo bench --quiet --bench samplers --",
@@ -183,9 +191,14 @@ def main():
                 del FUNCTIONS[name]
 
     cmd = shlex.split(args.lopper_cmd)
-    if args.function:
-        cmd += ["--only", args.function]
-    rows = run_lopper(cmd, args.seeds, args.trials, args.lopper_reps)
+    # Quality first (`--history 1`: no timed case has that history; times come below).
+    rows = run_lopper(
+        cmd + (["--only", args.function] if args.function else []),
+        args.seeds,
+        args.trials,
+        args.lopper_reps,
+        ["--history", "1"],
+    )
     for r in rows:
         r["impl"] = "lopper"
     for fname in FUNCTIONS:
@@ -204,17 +217,32 @@ def main():
             print(f"optuna {fname} {sname} done", file=sys.stderr)
     for fname in FUNCTIONS:
         for history in (100, 1000):
+            seeds = seed_trials(fname, history)
             for sname in (s for s in ("random", "tpe", "tpe-multivariate", "qmc") if s in OPTUNA_SAMPLERS):
-                rows.append(
-                    dict(
-                        kind="time",
-                        impl="optuna",
-                        function=fname,
-                        sampler=sname,
-                        history=history,
-                        seconds_per_suggestion=optuna_time(fname, sname, history, args.reps),
+                ours, theirs = [], []
+                for _ in range(max(1, args.time_repeats)):
+                    timed = run_lopper(
+                        cmd,
+                        0,
+                        args.trials,
+                        args.lopper_reps,
+                        ["--only", f"{fname}:{sname}", "--history", str(history)],
                     )
-                )
+                    ours += [r["seconds_per_suggestion"] for r in timed if r["kind"] == "time"]
+                    theirs.append(optuna_time(fname, sname, seeds, args.reps))
+                for impl, times in (("lopper", ours), ("optuna", theirs)):
+                    rows.append(
+                        dict(
+                            kind="time",
+                            impl=impl,
+                            function=fname,
+                            sampler=sname,
+                            history=history,
+                            seconds_per_suggestion=statistics.median(times),
+                            repeats=times,
+                        )
+                    )
+            print(f"timed {fname} at {history}", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
@@ -285,6 +313,8 @@ def main():
         for sname in ("random", "tpe", "tpe-multivariate", "qmc"):
             for history in (100, 1000):
                 ours, theirs = tm("lopper", fname, sname, history), tm("optuna", fname, sname, history)
+                if math.isnan(theirs):
+                    continue  # not run this time (--samplers)
                 ratio = theirs / ours if ours > 0 else math.inf
                 if sname == "tpe" and history == 1000:
                     min_ratio_1000 = min(min_ratio_1000, ratio)
