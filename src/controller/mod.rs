@@ -65,8 +65,9 @@ pub struct KeptSamplers(std::sync::Mutex<std::collections::HashMap<String, KeptS
 type KeptSampler = (SamplerSpec, Arc<dyn Sampler>);
 
 impl KeptSamplers {
-    /// Studies whose samplers are kept at most; past it the cache starts over.
-    const MAX: usize = 1000;
+    /// Studies whose samplers are kept at most; past it the cache starts over. A TPE
+    /// sampler keeps up to a few MB (its kept fits and normal masses), so 256 bound it.
+    const MAX: usize = 256;
 
     /// The kept sampler of study `uid` if it was built from `spec`, else `built`, kept.
     pub fn get(&self, uid: &str, spec: &SamplerSpec, built: Box<dyn Sampler>) -> Arc<dyn Sampler> {

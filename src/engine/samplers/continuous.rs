@@ -285,19 +285,21 @@ impl ContinuousFit {
     /// False when a kept kernel's bandwidth changes between narrow and wide: the caller
     /// refits.
     fn insert(&mut self, p: usize, raw: f64, m: f64) -> bool {
-        // The kernels from `p` on move up one place: the sums over them are stale.
-        for r in &mut self.sorted {
-            if *r as usize >= p {
-                *r += 1;
+        // The kernels from `p` on move up one place: the sums over them are stale. None
+        // do when the newest trial is appended (the usual case).
+        if p < self.mus.len() {
+            let p32 = p as u32;
+            for r in &mut self.sorted {
+                *r += u32::from(*r >= p32);
             }
-        }
-        for (b, list) in self.narrow.iter_mut().enumerate() {
-            let at = list.partition_point(|k| (k.rank as usize) < p);
-            for k in &mut list[at..] {
-                k.rank += 1;
-            }
-            if at < self.summed[b] as usize {
-                self.stale[b] = self.stale[b].max(1);
+            for (b, list) in self.narrow.iter_mut().enumerate() {
+                let at = list.partition_point(|k| k.rank < p32);
+                for k in &mut list[at..] {
+                    k.rank += 1;
+                }
+                if at < self.summed[b] as usize {
+                    self.stale[b] = self.stale[b].max(1);
+                }
             }
         }
         self.raw.insert(p, raw);

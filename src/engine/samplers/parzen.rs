@@ -88,8 +88,9 @@ pub(crate) fn log_gauss_mass(a: f64, b: f64) -> f64 {
     }
 }
 
-/// More entries than this clear [`Masses`]: it holds a few MB at most.
-const MASSES_CAP: usize = 1 << 17;
+/// More entries than this clear [`Masses`]: about 3 MB at most (the hash table of 65,536
+/// entries of 24 bytes), reached only by wide discrete ranges (hundreds of grid values).
+const MASSES_CAP: usize = 1 << 16;
 
 /// [`log_gauss_mass`] remembered by its arguments' bits, kept from one suggestion to the
 /// next: a discrete parameter's cells and kernel centres sit on its grid and, from 98
