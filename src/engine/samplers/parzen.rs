@@ -762,11 +762,7 @@ impl OneDim {
             } => (*low as f64, *high as f64, *log, *step as f64),
             _ => return None,
         };
-        let (mut lo, mut hi) = (low - step / 2.0, high + step / 2.0);
-        if log {
-            lo = lo.ln();
-            hi = hi.ln();
-        }
+        let (lo, hi) = kernel_range(low, high, log, Some(step));
         let n = obs.len();
         let range = hi - lo;
         let min_sigma = range / clip_ratio(n) as f64;
@@ -1153,6 +1149,16 @@ fn log_sum_exp(a: &[f64], w: &[f64]) -> f64 {
 /// A one-dimensional density with at least this many observations uses [`OneDim`].
 const ONE_DIM_MIN: usize = 64;
 
+/// The kernels' range: `[low, high]`, widened by half a step on each side for a grid, in
+/// log space for log ranges.
+fn kernel_range(low: f64, high: f64, log: bool, step: Option<f64>) -> (f64, f64) {
+    let (lo, hi) = match step {
+        Some(s) => (low - s / 2.0, high + s / 2.0),
+        None => (low, high),
+    };
+    if log { (lo.ln(), hi.ln()) } else { (lo, hi) }
+}
+
 fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64], masses: &mut Masses) -> Dim {
     let (low, high, log, step) = match dist {
         Distribution::Categorical { choices } => {
@@ -1196,14 +1202,7 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64], masses: &mut Ma
             log,
         } => (*low as f64, *high as f64, *log, Some(*step as f64)),
     };
-    let (mut lo, mut hi) = match step {
-        Some(s) => (low - s / 2.0, high + s / 2.0),
-        None => (low, high),
-    };
-    if log {
-        lo = lo.ln();
-        hi = hi.ln();
-    }
+    let (lo, hi) = kernel_range(low, high, log, step);
     // Room for the prior kernel up front: pushing it later would reallocate.
     let n = obs.len();
     let mut mus: Vec<f64> = Vec::with_capacity(n + 1);
