@@ -582,6 +582,8 @@ mod tests {
             "- {name: x, float: {low: -5.0, high: 10.0}}
 - {name: lr, float: {low: 1.0e-5, high: 1.0, log: true}}
 - {name: layers, int: {low: 1, high: 8}}
+- {name: width, int: {low: 8, high: 512, log: true}}
+- {name: drop, float: {low: 0.0, high: 0.5, step: 0.05}}
 - {name: opt, categorical: {choices: [adam, sgd]}}
 - {name: momentum, float: {low: 0.0, high: 0.99}, when: {opt: [sgd]}}",
         )
@@ -598,7 +600,12 @@ mod tests {
                 Some(ParamValue::Int(v)) => *v as f64,
                 _ => 0.0,
             };
-            (f("x") - 2.0).powi(2) + f("lr").ln().abs() + f("layers") * 0.1 + f("momentum")
+            (f("x") - 2.0).powi(2)
+                + f("lr").ln().abs()
+                + f("layers") * 0.1
+                + (f("width").log2() - 6.0).abs()
+                + f("drop")
+                + f("momentum")
         };
         // Warm-start trials whose numbers collide with this study's.
         let random = RandomSampler::new(77);
