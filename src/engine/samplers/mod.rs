@@ -13,7 +13,8 @@
 //! random stream of trial `number` is a ChaCha8 generator seeded from a hash of (seed,
 //! number), so a restarted operator proposes exactly what it would have proposed before.
 //! TPE keeps work from one suggestion to the next (the trials' internal values, each
-//! continuous parameter's "above" estimator) and updates it as the history grows, so that a
+//! continuous parameter's "above" estimator, the normal masses of discrete parameters'
+//! cells) and updates it as the history grows, so that a
 //! study's suggestions stay cheap; what it keeps never changes a suggestion (tests compare a
 //! kept sampler with a new one, suggestion for suggestion).
 //!
