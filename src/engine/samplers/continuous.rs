@@ -25,7 +25,7 @@
 use super::fgt::{FGT_TERMS, Group, INV_FACTORIAL, LN_FGT_ERROR, Sums, powers, window};
 use super::parzen::{
     LN_SQRT_2PI, LSE_CUT, WeightRamp, bucket_index, clip_ratio, exp_nonpositive, ln_sigma,
-    log_truncation, set_sigmas, sorted_order, sorted_sigma,
+    log_truncation, neighbour_sigma, set_sigmas, sorted_order,
 };
 
 /// How far `base_ref` sits above an untruncated narrow kernel's constant term: more than
@@ -278,7 +278,15 @@ impl ContinuousFit {
     /// Bandwidth of the kernel at sorted position `p`, as `set_sigmas` computes it.
     fn sigma_at(&self, p: usize) -> f64 {
         let at = |j: usize| self.mus[self.sorted[j] as usize];
-        sorted_sigma(at, p, self.sorted.len(), self.min_sigma, self.hi - self.lo)
+        let next = (p + 1 < self.sorted.len()).then(|| at(p + 1));
+        neighbour_sigma(
+            p.checked_sub(1).map(at),
+            at(p),
+            next,
+            self.lo,
+            self.hi,
+            self.min_sigma,
+        )
     }
 
     /// Inserts observation `raw` (centre `m`, in range) at position `p` in trial order.

@@ -114,12 +114,7 @@ impl Masses {
 
     /// `log_truncation`, remembered.
     fn truncation(&mut self, lo: f64, hi: f64, m: f64, inv: f64) -> f64 {
-        let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
-        if za < -8.5 && zb > 8.5 {
-            0.0
-        } else {
-            self.get(za, zb)
-        }
+        truncation_with(lo, hi, m, inv, |a, b| self.get(a, b))
     }
 }
 
@@ -372,11 +367,17 @@ pub(super) fn clip_ratio(n: usize) -> usize {
 /// `ln` of the mass over `[lo, hi]` of the normal kernel at `m` (`inv` = 1/σ): its
 /// truncation constant. 0 when both bounds lie beyond 8.5σ (most kernels).
 pub(super) fn log_truncation(lo: f64, hi: f64, m: f64, inv: f64) -> f64 {
+    truncation_with(lo, hi, m, inv, log_gauss_mass)
+}
+
+/// `log_truncation` with the mass computed by `mass`.
+#[inline(always)]
+fn truncation_with(lo: f64, hi: f64, m: f64, inv: f64, mass: impl FnOnce(f64, f64) -> f64) -> f64 {
     let (za, zb) = ((lo - m) * inv, (hi - m) * inv);
     if za < -8.5 && zb > 8.5 {
         0.0
     } else {
-        log_gauss_mass(za, zb)
+        mass(za, zb)
     }
 }
 
@@ -741,11 +742,8 @@ impl Density {
 
 impl OneDim {
     /// One discrete parameter (an int or a stepped float) from its observations (internal
-    /// values, in trial order), with the kernels `build_dim` makes, grouped as it groups
-    /// them, without sorting every observation: kernels at one value are neighbours in
-    /// sorted order, so only the first and the last of each value (by position) can have a
-    /// gap to another value, and sorting the distinct values is enough. `None` for a
-    /// non-finite centre.
+    /// values, in trial order), with the kernels and pairs `build_dim` makes
+    /// ([`pair_kernels`]). `None` for a non-finite centre.
     fn discrete(obs: &[f64], dist: &Distribution, masses: &mut Masses) -> Option<OneDim> {
         let (low, high, log, step) = match dist {
             Distribution::Float {
@@ -764,100 +762,27 @@ impl OneDim {
         };
         let (lo, hi) = kernel_range(low, high, log, Some(step));
         let n = obs.len();
-        let range = hi - lo;
-        let min_sigma = range / clip_ratio(n) as f64;
-        // The observations by centre (bit for bit): centre, count, first and last position.
-        let mut index: HashMap<u64, u32, foldhash::fast::FixedState> = HashMap::default();
-        let mut values: Vec<(f64, u32, u32, u32)> = Vec::new();
-        let mut value_of: Vec<u32> = Vec::with_capacity(n);
-        for (k, &v) in obs.iter().enumerate() {
-            let m = if log { v.ln() } else { v };
-            if !m.is_finite() {
-                return None;
-            }
-            let g = *index.entry(m.to_bits()).or_insert_with(|| {
-                values.push((m, 0, k as u32, k as u32));
-                values.len() as u32 - 1
-            });
-            let e = &mut values[g as usize];
-            e.1 += 1;
-            e.3 = k as u32;
-            value_of.push(g);
-        }
-        let mut order: Vec<u32> = (0..values.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| values[a as usize].0.total_cmp(&values[b as usize].0));
-        // `sorted_sigma` of a kernel whose sorted neighbours are at `prev` and `next`.
-        let sigma = |prev: Option<f64>, m: f64, next: Option<f64>| {
-            let g = match (prev, next) {
-                (None, Some(b)) => b - m,
-                (Some(a), None) => m - a,
-                (Some(a), Some(b)) => (m - a).max(b - m),
-                (None, None) => 0.0,
-            };
-            g.clamp(min_sigma, range)
+        let min_sigma = (hi - lo) / clip_ratio(n) as f64;
+        let mus: Vec<f64> = if log {
+            obs.iter().map(|v| v.ln()).collect()
+        } else {
+            obs.to_vec()
         };
-        // Pairs in `build_dim`'s order: by centre, then by first appearance of the
-        // bandwidth in position order. Per value: the pair of its first, middle and last
-        // kernels.
-        let mut pairs: Vec<(f64, f64)> = Vec::new();
-        let mut sig_bits: Vec<u64> = Vec::new();
-        let mut role_pair: Vec<[u32; 3]> = vec![[0; 3]; values.len()];
-        let mut run_start = 0;
-        let mut pair_in_run = |pairs: &mut Vec<(f64, f64)>, run_start: usize, m: f64, s: f64| {
-            let hit = sig_bits[run_start..].iter().position(|&b| b == s.to_bits());
-            match hit {
-                Some(p) => (p + run_start) as u32,
-                None => {
-                    pairs.push((m, 1.0 / s));
-                    sig_bits.push(s.to_bits());
-                    pairs.len() as u32 - 1
-                }
-            }
-        };
-        let d = order.len();
-        for j in 0..d {
-            let g = order[j] as usize;
-            let (m, count, _, _) = values[g];
-            let prev = (j > 0).then(|| values[order[j - 1] as usize].0);
-            let next = (j + 1 < d).then(|| values[order[j + 1] as usize].0);
-            run_start = pairs.len();
-            role_pair[g] = if count == 1 {
-                let p = pair_in_run(&mut pairs, run_start, m, sigma(prev, m, next));
-                [p; 3]
-            } else {
-                let first = pair_in_run(&mut pairs, run_start, m, sigma(prev, m, Some(m)));
-                let middle = if count > 2 {
-                    pair_in_run(&mut pairs, run_start, m, sigma(Some(m), m, Some(m)))
-                } else {
-                    first
-                };
-                let last = pair_in_run(&mut pairs, run_start, m, sigma(Some(m), m, next));
-                [first, middle, last]
-            };
+        if !mus.iter().all(|m| m.is_finite()) {
+            return None;
         }
-        // The prior kernel (σ = range, unclipped) ends the walk: a new run unless it sits
-        // on the last value.
-        let prior_mu = 0.5 * (lo + hi);
-        let last_mu = order.last().map(|&g| values[g as usize].0.to_bits());
-        if last_mu != Some(prior_mu.to_bits()) {
-            run_start = pairs.len();
-        }
-        let prior_pair = pair_in_run(&mut pairs, run_start, prior_mu, range) as usize;
-        // Per pair: total weight (summed in trial order), constant term, narrowness.
+        let Pairing {
+            pairs,
+            sigma_bits,
+            pair_of,
+        } = pair_kernels(&mus, lo, hi, min_sigma);
+        // Per pair: total weight, summed in trial order (the prior's last).
         let weight = WeightRamp::new(n);
         let mut wsum = vec![0.0; pairs.len()];
-        for (k, &g) in value_of.iter().enumerate() {
-            let (_, _, first, last) = values[g as usize];
-            let role = if k as u32 == first {
-                0
-            } else if k as u32 == last {
-                2
-            } else {
-                1
-            };
-            wsum[role_pair[g as usize][role] as usize] += weight.at(k);
+        for (k, &p) in pair_of.iter().enumerate() {
+            wsum[p as usize] += weight.at(k);
         }
-        wsum[prior_pair] += weight.at(n);
+        let prior_pair = pair_of[n] as usize;
         let mut by_mu: Vec<(f64, f64)> = Vec::new();
         let mut wide = Vec::new();
         for (p, &(m, inv)) in pairs.iter().enumerate() {
@@ -865,7 +790,7 @@ impl OneDim {
                 continue;
             }
             let lnw = wsum[p].ln() + (0.0 - masses.truncation(lo, hi, m, inv));
-            if p != prior_pair && sig_bits[p] == min_sigma.to_bits() {
+            if p != prior_pair && sigma_bits[p] == min_sigma.to_bits() {
                 by_mu.push((m, lnw));
             } else {
                 wide.push((m, inv, lnw));
@@ -1216,19 +1141,14 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64], masses: &mut Ma
     let ratio = clip_ratio(n);
     let min_sigma = range / ratio as f64;
     let mut sigmas = vec![range; n + 1];
-    // The sorted order is needed to group the kernels of a discrete dimension; bandwidths
-    // alone do without it.
-    let order = if sigmas_by_buckets(&mus, lo, hi, min_sigma, ratio, &mut sigmas[..n]) {
-        None
-    } else {
+    if !sigmas_by_buckets(&mus, lo, hi, min_sigma, ratio, &mut sigmas[..n]) {
         let order = sorted_order(&mus, lo, hi);
         set_sigmas(&mus, &order, lo, hi, min_sigma, &mut sigmas[..n]);
-        Some(order)
-    };
+    }
     mus.push(0.5 * (lo + hi));
-    let ln_min_sigma = min_sigma.ln();
     match step {
         None => {
+            let ln_min_sigma = min_sigma.ln();
             let inv_sigmas: Vec<f64> = sigmas.iter().map(|s| 1.0 / s).collect();
             let mut trunc = vec![0.0; mus.len()];
             log_truncations(lo, hi, &mus, &inv_sigmas, &mut trunc);
@@ -1246,39 +1166,7 @@ fn build_dim(obs: &[f64], dist: &Distribution, base: &mut [f64], masses: &mut Ma
             }
         }
         Some(st) => {
-            let order = order.unwrap_or_else(|| sorted_order(&mus[..n], lo, hi));
-            // Kernels with equal (μ, σ) share a pair: walk the runs of equal μ in sorted
-            // order, with the distinct σ of the current run (few: most are clipped).
-            let mut pairs: Vec<(f64, f64)> = Vec::new();
-            let mut sig_of: Vec<u64> = Vec::new();
-            let mut pair_of = vec![0u32; mus.len()];
-            let mut run_start = 0; // first pair of the current run of equal μ
-            let mut last_mu: Option<u64> = None;
-            let prior = mus.len() - 1;
-            for k in order
-                .iter()
-                .map(|&k| k as usize)
-                .chain(std::iter::once(prior))
-            {
-                let (m, s) = (mus[k], sigmas[k]);
-                if last_mu != Some(m.to_bits()) {
-                    run_start = pairs.len();
-                    last_mu = Some(m.to_bits());
-                }
-                let hit = sig_of[run_start..]
-                    .iter()
-                    .position(|&sb| sb == s.to_bits())
-                    .map(|p| p + run_start);
-                let p = match hit {
-                    Some(p) => p,
-                    None => {
-                        pairs.push((m, 1.0 / s));
-                        sig_of.push(s.to_bits());
-                        pairs.len() - 1
-                    }
-                };
-                pair_of[k] = p as u32;
-            }
+            let Pairing { pairs, pair_of, .. } = pair_kernels(&mus[..n], lo, hi, min_sigma);
             // Kernels of one pair share their truncation: one mass per pair (most
             // discrete kernels reach a bound, where a mass costs a few logarithms).
             let pair_trunc: Vec<f64> = pairs
@@ -1430,39 +1318,131 @@ pub(super) fn set_sigmas(
     sigmas: &mut [f64],
 ) {
     let n = order.len();
-    if n == 0 {
-        return;
-    }
-    let range = hi - lo;
     let at = |j: usize| mus[order[j] as usize];
-    if n == 1 {
-        let m = at(0);
-        sigmas[order[0] as usize] = (m - lo).max(hi - m).clamp(min_sigma, range);
-        return;
-    }
     for j in 0..n {
-        sigmas[order[j] as usize] = sorted_sigma(at, j, n, min_sigma, range);
+        let (prev, next) = ((j > 0).then(|| at(j - 1)), (j + 1 < n).then(|| at(j + 1)));
+        sigmas[order[j] as usize] = neighbour_sigma(prev, at(j), next, lo, hi, min_sigma);
     }
 }
 
-/// The bandwidth of the kernel at sorted position `j` of `n ≥ 2` (`at(j)` its centre): the
-/// larger gap to its neighbours, the inner one at the ends, clipped to `[min_sigma, range]`.
+/// The bandwidth of the kernel at `m` whose neighbours in sorted order are at `prev` and
+/// `next`: the larger gap to them, the inner one at the ends (the distance to the farther
+/// bound for a lone kernel), clipped to `[min_sigma, hi - lo]`.
 #[inline(always)]
-pub(super) fn sorted_sigma(
-    at: impl Fn(usize) -> f64,
-    j: usize,
-    n: usize,
+pub(super) fn neighbour_sigma(
+    prev: Option<f64>,
+    m: f64,
+    next: Option<f64>,
+    lo: f64,
+    hi: f64,
     min_sigma: f64,
-    range: f64,
 ) -> f64 {
-    let g = if j == 0 {
-        at(1) - at(0)
-    } else if j == n - 1 {
-        at(j) - at(j - 1)
-    } else {
-        (at(j) - at(j - 1)).max(at(j + 1) - at(j))
+    let g = match (prev, next) {
+        (None, Some(b)) => b - m,
+        (Some(a), None) => m - a,
+        (Some(a), Some(b)) => (m - a).max(b - m),
+        (None, None) => (m - lo).max(hi - m),
     };
-    g.clamp(min_sigma, range)
+    g.clamp(min_sigma, hi - lo)
+}
+
+/// A discrete dimension's kernels grouped into (μ, σ) pairs, which share their masses.
+struct Pairing {
+    /// (μ, 1/σ) per pair: by centre, then by first appearance of σ in trial order.
+    pairs: Vec<(f64, f64)>,
+    /// σ's bits per pair.
+    sigma_bits: Vec<u64>,
+    /// Per kernel, the prior's last: its pair.
+    pair_of: Vec<u32>,
+}
+
+/// The kernels of the centres `mus` (in trial order) and the prior (centre of `[lo, hi]`,
+/// σ = `hi - lo`), paired, with the bandwidths [`set_sigmas`] gives, without sorting every
+/// centre: kernels at one value are neighbours in sorted order (ties by position), so only
+/// the first and the last of a value can have a gap to another value, and sorting the
+/// distinct values is enough.
+fn pair_kernels(mus: &[f64], lo: f64, hi: f64, min_sigma: f64) -> Pairing {
+    let range = hi - lo;
+    // The distinct centres (bit for bit): centre, count, first and last position.
+    let mut index: HashMap<u64, u32, foldhash::fast::FixedState> = HashMap::default();
+    let mut values: Vec<(f64, u32, u32, u32)> = Vec::new();
+    let mut value_of: Vec<u32> = Vec::with_capacity(mus.len());
+    for (k, &m) in mus.iter().enumerate() {
+        let g = *index.entry(m.to_bits()).or_insert_with(|| {
+            values.push((m, 0, k as u32, k as u32));
+            values.len() as u32 - 1
+        });
+        let e = &mut values[g as usize];
+        e.1 += 1;
+        e.3 = k as u32;
+        value_of.push(g);
+    }
+    let mut order: Vec<u32> = (0..values.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| values[a as usize].0.total_cmp(&values[b as usize].0));
+    let sigma = |prev, m, next| neighbour_sigma(prev, m, next, lo, hi, min_sigma);
+    let mut pairs: Vec<(f64, f64)> = Vec::new();
+    let mut sigma_bits: Vec<u64> = Vec::new();
+    // The pair of (μ, σ) among the pairs of the current value (from `run`), new if none.
+    let mut pair_in_run = |pairs: &mut Vec<(f64, f64)>, run: usize, m: f64, s: f64| match sigma_bits
+        [run..]
+        .iter()
+        .position(|&b| b == s.to_bits())
+    {
+        Some(p) => (p + run) as u32,
+        None => {
+            pairs.push((m, 1.0 / s));
+            sigma_bits.push(s.to_bits());
+            pairs.len() as u32 - 1
+        }
+    };
+    // Per value: the pairs of its first, middle and last kernels (by position).
+    let mut role_pair: Vec<[u32; 3]> = vec![[0; 3]; values.len()];
+    let mut run = 0;
+    for (j, &g) in order.iter().enumerate() {
+        let (m, count, _, _) = values[g as usize];
+        let prev = (j > 0).then(|| values[order[j - 1] as usize].0);
+        let next = order.get(j + 1).map(|&h| values[h as usize].0);
+        run = pairs.len();
+        role_pair[g as usize] = if count == 1 {
+            [pair_in_run(&mut pairs, run, m, sigma(prev, m, next)); 3]
+        } else {
+            let first = pair_in_run(&mut pairs, run, m, sigma(prev, m, Some(m)));
+            // A value seen twice has no middle kernel.
+            let middle = if count > 2 {
+                pair_in_run(&mut pairs, run, m, sigma(Some(m), m, Some(m)))
+            } else {
+                first
+            };
+            let last = pair_in_run(&mut pairs, run, m, sigma(Some(m), m, next));
+            [first, middle, last]
+        };
+    }
+    let mut pair_of: Vec<u32> = value_of
+        .iter()
+        .enumerate()
+        .map(|(k, &g)| {
+            let (_, _, first, last) = values[g as usize];
+            let role = if k as u32 == first {
+                0
+            } else if k as u32 == last {
+                2
+            } else {
+                1
+            };
+            role_pair[g as usize][role]
+        })
+        .collect();
+    // The prior ends the walk: a new run unless it sits on the last value.
+    let prior = 0.5 * (lo + hi);
+    if order.last().map(|&g| values[g as usize].0.to_bits()) != Some(prior.to_bits()) {
+        run = pairs.len();
+    }
+    pair_of.push(pair_in_run(&mut pairs, run, prior, range));
+    Pairing {
+        pairs,
+        sigma_bits,
+        pair_of,
+    }
 }
 
 fn sample_dim(d: &Dim, k: usize, rng: &mut ChaCha8Rng) -> f64 {
