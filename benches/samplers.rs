@@ -293,13 +293,13 @@ fn main() {
                 {
                     continue;
                 }
-                // As in a running study: the sampler made the previous suggestion (untimed,
-                // on all but the last trial), then each timed suggestion's trial completes
-                // and joins the history, `reps` times. Rounds from the same history until
-                // 0.2 s of CPU: the CPU clock ticks coarsely.
+                // As in a running study: the sampler made the previous `warm` suggestions
+                // (untimed), then each timed suggestion's trial completes and joins the
+                // history, `reps` times. Rounds from the same history until 0.2 s of CPU:
+                // the CPU clock ticks coarsely.
                 let start = Instant::now();
                 let (mut spent, mut cold) = (0.0, 0.0);
-                let (mut done, mut rounds) = (0u64, 0u64);
+                let (mut done, mut rounds, mut untimed) = (0u64, 0u64, 0u64);
                 let mut sink = 0usize;
                 while rounds == 0
                     || (fixed_rounds == 0 && spent < 0.2 && rounds < 100_000)
@@ -311,14 +311,15 @@ fn main() {
                     // Room for the trials to come: no reallocation while timed.
                     let mut h = Vec::with_capacity(history.len() + reps as usize + 1);
                     h.extend_from_slice(&history);
-                    // The sampler made the previous `warm` suggestions (untimed; the first
-                    // is a new sampler's, timed as `cold`).
-                    for k in history.len().saturating_sub(warm.max(1))..history.len() {
+                    // The first is a new sampler's, timed as `cold`.
+                    let first = history.len().saturating_sub(warm.max(1));
+                    for k in first..history.len() {
                         let c0 = cpu_seconds(start);
                         sink += suggest(sampler.as_ref(), space, &h[..k], k as u64).len();
-                        if k + warm.max(1) == history.len() {
+                        if k == first {
                             cold += cpu_seconds(start) - c0;
                         }
+                        untimed += 1;
                     }
                     // The objective and the bookkeeping are timed too: a few hundred
                     // nanoseconds next to a suggestion, where reading the clock around each
@@ -337,7 +338,7 @@ fn main() {
                 }
                 let per = spent / done as f64;
                 let cold = cold / rounds as f64;
-                let wall = start.elapsed().as_secs_f64() / (done + rounds) as f64;
+                let wall = start.elapsed().as_secs_f64() / (done + untimed) as f64;
                 println!(
                     "{{\"kind\":\"time\",\"function\":\"{fname}\",\"sampler\":\"{sname}\",\"history\":{history_len},\"seconds_per_suggestion\":{per:e},\"cold_seconds\":{cold:e},\"wall_seconds\":{wall:e},\"sink\":{sink}}}"
                 );
