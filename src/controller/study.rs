@@ -23,20 +23,21 @@ use crate::crd::{
     trial_name,
 };
 use crate::engine::policy::{self, End, Rules, StudyCounts};
-use crate::engine::samplers::{self, Sampler, Suggestion};
+use crate::engine::samplers::{self, Sampler, SamplerSpec, Suggestion};
 use crate::engine::space::SearchSpace;
 use crate::engine::{Params, TrialRecord, TrialState};
 
-/// Builds what the spec describes, or says what is wrong (the `InvalidSpec` message).
-pub fn validate(study: &Study) -> Result<(SearchSpace, Box<dyn Sampler>), String> {
+/// Builds what the spec describes (the space, the sampler's spec with the study's default
+/// seed, and the sampler), or says what is wrong (the `InvalidSpec` message).
+pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Sampler>), String> {
     if let Some(msg) = &study.spec.invalid {
         return Err(msg.clone());
     }
     let space = SearchSpace::new(study.spec.parameters.clone())
         .map_err(|e| format!("spec.parameters: {e}"))?;
     let seed = study_seed(study);
-    let sampler = samplers::build(&study.sampler().with_default_seed(seed))
-        .map_err(|e| format!("spec.sampler: {e}"))?;
+    let sampler_spec = study.sampler().with_default_seed(seed);
+    let sampler = samplers::build(&sampler_spec).map_err(|e| format!("spec.sampler: {e}"))?;
     crate::engine::pruners::build(&study.pruner()).map_err(|e| format!("spec.pruner: {e}"))?;
     study
         .metrics()
@@ -61,7 +62,7 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, Box<dyn Sampler>), String
         },
     );
     super::job::render_job(study, &probe, &[]).map_err(|e| e.to_string())?;
-    Ok((space, sampler))
+    Ok((space, sampler_spec, sampler))
 }
 
 /// A default seed stable for the life of the study (its UID), so a restart proposes the same.
@@ -175,8 +176,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
             }
             invalid = Some(msg);
         }
-        Ok((space, built)) => {
-            let spec = study.sampler().with_default_seed(study_seed(study));
+        Ok((space, spec, built)) => {
             let uid = study
                 .metadata
                 .uid
