@@ -600,6 +600,8 @@ fn operator_can_do_its_job(ns: &str, release: &str) -> Vec<Vec<String>> {
         &["watch", "studies.lopper.dev"],
         &["patch", "studies.lopper.dev", "--subresource=status"],
         &["create", "trials.lopper.dev"],
+        &["create", "curvechunks.lopper.dev"],
+        &["watch", "curvechunks.lopper.dev"],
         &["patch", "trials.lopper.dev", "--subresource=status"],
         &["update", "trials.lopper.dev", "--subresource=finalizers"],
         &["create", "jobs.batch"],
@@ -906,14 +908,16 @@ async fn operator_as_the_chart_service_account_runs_a_study_with_pruning() {
             "http://127.0.0.1:{port}"
         ))),
     };
+    let view = lopper::controller::View::start(op.clone(), std::slice::from_ref(&studies_ns.name));
+    assert!(
+        view.ready(Duration::from_secs(60)).await,
+        "the chart's ServiceAccount can list and watch what the view needs"
+    );
     let tasks = [
-        tokio::spawn(lopper::controller::run(op.clone(), cfg)),
-        tokio::spawn(lopper::metrics::operator::run(
-            op.clone(),
-            vec![studies_ns.name.clone()],
-        )),
+        tokio::spawn(lopper::controller::run_on(view.clone(), cfg)),
+        tokio::spawn(lopper::metrics::operator::run(view.clone())),
         tokio::spawn({
-            let router = lopper::metrics::operator::http_router(op.clone());
+            let router = lopper::metrics::operator::http_router(view.clone());
             async move {
                 let _ = axum::serve(listener, router).await;
             }

@@ -1,7 +1,7 @@
 //! `crds/` must equal what `lopper crd` prints (run `cargo run -- crd --kind Study > crds/study.yaml`
 //! and `cargo run -- crd --kind Trial > crds/trial.yaml` after changing the CRD types).
 
-use lopper::crd::{study_crd, to_yaml, trial_crd};
+use lopper::crd::{curve_chunk_crd, study_crd, to_yaml, trial_crd};
 
 fn check(path: &str, want: String) {
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -24,6 +24,7 @@ fn check(path: &str, want: String) {
 fn crds_are_up_to_date() {
     check("crds/study.yaml", to_yaml(&[study_crd()]));
     check("crds/trial.yaml", to_yaml(&[trial_crd()]));
+    check("crds/curvechunk.yaml", to_yaml(&[curve_chunk_crd()]));
 }
 
 #[test]

@@ -50,10 +50,12 @@ async fn spawn_operator(client: &Client, ns: &str) -> (SocketAddr, Aborting) {
         concurrency: 8,
         env_hook: Some(operator::env_hook(format!("http://{addr}"))),
     };
-    let ctl = tokio::spawn(lopper::controller::run(client.clone(), cfg));
-    let mgr = tokio::spawn(operator::run(client.clone(), vec![ns.to_string()]));
+    let view = lopper::controller::View::start(client.clone(), &[ns.to_string()]);
+    assert!(view.ready(Duration::from_secs(60)).await, "view synced");
+    let ctl = tokio::spawn(lopper::controller::run_on(view.clone(), cfg));
+    let mgr = tokio::spawn(operator::run(view.clone()));
     let srv = tokio::spawn({
-        let extra = operator::http_router(client.clone());
+        let extra = operator::http_router(view.clone());
         async move {
             let _ = server::serve_on(
                 listener,

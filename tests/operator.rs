@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use lopper::controller::leader::LeaseLock;
-use lopper::controller::{Config, ObserveError, observe};
+use lopper::controller::{Config, ObserveError, View, observe};
 use lopper::crd::{STUDY_LABEL, Study, StudyPhase, TRIAL_LABEL, Trial, TrialPhase};
 use support::{TestNamespace, wait_for};
 use tokio::task::JoinHandle;
@@ -42,6 +42,13 @@ fn spawn_operator(client: &Client, ns: &str) -> JoinHandle<()> {
         ..Default::default()
     };
     tokio::spawn(lopper::controller::run(client.clone(), cfg))
+}
+
+/// A view of `ns` for a metric source played by the test (as the operator's own sources do).
+async fn metric_source_view(client: &Client, ns: &str) -> Arc<View> {
+    let view = View::start(client.clone(), &[ns.to_string()]);
+    assert!(view.ready(Duration::from_secs(60)).await, "view synced");
+    view
 }
 
 async fn setup(prefix: &str) -> (Client, TestNamespace) {
@@ -124,6 +131,7 @@ fn spawn_feeder(
     max_active: Arc<AtomicU32>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
+        let view = metric_source_view(&client, &ns).await;
         let mut next: BTreeMap<String, i64> = BTreeMap::new();
         loop {
             let all = trials(&client, &ns).await;
@@ -135,7 +143,7 @@ fn spawn_feeder(
                     continue;
                 }
                 let v = curve(t.spec.number, *step);
-                match observe(&client, &ns, &t.name_any(), &[(*step, v)]).await {
+                match observe(&view, &ns, &t.name_any(), &[(*step, v)]).await {
                     Ok(_) | Err(ObserveError::Finished { .. }) => *step += 1,
                     Err(e) => eprintln!("observe {}: {e}", t.name_any()),
                 }
@@ -248,12 +256,11 @@ async fn pruned_trial_loses_its_job_within_two_seconds() {
     })
     .await
     .expect("trial pod running");
-    let out = observe(&client, &ns.name, "p-0", &[(0, 0.5)])
-        .await
-        .unwrap();
+    let view = metric_source_view(&client, &ns.name).await;
+    let out = observe(&view, &ns.name, "p-0", &[(0, 0.5)]).await.unwrap();
     assert_eq!((out.recorded, out.prune), (1, false));
     let decided = Instant::now();
-    let out = observe(&client, &ns.name, "p-0", &[(1, 3.0), (1, 0.1)])
+    let out = observe(&view, &ns.name, "p-0", &[(1, 3.0), (1, 0.1)])
         .await
         .unwrap();
     assert_eq!((out.recorded, out.prune), (1, true));
@@ -311,12 +318,12 @@ async fn pruned_trial_loses_its_job_within_two_seconds() {
         c.message
     );
     // Finished: later reports are refused and answer prune = true.
-    match observe(&client, &ns.name, "p-0", &[(2, 0.1)]).await {
+    match observe(&view, &ns.name, "p-0", &[(2, 0.1)]).await {
         Err(ObserveError::Finished { prune: true, .. }) => {}
         other => panic!("expected Finished, got {other:?}"),
     }
     assert!(matches!(
-        observe(&client, &ns.name, "nope", &[(0, 1.0)]).await,
+        observe(&view, &ns.name, "nope", &[(0, 1.0)]).await,
         Err(ObserveError::NotFound(_))
     ));
     let events: Api<Event> = Api::namespaced(client.clone(), &ns.name);

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
 
 use crate::controller::leader::LeaseLock;
-use crate::controller::{Config, run as run_controllers};
+use crate::controller::{Config, View, run_on as run_controllers};
 use crate::metrics::operator::{env_hook, http_router, run as run_metric_sources};
 use crate::metrics::server::{Ready, install_crypto_provider, serve};
 
@@ -91,10 +91,13 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], args.port.unwrap_or(8080))));
     install_crypto_provider();
     let ready = Ready::new(false);
+    // One view of the watched namespaces, shared by the push endpoint, the controllers and
+    // the metric sources; every replica keeps one, so a standby serves reports too.
+    let view = View::start(client.clone(), &args.namespaces);
     let server = tokio::spawn(serve(
         addr,
         ready.clone(),
-        http_router(client.clone()),
+        http_router(view.clone()),
         std::future::pending(),
     ));
     let report_url = args.report_url.clone().unwrap_or_else(|| {
@@ -109,7 +112,6 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
         env_hook: Some(env_hook(report_url)),
     };
-    let namespaces = args.namespaces.clone();
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -136,12 +138,15 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
             Duration::from_secs(15),
         )
     });
-    // Ready means "can serve reports": any replica can, since reports go through the API,
-    // so readiness must not wait for leadership (a standby would never become Ready).
+    // Ready means "can serve reports": any replica can once its view is synced, so
+    // readiness must not wait for leadership (a standby would never become Ready).
     client
         .apiserver_version()
         .await
         .context("reaching the Kubernetes API")?;
+    while !view.ready(Duration::from_secs(30)).await {
+        tracing::warn!("the view is not synced yet (waiting for the first lists)");
+    }
     ready.set(true);
     let work = async {
         if let Some(lock) = &lock {
@@ -151,8 +156,8 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
         }
         let controllers = async {
             futures::join!(
-                run_controllers(client.clone(), cfg),
-                run_metric_sources(client.clone(), namespaces)
+                run_controllers(view.clone(), cfg),
+                run_metric_sources(view.clone())
             );
         };
         match &lock {

@@ -1,43 +1,52 @@
 //! The operator: Study and Trial reconcilers, Job rendering, pruning, leader election.
 //!
-//! [`run`] starts both controllers for the configured namespaces (all when empty) and returns
-//! when they stop; tests spawn it on their runtime with a client and one namespace.
+//! One [`View`] (watch-backed stores of Studies, Trials, Jobs and curve chunks) is made once
+//! and shared by the reconcilers, the pruning decision ([`observe`]) and the metric sources.
+//! Each reconcile reads the view, plans (pure), then applies its writes; see [`study`] and
+//! [`trial`]. [`run`] starts both controllers on a view and returns when they stop.
 
+pub mod book;
+#[cfg(test)]
+mod fixtures;
 pub mod job;
 pub mod leader;
 pub mod observe;
 pub mod prune;
+pub mod samplers;
 pub mod status;
 pub mod study;
 pub mod telemetry;
 pub mod trial;
+pub mod view;
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
-use k8s_openapi::api::batch::v1::Job;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::EnvVar;
-use kube::Client;
-use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::{WatchStreamExt, predicates, reflector, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::broadcast;
 
-pub use observe::{ObserveError, ObserveOutcome, observe};
+pub use observe::{ObserveError, ObserveOutcome, Slots, observe};
+pub use view::View;
 
 use crate::crd::{Study, Trial};
-use crate::engine::samplers::{Sampler, SamplerSpec};
+use view::lock;
 
 /// Extra environment for a trial's containers (e.g. a metric source's token), computed
 /// before its Job is created. An error fails nothing: the Job creation is retried.
 pub type EnvHook = Arc<
-    dyn Fn(Arc<Study>, Trial, Client) -> BoxFuture<'static, Result<Vec<EnvVar>, String>>
+    dyn Fn(Arc<View>, Arc<Study>, Trial) -> BoxFuture<'static, Result<Vec<EnvVar>, String>>
         + Send
         + Sync,
 >;
 
-/// Reconcile errors (retried with backoff; never a crash).
+/// Reconcile errors (retried with per-object backoff; never a crash).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("kubernetes API: {0}")]
@@ -46,47 +55,89 @@ pub enum Error {
     Other(String),
 }
 
-/// Shared by all reconciles.
-pub struct Context {
-    pub client: Client,
-    pub env_hook: Option<EnvHook>,
-    /// Each study's sampler (by UID, with the spec it was built from), kept between
-    /// reconciles so that TPE's kept work carries over from one suggestion to the next.
-    /// Only a cache: what a sampler keeps never changes a suggestion, so a restart loses
-    /// speed, nothing else.
-    pub samplers: KeptSamplers,
+impl Error {
+    /// A short label for metrics: `api_<code>`, `api` (no answer) or `other`.
+    pub fn kind(&self) -> String {
+        match self {
+            Error::Kube(kube::Error::Api(s)) => format!("api_{}", s.code),
+            Error::Kube(_) => "api".into(),
+            Error::Other(_) => "other".into(),
+        }
+    }
 }
 
-/// See [`Context::samplers`].
-#[derive(Default)]
-pub struct KeptSamplers(std::sync::Mutex<std::collections::HashMap<String, KeptSampler>>);
+/// Shared by all reconciles.
+pub struct Context {
+    pub view: Arc<View>,
+    pub env_hook: Option<EnvHook>,
+    /// Consecutive failures per object (for the backoff), by kind/namespace/name.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Studies with per-study gauges (removed when the study is gone).
+    gauged: Mutex<HashSet<(String, String)>>,
+}
 
-/// A study's sampler and the spec it was built from.
-type KeptSampler = (SamplerSpec, Arc<dyn Sampler>);
-
-impl KeptSamplers {
-    /// Studies whose samplers are kept at most; past it the cache starts over. A TPE
-    /// sampler keeps up to a few MB (its kept fits and normal masses), so 256 bound it.
-    const MAX: usize = 256;
-
-    /// The kept sampler of study `uid` if it was built from `spec`, else `built`, kept.
-    pub fn get(&self, uid: &str, spec: &SamplerSpec, built: Box<dyn Sampler>) -> Arc<dyn Sampler> {
-        let mut kept = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((s, sampler)) = kept.get(uid)
-            && s == spec
-        {
-            return sampler.clone();
+impl Context {
+    pub fn new(view: Arc<View>, env_hook: Option<EnvHook>) -> Self {
+        Context {
+            view,
+            env_hook,
+            failures: Mutex::new(HashMap::new()),
+            gauged: Mutex::new(HashSet::new()),
         }
-        if kept.len() >= Self::MAX {
-            kept.clear();
-        }
-        let sampler: Arc<dyn Sampler> = Arc::from(built);
-        kept.insert(uid.to_string(), (spec.clone(), sampler.clone()));
-        sampler
     }
+
+    pub(crate) fn succeeded(&self, key: &str) {
+        let mut f = lock(&self.failures);
+        if !f.is_empty() {
+            f.remove(key);
+        }
+    }
+
+    /// Records a failure; returns how many in a row.
+    fn failed(&self, key: &str) -> u32 {
+        let mut f = lock(&self.failures);
+        let n = f.entry(key.to_string()).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    fn gauged(&self, ns: &str, name: &str) {
+        lock(&self.gauged).insert((ns.to_string(), name.to_string()));
+    }
+}
+
+pub(crate) fn object_key<K: Resource<DynamicType = ()>>(o: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        o.namespace().unwrap_or_default(),
+        o.name_any()
+    )
+}
+
+/// Exponential backoff per object: 1 s, 2 s, 4 s, … up to 5 minutes, with jitter, so a
+/// persistent error (a 403, a webhook down) does not hot-loop every object.
+pub fn backoff(failures: u32) -> Duration {
+    let base = 1u64 << failures.saturating_sub(1).min(9);
+    let secs = base.min(300);
+    let jitter = rand::random::<u64>() % (secs * 250 + 1);
+    Duration::from_millis(secs * 1000 + jitter)
+}
+
+fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = object_key(obj.as_ref());
+    let n = ctx.failed(&key);
+    crate::metrics::telemetry::error(
+        &format!("reconcile_{}", K::kind(&()).to_lowercase()),
+        &err.kind(),
+    );
+    let delay = backoff(n);
+    tracing::warn!(object = %key, error = %err, failures = n, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// How the controllers run.
@@ -109,42 +160,103 @@ impl Default for Config {
     }
 }
 
-fn error_policy<K>(_obj: Arc<K>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %err, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(2))
+/// Every object of a store now, then every object applied afterwards (a receiver that lags
+/// behind resynchronises from the store), limited to namespace `ns` (None: all).
+fn triggers<K>(
+    store: Store<K>,
+    tx: &broadcast::Sender<Arc<K>>,
+    ns: Option<String>,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let rx = tx.subscribe();
+    let initial = store.state();
+    let later = futures::stream::unfold((rx, store), |(mut rx, store)| async move {
+        match rx.recv().await {
+            Ok(a) => Some((vec![a], (rx, store))),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let all = store.state();
+                Some((all, (rx, store)))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+    .flat_map(futures::stream::iter);
+    futures::stream::iter(initial)
+        .chain(later)
+        .filter(move |o| {
+            let keep = ns
+                .as_deref()
+                .is_none_or(|n| o.namespace().as_deref() == Some(n));
+            futures::future::ready(keep)
+        })
 }
 
-fn apis<K>(client: &Client, ns: Option<&str>) -> Api<K>
+/// Passes an object only when `key` of it changed since it last passed (or it is new).
+fn changed<K, F>(key: F) -> impl FnMut(&Arc<K>) -> futures::future::Ready<bool>
 where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
-    K::DynamicType: Default,
+    K: Resource<DynamicType = ()>,
+    F: Fn(&K) -> u64,
 {
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    move |o| {
+        let k = key(o);
+        let id = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+        let fresh = seen.insert(id, k) != Some(k);
+        futures::future::ready(fresh)
     }
 }
 
-async fn run_scope(client: Client, ns: Option<String>, cfg: Config) {
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        env_hook: cfg.env_hook.clone(),
-        samplers: KeptSamplers::default(),
-    });
-    let ns = ns.as_deref();
-    let wc = watcher::Config::default();
+fn hash_of(v: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// What in a Trial matters to its Study's status and plan (not every report does).
+fn study_relevance(t: &Trial) -> u64 {
+    let s = t.status.as_ref();
+    hash_of((
+        t.uid(),
+        t.phase().as_str(),
+        s.and_then(|s| s.value).map(f64::to_bits),
+        s.and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.as_millisecond()),
+    ))
+}
+
+/// What in a Trial its own reconcile acts on: not the points, only phase, Job and whether
+/// a decision is pending.
+fn trial_relevance(t: &Trial) -> u64 {
+    let s = t.status.as_ref();
+    hash_of((
+        t.uid(),
+        t.meta().generation,
+        t.meta().deletion_timestamp.is_some(),
+        t.phase().as_str(),
+        s.and_then(|s| s.job.clone()),
+        s.map(|s| s.checked_step != s.intermediate.last().map(|p| p.step)),
+        t.spec.invalid.is_some(),
+    ))
+}
+
+async fn run_scope(view: Arc<View>, scope: usize, cfg: Config) {
+    let ctx = Arc::new(Context::new(view.clone(), cfg.env_hook.clone()));
+    let s = &view.scopes()[scope];
+    let ns = s.namespace.clone();
     let cc = ControllerConfig::default().concurrency(cfg.concurrency);
 
-    // Studies: only spec changes (generation) trigger from the Study itself, so our own status
-    // writes do not loop; every Trial change triggers its Study.
-    let (reader, writer) = reflector::store::<Study>();
-    let studies = watcher(apis::<Study>(&client, ns), wc.clone())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-    let study_ctl = Controller::for_stream(studies, reader)
-        .owns(apis::<Trial>(&client, ns), wc.clone())
+    // Studies: only spec changes (generation) trigger from the Study itself, so our own
+    // status writes do not loop; a Trial's phase or value change triggers its Study.
+    let studies = triggers(s.studies.clone(), &view.study_events, ns.clone())
+        .filter(changed(|s: &Study| hash_of((s.uid(), s.meta().generation))));
+    let trials_for_study =
+        triggers(s.trials.clone(), &view.trial_events, ns.clone()).filter(changed(study_relevance));
+    let study_ctl = Controller::for_shared_stream(studies, s.studies.clone())
+        .watches_shared_stream(trials_for_study, |t: Arc<Trial>| {
+            Some(ObjectRef::new(&t.spec.study).within(&t.namespace().unwrap_or_default()))
+        })
         .with_config(cc.clone().debounce(Duration::from_millis(300)))
         .run(study::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
@@ -152,28 +264,65 @@ async fn run_scope(client: Client, ns: Option<String>, cfg: Config) {
                 tracing::debug!(error = %e, "study controller");
             }
         });
-    let trial_ctl = Controller::new(apis::<Trial>(&client, ns), wc.clone())
-        .owns(apis::<Job>(&client, ns), wc)
+    let trials =
+        triggers(s.trials.clone(), &view.trial_events, ns.clone()).filter(changed(trial_relevance));
+    let jobs = triggers(s.jobs.clone(), &view.job_events, ns.clone());
+    let trial_ctl = Controller::for_shared_stream(trials, s.trials.clone())
+        .owns_shared_stream(jobs)
         .with_config(cc)
-        .run(trial::reconcile, error_policy, ctx)
+        .run(trial::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "trial controller");
             }
         });
-    futures::join!(study_ctl, trial_ctl);
+    let janitor = janitor(ctx.clone(), scope);
+    futures::join!(study_ctl, trial_ctl, janitor);
 }
 
-/// Runs the Study and Trial controllers until they stop (the future can simply be dropped
-/// or aborted: all state lives in the API).
-pub async fn run(client: Client, cfg: Config) {
-    if cfg.namespaces.is_empty() {
-        run_scope(client, None, cfg).await;
-    } else {
-        let scopes = cfg
-            .namespaces
+/// Drops what is kept for studies that are gone: books, samplers, per-study gauges.
+async fn janitor(ctx: Arc<Context>, scope: usize) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let s = &ctx.view.scopes()[scope];
+        let live: Vec<Arc<Study>> = s.studies.state();
+        let uids: HashSet<String> = ctx
+            .view
+            .all_studies()
             .iter()
-            .map(|ns| run_scope(client.clone(), Some(ns.clone()), cfg.clone()));
-        futures::future::join_all(scopes).await;
+            .filter_map(|s| s.uid())
+            .collect();
+        let names: HashSet<(String, String)> = live
+            .iter()
+            .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
+        for uid in ctx.view.booked_studies() {
+            if !uids.contains(&uid) {
+                ctx.view.forget_study(&uid);
+            }
+        }
+        let gone: Vec<(String, String)> = lock(&ctx.gauged)
+            .iter()
+            .filter(|k| !names.contains(*k) && s.namespace.as_ref().is_none_or(|n| n == &k.0))
+            .cloned()
+            .collect();
+        for (ns, name) in gone {
+            telemetry::forget_study(&ns, &name);
+            lock(&ctx.gauged).remove(&(ns, name));
+        }
     }
+}
+
+/// Runs the Study and Trial controllers on `view` until they stop (the future can simply be
+/// dropped or aborted: all state lives in the API).
+pub async fn run_on(view: Arc<View>, cfg: Config) {
+    let scopes = (0..view.scopes().len()).map(|i| run_scope(view.clone(), i, cfg.clone()));
+    futures::future::join_all(scopes).await;
+}
+
+/// Starts a view for `cfg.namespaces` and runs the controllers on it.
+pub async fn run(client: Client, cfg: Config) {
+    let view = View::start(client, &cfg.namespaces);
+    view.ready(Duration::from_secs(120)).await;
+    run_on(view, cfg).await;
 }

@@ -1,26 +1,34 @@
 //! The single entry point for observed metrics: every metric source (logs, Prometheus, push)
 //! and the tests call [`observe`].
 //!
-//! It appends new `(step, value)` points to `Trial.status.intermediate` (a repeated or lower
-//! step is ignored, as Optuna ignores a second report of a step; NaN is kept as `null`, ±inf
-//! dropped; at most [`MAX_POINTS`](crate::crd::MAX_POINTS) points are kept: the first 999 and
-//! the newest), then asks the study's pruner right away, seeing every trial of the study, and
-//! acts on a "prune": the Trial becomes `Pruned` with a condition, its Job is deleted with
-//! background propagation and an Event is published.
+//! It appends new `(step, value)` points to the trial's curve (a repeated or lower step is
+//! ignored, as Optuna ignores a second report of a step; NaN is kept as `null`, ±inf
+//! dropped; long curves are sealed into chunks, see [`crate::crd::curve`]), asks the study's
+//! pruner right away against the study's [`Book`](super::book::Book), and writes the Trial's
+//! status once. On a "prune" the Trial becomes `Pruned` with a condition in that same write,
+//! then its Job is deleted with background propagation and an Event is published.
 //!
-//! Trial status is the only state: the read-modify-write is a server-side apply carrying the
-//! `resourceVersion` it read, retried on conflict, so concurrent observers never lose a point.
+//! Steady state: no API read, one write (the Trial's status, carrying the `resourceVersion`
+//! it was computed from). Reports of one trial that arrive while a write is in flight are
+//! coalesced into the next write. A 409 (someone else wrote) costs one GET and a retry with
+//! backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
+use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 
-use super::prune::{
-    decide, delete_job, rungs_to_status, save_pruner_state, study_records, trial_event,
-};
+use super::prune::{delete_job, rungs_to_status, save_pruner_state, trial_event};
 use super::status::{apply_trial_status, is_status, set_condition};
-use crate::crd::{MAX_POINTS, Study, Trial, TrialPhase, TrialStatus, trial::append_points};
+use super::telemetry::telemetry;
+use super::view::{View, lock};
+use crate::crd::curve::{self, CurveChunk};
+use crate::crd::{Point, Trial, TrialPhase, TrialStatus};
+use crate::engine::pruners::Decision;
 
 /// What [`observe`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,7 +40,7 @@ pub struct ObserveOutcome {
 }
 
 /// Why [`observe`] stored nothing.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ObserveError {
     #[error("trial {0} not found")]
     NotFound(String),
@@ -44,131 +52,298 @@ pub enum ObserveError {
         prune: bool,
     },
     #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(String),
     #[error("pruner of study {study}: {message}")]
     Pruner { study: String, message: String },
     #[error("trial {0}: too many concurrent writes, giving up")]
     Conflict(String),
 }
 
+impl From<kube::Error> for ObserveError {
+    fn from(e: kube::Error) -> Self {
+        ObserveError::Kube(e.to_string())
+    }
+}
+
+/// Reports of one trial waiting for the next write.
+#[derive(Default)]
+struct Queue {
+    /// (ticket, points) not yet written.
+    waiting: Vec<(u64, Vec<(i64, f64)>)>,
+    issued: u64,
+    /// Each processed ticket's outcome, until its caller takes it.
+    done: HashMap<u64, Result<ObserveOutcome, ObserveError>>,
+}
+
+/// One trial's queue and write lock.
+#[derive(Default)]
+pub struct Slot {
+    queue: Mutex<Queue>,
+    write: tokio::sync::Mutex<()>,
+}
+
+/// The slots of the trials being reported (by namespace and name).
+#[derive(Default)]
+pub struct Slots(Mutex<HashMap<(String, String), Arc<Slot>>>);
+
+impl Slots {
+    fn get(&self, ns: &str, name: &str) -> Arc<Slot> {
+        let mut m = lock(&self.0);
+        if m.len() > 4096 {
+            // Idle slots (nobody queued or writing) are dropped now and then.
+            m.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        m.entry((ns.to_string(), name.to_string()))
+            .or_default()
+            .clone()
+    }
+}
+
 /// Appends points to a trial and runs the pruning decision (see the module docs).
 /// An empty `points` just re-runs a pending decision (used by the Trial reconciler).
 pub async fn observe(
-    client: &Client,
+    view: &View,
     namespace: &str,
     trial: &str,
     points: &[(i64, f64)],
 ) -> Result<ObserveOutcome, ObserveError> {
-    let api: Api<Trial> = Api::namespaced(client.clone(), namespace);
-    for _attempt in 0..16 {
-        let t = match api.get(trial).await {
-            Ok(t) => t,
-            Err(e) if is_status(&e, 404) => return Err(ObserveError::NotFound(trial.into())),
-            Err(e) => return Err(e.into()),
+    if !view.watches(namespace) {
+        return Err(ObserveError::NotFound(trial.into()));
+    }
+    let slot = view.slots.get(namespace, trial);
+    let ticket = {
+        let mut q = lock(&slot.queue);
+        q.issued += 1;
+        let t = q.issued;
+        q.waiting.push((t, points.to_vec()));
+        t
+    };
+    let _w = slot.write.lock().await;
+    if let Some(r) = lock(&slot.queue).done.remove(&ticket) {
+        // An earlier holder wrote our points with its own.
+        return r;
+    }
+    let batch = std::mem::take(&mut lock(&slot.queue).waiting);
+    let all: Vec<(i64, f64)> = batch.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let result = write_batch(view, namespace, trial, &all).await;
+    // Each caller's own count: its points that made it into the curve.
+    let mut q = lock(&slot.queue);
+    let mut mine = Err(ObserveError::Conflict(trial.into()));
+    for (t, pts) in &batch {
+        let r = match &result {
+            Ok((recorded, prune)) => Ok(ObserveOutcome {
+                recorded: pts
+                    .iter()
+                    .filter(|(s, v)| {
+                        recorded
+                            .iter()
+                            .any(|p: &Point| p.step == *s && same(p.value, *v))
+                    })
+                    .count(),
+                prune: *prune,
+            }),
+            Err(e) => Err(e.clone()),
+        };
+        if *t == ticket {
+            mine = r;
+        } else {
+            q.done.insert(*t, r);
+        }
+    }
+    mine
+}
+
+fn same(a: Option<f64>, b: f64) -> bool {
+    match a {
+        None => b.is_nan(),
+        Some(a) => a.to_bits() == b.to_bits(),
+    }
+}
+
+/// Attempts (one GET after each conflict) before giving up with [`ObserveError::Conflict`].
+const ATTEMPTS: u32 = 8;
+
+/// Appends, decides and writes once (retrying conflicts with backoff); returns the points
+/// recorded and whether the trial is pruned.
+async fn write_batch(
+    view: &View,
+    ns: &str,
+    name: &str,
+    points: &[(i64, f64)],
+) -> Result<(Vec<Point>, bool), ObserveError> {
+    let client = &view.client;
+    let api: Api<Trial> = Api::namespaced(client.clone(), ns);
+    let mut fresh: Option<Arc<Trial>> = None;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            // 10, 20, 40, ... ms with jitter, so racing writers spread out.
+            let base = 10u64 << (attempt - 1).min(6);
+            let jitter = rand::random::<u64>() % base.max(1);
+            tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        }
+        let t = match fresh.take().or_else(|| view.trial(ns, name)) {
+            Some(t) => t,
+            None => return Err(ObserveError::NotFound(name.into())),
         };
         let phase = t.phase();
         if phase.is_finished() {
             return Err(ObserveError::Finished {
-                trial: trial.into(),
+                trial: name.into(),
                 phase: phase.as_str(),
                 prune: phase == TrialPhase::Pruned,
             });
         }
         let mut status = t.status.clone().unwrap_or_default();
-        let mut dropped = status.dropped_points.unwrap_or(0);
-        let recorded = append_points(&mut status.intermediate, &mut dropped, points, MAX_POINTS);
-        if dropped > 0 {
-            status.dropped_points = Some(dropped);
-        }
-        let last = status.intermediate.last().map(|p| p.step);
+        let mut last = status
+            .intermediate
+            .last()
+            .map(|p| p.step)
+            .max(status.last_step);
+        let recorded = curve::append(&mut status.intermediate, &mut last, points);
         status.last_step = last;
-        if recorded == 0 && status.checked_step == last {
-            return Ok(ObserveOutcome {
-                recorded: 0,
-                prune: false,
-            });
+        if recorded.is_empty() && status.checked_step == last {
+            return Ok((recorded, false));
         }
-        let (pruned, message) = match decide_for(client, namespace, &t, &status).await? {
-            Some((d, rungs)) => {
-                status.rungs.extend(rungs);
-                (d.prune, Some(d))
+        let decided = decide(view, ns, &t, &recorded)?;
+        let mut pruned = None;
+        if let Some((d, _)) = &decided {
+            status.rungs.extend(rungs_to_status(&d.record_rungs));
+            if d.prune {
+                mark_pruned(&mut status, d, t.metadata.generation);
+                pruned = Some(d.clone());
             }
-            None => (false, None),
-        };
+        }
         status.checked_step = last;
-        if pruned && let Some(d) = &message {
-            mark_pruned(&mut status, d, t.metadata.generation);
+        // Long curves: the oldest points go to chunks before the Trial says they exist.
+        let chunks_before = t.curve_chunks();
+        let sealed = curve::seal(&mut status.intermediate);
+        for (i, c) in sealed.iter().enumerate() {
+            create_chunk(client, &t, chunks_before + i as u32, c).await?;
+        }
+        if !sealed.is_empty() {
+            status.curve_chunks = Some(chunks_before + sealed.len() as u32);
         }
         let rv = t.resource_version();
-        match apply_trial_status(&api, trial, &status, rv.as_deref()).await {
-            Ok(_) => {}
-            Err(e) if is_status(&e, 409) => continue,
-            Err(e) if is_status(&e, 404) => return Err(ObserveError::NotFound(trial.into())),
+        match apply_trial_status(&api, name, &status, rv.as_deref()).await {
+            Ok(written) => {
+                let sealed_points: Vec<Point> = sealed.into_iter().flatten().collect();
+                if let Some(study) = view.study(ns, &t.spec.study) {
+                    let book = view.book(&study);
+                    let state = decided.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
+                    lock(&book).commit(&written, &sealed_points, &state);
+                    if let Some((_, state)) = &decided {
+                        persist_state(view, &study, state).await;
+                    }
+                }
+                view.wrote(written);
+                if let Some(d) = pruned {
+                    act_on_prune(client, ns, &t, &d.reason, &d.message).await?;
+                }
+                let prune = status.phase == Some(TrialPhase::Pruned);
+                return Ok((recorded, prune));
+            }
+            Err(e) if is_status(&e, 409) => {
+                crate::metrics::telemetry::error("observe", "conflict");
+                fresh = match api.get_opt(name).await? {
+                    Some(t) => {
+                        view.wrote(t.clone());
+                        Some(Arc::new(t))
+                    }
+                    None => return Err(ObserveError::NotFound(name.into())),
+                };
+            }
+            Err(e) if is_status(&e, 404) => return Err(ObserveError::NotFound(name.into())),
             Err(e) => return Err(e.into()),
         }
-        if pruned && let Some(d) = message {
-            act_on_prune(client, namespace, &t, &d.reason, &d.message).await?;
-        }
-        return Ok(ObserveOutcome {
-            recorded,
-            prune: pruned,
-        });
     }
-    Err(ObserveError::Conflict(trial.into()))
+    Err(ObserveError::Conflict(name.into()))
 }
 
-/// Runs the pruner for a trial whose status would become `status`; returns the decision and
-/// the rung values to record. `None` when the study is gone (nothing to decide against).
-async fn decide_for(
+/// Writes chunk `k` (AlreadyExists is success: chunk `k` always holds the same points).
+async fn create_chunk(
     client: &Client,
+    t: &Trial,
+    k: u32,
+    points: &[Point],
+) -> Result<(), ObserveError> {
+    let api: Api<CurveChunk> = Api::namespaced(client.clone(), &t.namespace().unwrap_or_default());
+    match api
+        .create(&PostParams::default(), &curve::chunk(t, k, points))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 409) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The pruner's decision for trial `t` with `points` added, and the pruner state after it;
+/// `None` when its study is gone (nothing to decide against).
+fn decide(
+    view: &View,
     ns: &str,
     t: &Trial,
-    status: &TrialStatus,
-) -> Result<
-    Option<(
-        crate::engine::pruners::Decision,
-        std::collections::BTreeMap<String, f64>,
-    )>,
-    ObserveError,
-> {
-    let studies: Api<Study> = Api::namespaced(client.clone(), ns);
-    let study = match studies.get(&t.spec.study).await {
-        Ok(s) => s,
-        Err(e) if is_status(&e, 404) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    points: &[Point],
+) -> Result<Option<(Decision, crate::engine::PrunerState)>, ObserveError> {
+    let Some(study) = view.study(ns, &t.spec.study) else {
+        return Ok(None);
     };
-    let others: Vec<_> = study_records(client, ns, &t.spec.study)
-        .await?
-        .iter()
-        .map(Trial::record)
-        .collect();
-    let mut me = t.clone();
-    me.status = Some(status.clone());
-    let record = me.record();
-    let before = study
+    let trials = view.study_trials(ns, &t.spec.study);
+    let book = view.book(&study);
+    let mut b = lock(&book);
+    b.sync(&trials, &|tr: &Trial, count| {
+        view.sealed_points(ns, &tr.name_any(), count)
+    });
+    b.load_state(study.status.as_ref().and_then(|s| s.pruner_state.as_ref()));
+    let spec = study.pruner();
+    let (d, state) = b
+        .decide(
+            &study.name_any(),
+            study.spec.objective.direction,
+            &spec,
+            t.spec.number,
+            points,
+        )
+        .map_err(|message| ObserveError::Pruner {
+            study: study.name_any(),
+            message,
+        })?;
+    let label = if d.reason.is_empty() {
+        spec.key().to_string()
+    } else {
+        d.reason.clone()
+    };
+    telemetry()
+        .prune_decisions
+        .with_label_values(&[label.as_str(), if d.prune { "prune" } else { "keep" }])
+        .inc();
+    Ok(Some((d, state)))
+}
+
+/// Persists pruner state resolved by a decision, after the Trial write it came with (only
+/// when the Study does not hold it yet). Best effort: the book keeps it, and the next
+/// decision persists it again if this write is lost.
+async fn persist_state(view: &View, study: &crate::crd::Study, state: &crate::engine::PrunerState) {
+    let persisted = study
         .status
         .as_ref()
         .and_then(|s| s.pruner_state.clone())
         .unwrap_or_default();
-    let mut state = before.clone();
-    let d =
-        decide(&study, &others, &record, &mut state).map_err(|message| ObserveError::Pruner {
-            study: study.name_any(),
-            message,
-        })?;
-    if state != before {
-        save_pruner_state(client, &study, &state).await?;
+    let missing = (persisted.min_resource.is_none() && state.min_resource.is_some())
+        || (persisted.max_resource.is_none() && state.max_resource.is_some());
+    if !missing {
+        return;
     }
-    let rungs = rungs_to_status(&d.record_rungs);
-    Ok(Some((d, rungs)))
+    let mut merged = persisted;
+    merged.min_resource = merged.min_resource.or(state.min_resource);
+    merged.max_resource = merged.max_resource.or(state.max_resource);
+    if let Err(e) = save_pruner_state(&view.client, study, &merged).await {
+        tracing::warn!(study = %study.name_any(), error = %e, "saving the pruner state failed; the next decision retries");
+    }
 }
 
 /// Sets the Pruned phase, value, step and condition on a status.
-pub fn mark_pruned(
-    status: &mut TrialStatus,
-    d: &crate::engine::pruners::Decision,
-    generation: Option<i64>,
-) {
+pub fn mark_pruned(status: &mut TrialStatus, d: &Decision, generation: Option<i64>) {
     status.phase = Some(TrialPhase::Pruned);
     status.pruned_at_step = status.intermediate.last().map(|p| p.step);
     status.value = status

@@ -1,77 +1,23 @@
-//! The pruning decision for one trial (the same function for the metric sources, `observe`
-//! and the Trial reconciler), and acting on it.
+//! Acting on decisions: persisting the pruner state, deleting Jobs, publishing Events.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use super::status::{PRUNER_MANAGER, is_status};
-use super::telemetry::telemetry;
-use crate::crd::{STUDY_LABEL, Study, Trial};
-use crate::engine::pruners::{self, Decision};
-use crate::engine::{PrunerState, StudyView, TrialRecord};
+use crate::crd::{Study, Trial};
+use crate::engine::PrunerState;
 
 /// The reporting controller named on Events.
 pub const REPORTER: &str = "lopper-controller";
 
-/// Asks the study's pruner about `trial` (its record as it will be stored), seeing every
-/// trial of the study. `state` is the study's persisted pruner state, updated in place.
-pub fn decide(
-    study: &Study,
-    trials: &[TrialRecord],
-    trial: &TrialRecord,
-    state: &mut PrunerState,
-) -> Result<Decision, String> {
-    let spec = study.pruner();
-    let pruner = pruners::build(&spec).map_err(|e| e.to_string())?;
-    let mut all: Vec<TrialRecord> = trials
-        .iter()
-        .filter(|t| t.number != trial.number)
-        .cloned()
-        .collect();
-    all.push(trial.clone());
-    all.sort_by_key(|t| t.number);
-    let name = study.name_any();
-    let view = StudyView {
-        name: &name,
-        direction: study.spec.objective.direction,
-        trials: &all,
-    };
-    let d = pruner.prune(&view, trial, state);
-    let label = if d.reason.is_empty() {
-        spec.key().to_string()
-    } else {
-        d.reason.clone()
-    };
-    telemetry()
-        .prune_decisions
-        .with_label_values(&[label.as_str(), if d.prune { "prune" } else { "keep" }])
-        .inc();
-    Ok(d)
-}
-
-/// Every trial of `study` (API list, not a cache) as engine records.
-pub async fn study_records(
-    client: &Client,
-    ns: &str,
-    study: &str,
-) -> Result<Vec<Trial>, kube::Error> {
-    let api: Api<Trial> = Api::namespaced(client.clone(), ns);
-    let list = api
-        .list(&ListParams::default().labels(&format!("{STUDY_LABEL}={study}")))
-        .await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|t| t.spec.study == study)
-        .collect())
-}
-
-/// Persists the study's pruner state (its own field manager; only when it changed).
+/// Persists the study's pruner state under its own field manager, with the Study's
+/// `resourceVersion` (a Study changed since it was read answers 409: the state is then read
+/// again and written only if it still lacks these values).
 pub async fn save_pruner_state(
     client: &Client,
     study: &Study,
@@ -79,18 +25,42 @@ pub async fn save_pruner_state(
 ) -> Result<(), kube::Error> {
     let ns = study.namespace().unwrap_or_default();
     let api: Api<Study> = Api::namespaced(client.clone(), &ns);
-    let body = json!({
-        "apiVersion": Study::api_version(&()),
-        "kind": Study::kind(&()),
-        "metadata": {"name": study.name_any()},
-        "status": {"prunerState": state},
-    });
-    api.patch_status(
-        &study.name_any(),
-        &PatchParams::apply(PRUNER_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
+    let mut rv = study.resource_version();
+    let mut state = state.clone();
+    for _ in 0..3 {
+        let body = json!({
+            "apiVersion": Study::api_version(&()),
+            "kind": Study::kind(&()),
+            "metadata": {"name": study.name_any(), "resourceVersion": rv},
+            "status": {"prunerState": state},
+        });
+        match api
+            .patch_status(
+                &study.name_any(),
+                &PatchParams::apply(PRUNER_MANAGER).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 409) => {
+                let now = api.get(&study.name_any()).await?;
+                let persisted = now
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.pruner_state.clone())
+                    .unwrap_or_default();
+                // Values resolved once: one already stored stays.
+                state.min_resource = persisted.min_resource.or(state.min_resource);
+                state.max_resource = persisted.max_resource.or(state.max_resource);
+                if persisted == state {
+                    return Ok(());
+                }
+                rv = now.resource_version();
+            }
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,11 @@
 //! Study reconcile: keep `parallelism` trials running until `maxTrials` exist, stop on goal,
 //! exhaustion or too many failures, and derive the Study's status from its Trials. When to
 //! create a trial and when the study ends is the engine's [`policy`], as in `lopper run`.
+//!
+//! Three phases: read (the view's stores and the study's book, no API request), [`plan`]
+//! (pure: which trials to create with which parameters, which to stop, what status to
+//! write), and [`apply`] (the writes, each idempotent: trial names are deterministic, an
+//! AlreadyExists is success, status is server-side applied).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,11 +17,12 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::job::{controller_ref, gpus_per_trial};
-use super::prune::{delete_job, publish_event, study_records};
+use super::prune::{delete_job, publish_event};
 use super::status::{
     MANAGER, aggregate, apply_trial_status, is_status, next_numbers, set_condition,
 };
 use super::telemetry::telemetry;
+use super::view::lock;
 use super::{Context, Error};
 use crate::crd::{
     NUMBER_LABEL, STUDY_LABEL, Study, StudyPhase, StudyStatus, Trial, TrialPhase, TrialSpec,
@@ -97,67 +103,81 @@ pub async fn reconcile(study: Arc<Study>, ctx: Arc<Context>) -> Result<Action, E
     timer.observe_duration();
     if r.is_err() {
         t.reconcile_errors.with_label_values(&["study"]).inc();
+    } else {
+        ctx.succeeded(&super::object_key(study.as_ref()));
     }
     r
 }
 
-async fn warm_history(
-    ctx: &Context,
-    study: &Study,
-    space: &SearchSpace,
-) -> Result<Vec<TrialRecord>, Error> {
-    let Some(ws) = &study.spec.warm_start else {
-        return Ok(Vec::new());
-    };
-    let ns = study.namespace().unwrap_or_default();
-    let mut earlier = Vec::new();
-    for name in &ws.from_studies {
-        if name == &study.name_any() {
-            continue;
-        }
-        for t in study_records(&ctx.client, &ns, name).await? {
-            earlier.push(t.record());
-        }
-    }
-    let (kept, skipped) = samplers::warm_start(space, &earlier);
-    for s in skipped {
-        tracing::debug!(study = %study.name_any(), "warm start skipped {s}");
-    }
-    Ok(kept)
+/// The conditions the Study reconcile owns (field manager [`MANAGER`]); others, such as the
+/// metric sources' `MetricsUnavailable`, belong to their own managers and are never written
+/// here.
+pub const OWNED_CONDITIONS: [&str; 4] = ["Ready", "Running", "Succeeded", "Failed"];
+
+/// GPU-seconds of running trials are refreshed at this granularity, so a Study's status is
+/// not rewritten at every reconcile just because time passed.
+pub const GPU_REFRESH_SECONDS: i64 = 30;
+
+/// What the reconcile will do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StudyPlan {
+    /// Trials to create: number and sampled parameters.
+    pub create: Vec<(u64, Params)>,
+    /// Trials to stop (the study failed): name, and the condition message.
+    pub stop: Vec<String>,
+    pub stop_message: String,
+    /// The status to apply (owned conditions only), when it differs from the stored one.
+    pub status: Option<StudyStatus>,
+    /// An `InvalidSpec` Event to publish (the spec or its generation changed).
+    pub invalid_event: Option<String>,
+    pub phase: StudyPhase,
+    pub running: u32,
 }
 
-async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> {
-    if study.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let ns = study.namespace().unwrap_or_default();
-    let name = study.name_any();
-    let client = &ctx.client;
+/// The inputs of [`plan`], read from the view.
+pub struct Observed<'a> {
+    pub study: &'a Study,
+    pub trials: &'a [Arc<Trial>],
+    /// The study's trials as engine records (the book), sorted by number.
+    pub records: &'a [TrialRecord],
+    /// Warm-start trials (earlier studies), first in the sampler's history.
+    pub warm: &'a [TrialRecord],
+    pub now: Timestamp,
+}
+
+/// Decides everything the reconcile writes (pure; `sampler` only computes).
+pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), String>) -> StudyPlan {
+    let study = o.study;
     let generation = study.meta().generation;
     let old = study.status.clone().unwrap_or_default();
-    let trials = study_records(client, &ns, &name).await?;
-    let mut records: Vec<TrialRecord> = trials.iter().map(Trial::record).collect();
+    let mut records: Vec<TrialRecord> = o.records.to_vec();
     let rules = rules(study);
     let gpus = gpus_per_trial(study);
-    let mut agg = aggregate(study, &trials, &records, gpus, Timestamp::now());
-    let mut status = StudyStatus {
-        conditions: old.conditions.clone(),
-        observed_generation: generation,
-        ..Default::default()
-    };
+    let trials: Vec<Trial> = o.trials.iter().map(|t| (**t).clone()).collect();
+    let now = Timestamp::from_second(
+        o.now.as_second() - o.now.as_second().rem_euclid(GPU_REFRESH_SECONDS),
+    )
+    .unwrap_or(o.now);
+    let mut agg = aggregate(study, &trials, &records, gpus, now);
+    let mut conditions: Vec<_> = old
+        .conditions
+        .iter()
+        .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
     let max = u64::from(study.spec.max_trials);
     // A finished study stays finished unless its spec changed.
     let sticky = old
         .phase
         .filter(|p| p.is_finished() && old.observed_generation == generation);
-
-    // Why no more trials are created (the policy's), or why the spec is invalid.
+    let mut create = Vec::new();
     let mut stop: Option<End> = None;
     let mut invalid: Option<String> = None;
-    match validate(study) {
+    let mut invalid_event = None;
+    match checked {
         Err(msg) => {
             set_condition(
-                &mut status.conditions,
+                &mut conditions,
                 "Ready",
                 false,
                 "InvalidSpec",
@@ -165,26 +185,13 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 generation,
             );
             if old.phase != Some(StudyPhase::Failed) || old.observed_generation != generation {
-                publish_event(
-                    client,
-                    study.object_ref(&()),
-                    true,
-                    "InvalidSpec",
-                    msg.clone(),
-                )
-                .await;
+                invalid_event = Some(msg.clone());
             }
             invalid = Some(msg);
         }
-        Ok((space, spec, built)) => {
-            let uid = study
-                .metadata
-                .uid
-                .clone()
-                .unwrap_or_else(|| study.name_any());
-            let sampler = ctx.samplers.get(&uid, &spec, built);
+        Ok((space, sampler)) => {
             set_condition(
-                &mut status.conditions,
+                &mut conditions,
                 "Ready",
                 true,
                 "SpecValid",
@@ -197,12 +204,12 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 let slots = policy::slots(&rules, &counts, counts.running) as usize;
                 let numbers = next_numbers(&agg.numbers, max, slots);
                 if !numbers.is_empty() {
-                    let mut history = warm_history(ctx, study, &space).await?;
+                    let mut history: Vec<TrialRecord> = o.warm.to_vec();
                     history.extend(records.iter().cloned());
                     for n in numbers {
-                        match sampler.suggest(&space, study.spec.objective.direction, &history, n) {
+                        match sampler.suggest(space, study.spec.objective.direction, &history, n) {
                             Ok(Suggestion::Params(params)) => {
-                                create_trial(ctx, study, n, params.clone()).await?;
+                                create.push((n, params.clone()));
                                 let mut r = TrialRecord::new(n);
                                 r.params = params;
                                 r.state = TrialState::Running;
@@ -219,7 +226,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                             Err(e) => {
                                 let msg = format!("spec.sampler: {e}");
                                 set_condition(
-                                    &mut status.conditions,
+                                    &mut conditions,
                                     "Ready",
                                     false,
                                     "InvalidSpec",
@@ -240,12 +247,10 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
         stop = policy::stop(&rules, &records);
     }
     let counts = StudyCounts::of(&records);
-    // How the study ended (None: it has not, or its spec is invalid).
     let end = match (&invalid, &stop) {
         (None, Some(s)) => policy::outcome(s, &counts, counts.running),
         _ => None,
     };
-    // The condition reason and message of a failure.
     let failure: Option<(&str, String)> = match (&invalid, &end) {
         (Some(msg), _) => Some(("InvalidSpec", msg.clone())),
         (None, Some(e)) if e.failed() => Some((e.reason(), e.message())),
@@ -262,19 +267,24 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
     } else {
         StudyPhase::Pending
     };
-
     // A study that ended early stops its running trials.
+    let mut stop_trials = Vec::new();
+    let mut stop_message = String::new();
     if phase == StudyPhase::Failed && c.running > 0 {
-        let why = failure
+        stop_message = failure
             .as_ref()
             .map(|(r, m)| format!("study failed ({r}): {m}"))
             .unwrap_or_else(|| "study failed".into());
-        stop_running_trials(ctx, &ns, &trials, &why).await?;
+        stop_trials = o
+            .trials
+            .iter()
+            .filter(|t| !t.phase().is_finished())
+            .map(|t| t.name_any())
+            .collect();
     }
-
     let running_msg = format!("{} trials pending or running", c.running);
     set_condition(
-        &mut status.conditions,
+        &mut conditions,
         "Running",
         phase == StudyPhase::Running,
         if phase == StudyPhase::Running {
@@ -285,44 +295,27 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
         &running_msg,
         generation,
     );
+    let mut both = |reason: &str, msg: &str, ok: Option<bool>| {
+        set_condition(
+            &mut conditions,
+            "Succeeded",
+            ok == Some(true),
+            reason,
+            msg,
+            generation,
+        );
+        set_condition(
+            &mut conditions,
+            "Failed",
+            ok == Some(false),
+            reason,
+            msg,
+            generation,
+        );
+    };
     match (phase, &failure, &end) {
-        (StudyPhase::Failed, Some((reason, msg)), _) => {
-            set_condition(
-                &mut status.conditions,
-                "Failed",
-                true,
-                reason,
-                msg,
-                generation,
-            );
-            set_condition(
-                &mut status.conditions,
-                "Succeeded",
-                false,
-                reason,
-                msg,
-                generation,
-            );
-        }
-        (StudyPhase::Succeeded, None, Some(e)) => {
-            let msg = e.message();
-            set_condition(
-                &mut status.conditions,
-                "Succeeded",
-                true,
-                e.reason(),
-                &msg,
-                generation,
-            );
-            set_condition(
-                &mut status.conditions,
-                "Failed",
-                false,
-                e.reason(),
-                &msg,
-                generation,
-            );
-        }
+        (StudyPhase::Failed, Some((reason, msg)), _) => both(reason, msg, Some(false)),
+        (StudyPhase::Succeeded, None, Some(e)) => both(e.reason(), &e.message(), Some(true)),
         _ if sticky.is_some() => {}
         _ => {
             let msg = match &stop {
@@ -330,51 +323,158 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
                 None => "in progress".to_string(),
             };
             let reason = stop.as_ref().map(End::reason).unwrap_or("InProgress");
-            set_condition(
-                &mut status.conditions,
-                "Succeeded",
-                false,
-                reason,
-                &msg,
-                generation,
-            );
-            set_condition(
-                &mut status.conditions,
-                "Failed",
-                false,
-                reason,
-                &msg,
-                generation,
-            );
+            both(reason, &msg, None);
         }
     }
-    status.phase = Some(phase);
-    status.progress = Some(format!("{}/{}", c.completed, study.spec.max_trials));
-    status.best = agg.best.clone();
-    status.gpu_seconds = Some(agg.gpu.clone());
-    status.trials = Some(c.clone());
-
-    let t = telemetry();
-    for p in TrialPhase::ALL {
-        let n = trials.iter().filter(|t| t.phase() == p).count() as i64;
-        t.trials
-            .with_label_values(&[ns.as_str(), name.as_str(), p.as_str()])
-            .set(n);
-    }
-    t.gpu_seconds_used
-        .with_label_values(&[ns.as_str(), name.as_str()])
-        .set(agg.gpu.used);
-    t.gpu_seconds_saved
-        .with_label_values(&[ns.as_str(), name.as_str()])
-        .set(agg.gpu.saved_by_pruning);
-
+    let status = StudyStatus {
+        phase: Some(phase),
+        observed_generation: generation,
+        conditions,
+        progress: Some(format!("{}/{}", c.completed, study.spec.max_trials)),
+        best: agg.best.clone(),
+        gpu_seconds: Some(agg.gpu.clone()),
+        trials: Some(c.clone()),
+        pruner_state: None,
+    };
     let mut cmp = old.clone();
     cmp.pruner_state = None;
-    if cmp != status || old.phase != Some(phase) {
-        if old.phase != Some(phase) {
-            tracing::info!(study = %name, namespace = %ns, phase = phase.as_str(), "study phase");
+    cmp.conditions
+        .retain(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()));
+    StudyPlan {
+        create,
+        stop: stop_trials,
+        stop_message,
+        status: (cmp != status).then_some(status),
+        invalid_event,
+        phase,
+        running: c.running,
+    }
+}
+
+/// Warm-start trials of the earlier studies named in the spec, read from the view.
+fn warm_history(ctx: &Context, study: &Study, space: &SearchSpace) -> Vec<TrialRecord> {
+    let Some(ws) = &study.spec.warm_start else {
+        return Vec::new();
+    };
+    let ns = study.namespace().unwrap_or_default();
+    let mut earlier = Vec::new();
+    for name in &ws.from_studies {
+        if name == &study.name_any() {
+            continue;
         }
-        let api: Api<Study> = Api::namespaced(client.clone(), &ns);
+        for t in ctx.view.study_trials(&ns, name) {
+            let sealed = ctx
+                .view
+                .sealed_points(&ns, &t.name_any(), t.curve_chunks())
+                .unwrap_or_default();
+            earlier.push(t.record_with(&sealed));
+        }
+    }
+    earlier.sort_by_key(|r| r.number);
+    let (kept, skipped) = samplers::warm_start(space, &earlier);
+    for s in skipped {
+        tracing::debug!(study = %study.name_any(), "warm start skipped {s}");
+    }
+    kept
+}
+
+async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> {
+    if study.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = study.namespace().unwrap_or_default();
+    let name = study.name_any();
+    // Read: the view only.
+    let trials = ctx.view.study_trials(&ns, &name);
+    let book = ctx.view.book(study);
+    let records: Vec<TrialRecord> = {
+        let mut b = lock(&book);
+        b.sync(&trials, &|t: &Trial, count| {
+            ctx.view.sealed_points(&ns, &t.name_any(), count)
+        });
+        b.records().to_vec()
+    };
+    let mut valid = None;
+    let mut invalid = None;
+    let mut warm = Vec::new();
+    match validate(study) {
+        Ok((space, spec, built)) => {
+            let uid = study.uid().unwrap_or_else(|| name.clone());
+            let sampler = ctx.view.samplers.get(&uid, &spec, built);
+            warm = warm_history(ctx, study, &space);
+            valid = Some((space, sampler));
+        }
+        Err(msg) => invalid = Some(msg),
+    }
+    let checked = match (&valid, invalid) {
+        (Some((space, sampler)), None) => Ok((space, sampler.as_ref())),
+        (_, Some(msg)) => Err(msg),
+        (None, None) => Err("spec: not validated".to_string()),
+    };
+    // Plan: pure.
+    let p = plan(
+        &Observed {
+            study,
+            trials: &trials,
+            records: &records,
+            warm: &warm,
+            now: Timestamp::now(),
+        },
+        checked,
+    );
+    // Apply.
+    apply(ctx, study, &p).await?;
+    let t = telemetry();
+    for phase in TrialPhase::ALL {
+        let n = trials.iter().filter(|t| t.phase() == phase).count() as i64;
+        t.trials
+            .with_label_values(&[ns.as_str(), name.as_str(), phase.as_str()])
+            .set(n);
+    }
+    if let Some(g) = p.status.as_ref().and_then(|s| s.gpu_seconds.as_ref()) {
+        t.gpu_seconds_used
+            .with_label_values(&[ns.as_str(), name.as_str()])
+            .set(g.used);
+        t.gpu_seconds_saved
+            .with_label_values(&[ns.as_str(), name.as_str()])
+            .set(g.saved_by_pruning);
+    }
+    ctx.gauged(&ns, &name);
+    Ok(if p.running > 0 {
+        // Trial phase changes wake us; this only refreshes GPU-seconds.
+        Action::requeue(Duration::from_secs(GPU_REFRESH_SECONDS as u64))
+    } else {
+        Action::await_change()
+    })
+}
+
+/// The writes of a plan, in an order that is safe to interrupt: trials first (deterministic
+/// names), then stopping trials, then the status.
+pub async fn apply(ctx: &Context, study: &Study, p: &StudyPlan) -> Result<(), Error> {
+    let ns = study.namespace().unwrap_or_default();
+    let name = study.name_any();
+    if let Some(msg) = &p.invalid_event {
+        publish_event(
+            &ctx.view.client,
+            study.object_ref(&()),
+            true,
+            "InvalidSpec",
+            msg.clone(),
+        )
+        .await;
+    }
+    for (n, params) in &p.create {
+        create_trial(ctx, study, *n, params.clone()).await?;
+    }
+    if !p.stop.is_empty() {
+        stop_running_trials(ctx, &ns, &p.stop, &p.stop_message).await?;
+    }
+    if let Some(status) = &p.status {
+        let old_phase = study.status.as_ref().and_then(|s| s.phase);
+        if old_phase != status.phase {
+            tracing::info!(study = %name, namespace = %ns, phase = p.phase.as_str(), "study phase");
+        }
+        let api: Api<Study> = Api::namespaced(ctx.view.client.clone(), &ns);
         let body = json!({
             "apiVersion": Study::api_version(&()),
             "kind": Study::kind(&()),
@@ -388,12 +488,7 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
         )
         .await?;
     }
-    Ok(if c.running > 0 {
-        // Trial changes wake us; this only refreshes GPU-seconds.
-        Action::requeue(Duration::from_secs(30))
-    } else {
-        Action::await_change()
-    })
+    Ok(())
 }
 
 /// Creates trial `number` under its deterministic name; AlreadyExists is success (a racing
@@ -424,10 +519,11 @@ async fn create_trial(
         .into(),
     );
     trial.metadata.owner_references = Some(vec![controller_ref(study)]);
-    let api: Api<Trial> = Api::namespaced(ctx.client.clone(), &ns);
+    let api: Api<Trial> = Api::namespaced(ctx.view.client.clone(), &ns);
     match api.create(&PostParams::default(), &trial).await {
-        Ok(_) => {
+        Ok(created) => {
             tracing::info!(study = %study.name_any(), trial = %name, "trial created");
+            ctx.view.wrote(created);
             Ok(())
         }
         Err(e) if is_status(&e, 409) => Ok(()),
@@ -435,15 +531,21 @@ async fn create_trial(
     }
 }
 
-/// Marks every active trial Failed (reason StudyFailed) and deletes its Job.
+/// Marks each named trial Failed (reason StudyFailed) and deletes its Job.
 async fn stop_running_trials(
     ctx: &Context,
     ns: &str,
-    trials: &[Trial],
+    names: &[String],
     why: &str,
 ) -> Result<(), Error> {
-    let api: Api<Trial> = Api::namespaced(ctx.client.clone(), ns);
-    for t in trials.iter().filter(|t| !t.phase().is_finished()) {
+    let api: Api<Trial> = Api::namespaced(ctx.view.client.clone(), ns);
+    for name in names {
+        let Some(t) = ctx.view.trial(ns, name) else {
+            continue;
+        };
+        if t.phase().is_finished() {
+            continue;
+        }
         let mut s = t.status.clone().unwrap_or_default();
         s.phase = Some(TrialPhase::Failed);
         s.completion_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
@@ -457,14 +559,148 @@ async fn stop_running_trials(
             why,
             t.meta().generation,
         );
-        match apply_trial_status(&api, &t.name_any(), &s, t.resource_version().as_deref()).await {
-            Ok(_) => {}
+        match apply_trial_status(&api, name, &s, t.resource_version().as_deref()).await {
+            Ok(w) => ctx.view.wrote(w),
             // Someone wrote in between (or it is gone): the next reconcile retries.
             Err(e) if is_status(&e, 409) || is_status(&e, 404) => continue,
             Err(e) => return Err(e.into()),
         }
-        let job = s.job.clone().unwrap_or_else(|| t.name_any());
-        delete_job(&ctx.client, ns, &job).await?;
+        let job = s.job.clone().unwrap_or_else(|| name.clone());
+        delete_job(&ctx.view.client, ns, &job).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Point, TrialStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    fn study(max_failed: Option<u32>) -> Study {
+        let mut s: Study = serde_json::from_value(serde_json::json!({
+            "apiVersion": "lopper.dev/v1alpha1", "kind": "Study",
+            "metadata": {"name": "s", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {
+                "objective": {"metric": "loss", "direction": "minimize"},
+                "parameters": [{"name": "x", "float": {"low": 0.0, "high": 1.0}}],
+                "sampler": {"random": {"seed": 1}},
+                "maxTrials": 4, "parallelism": 2,
+                "trialTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "b"}]}}}}
+            }
+        }))
+        .unwrap();
+        s.spec.max_failed_trials = max_failed;
+        s
+    }
+
+    fn trial(n: u64, phase: TrialPhase) -> Arc<Trial> {
+        let mut t = Trial::new(
+            &trial_name("s", n),
+            TrialSpec {
+                study: "s".into(),
+                number: n,
+                params: Default::default(),
+                invalid: None,
+            },
+        );
+        t.status = Some(TrialStatus {
+            phase: Some(phase),
+            intermediate: vec![Point {
+                step: 0,
+                value: Some(n as f64),
+            }],
+            value: (phase == TrialPhase::Completed).then_some(n as f64),
+            ..Default::default()
+        });
+        Arc::new(t)
+    }
+
+    fn run_plan(s: &Study, trials: &[Arc<Trial>], now: i64) -> StudyPlan {
+        let records: Vec<TrialRecord> = trials.iter().map(|t| t.record()).collect();
+        let (space, _, sampler) = validate(s).unwrap();
+        plan(
+            &Observed {
+                study: s,
+                trials,
+                records: &records,
+                warm: &[],
+                now: Timestamp::from_second(now).unwrap(),
+            },
+            Ok((&space, sampler.as_ref())),
+        )
+    }
+
+    #[test]
+    fn a_new_study_creates_parallelism_trials_with_dense_numbers() {
+        let p = run_plan(&study(None), &[], 1_000);
+        assert_eq!(p.create.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(p.phase, StudyPhase::Running);
+        assert!(p.stop.is_empty());
+        let st = p.status.expect("a status to write");
+        assert_eq!(st.trials.unwrap().running, 2);
+    }
+
+    #[test]
+    fn slots_fill_lowest_free_numbers_and_the_status_keeps_only_owned_conditions() {
+        let mut s = study(None);
+        let mut st = StudyStatus::default();
+        st.conditions.push(Condition {
+            type_: "MetricsUnavailable".into(),
+            status: "True".into(),
+            reason: "PrometheusUnreachable".into(),
+            message: "down".into(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::now(),
+            ),
+            observed_generation: None,
+        });
+        s.status = Some(st);
+        let trials = [
+            trial(0, TrialPhase::Completed),
+            trial(2, TrialPhase::Running),
+        ];
+        let p = run_plan(&s, &trials, 1_000);
+        assert_eq!(p.create.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1]);
+        let status = p.status.unwrap();
+        assert!(
+            status
+                .conditions
+                .iter()
+                .all(|c| OWNED_CONDITIONS.contains(&c.type_.as_str())),
+            "another manager's condition is never written by the reconcile"
+        );
+    }
+
+    #[test]
+    fn too_many_failures_stop_the_running_trials() {
+        let s = study(Some(1));
+        let trials = [
+            trial(0, TrialPhase::Failed),
+            trial(1, TrialPhase::Failed),
+            trial(2, TrialPhase::Running),
+        ];
+        let p = run_plan(&s, &trials, 1_000);
+        assert_eq!(p.phase, StudyPhase::Failed);
+        assert!(p.create.is_empty());
+        assert_eq!(p.stop, vec!["s-2".to_string()]);
+        assert!(
+            p.stop_message.contains("study failed"),
+            "{}",
+            p.stop_message
+        );
+    }
+
+    #[test]
+    fn an_unchanged_study_writes_nothing_within_the_gpu_refresh() {
+        let mut s = study(None);
+        let trials: Vec<_> = (0..4).map(|n| trial(n, TrialPhase::Running)).collect();
+        let first = run_plan(&s, &trials, 1_000).status.unwrap();
+        s.status = Some(first);
+        assert_eq!(run_plan(&s, &trials, 1_000 + 5).status, None);
+        assert!(
+            run_plan(&s, &trials, 1_000 + 35).status.is_none(),
+            "no start times, no GPU time"
+        );
+    }
 }

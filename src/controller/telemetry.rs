@@ -103,3 +103,15 @@ pub fn telemetry() -> &'static Telemetry {
         ),
     })
 }
+
+/// Removes a study's per-study series (the study is gone).
+pub fn forget_study(namespace: &str, study: &str) {
+    let t = telemetry();
+    for p in crate::crd::TrialPhase::ALL {
+        let _ = t
+            .trials
+            .remove_label_values(&[namespace, study, p.as_str()]);
+    }
+    let _ = t.gpu_seconds_used.remove_label_values(&[namespace, study]);
+    let _ = t.gpu_seconds_saved.remove_label_values(&[namespace, study]);
+}

@@ -35,6 +35,8 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, E
     timer.observe_duration();
     if r.is_err() {
         t.reconcile_errors.with_label_values(&["trial"]).inc();
+    } else {
+        ctx.succeeded(&super::object_key(trial.as_ref()));
     }
     r
 }
@@ -128,14 +130,22 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
     if trial.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let client = &ctx.client;
+    let client = &ctx.view.client;
     let ns = trial.namespace().unwrap_or_default();
     let name = trial.name_any();
+    // The newest known state (our own last write may not be in the store yet).
+    let newest = ctx.view.trial(&ns, &name);
+    let trial: &Trial = newest.as_deref().unwrap_or(trial);
     let phase = trial.phase();
     let old = trial.status.clone().unwrap_or_default();
     let job_name = old.job.clone().unwrap_or_else(|| name.clone());
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
-    let job = jobs.get_opt(&job_name).await?;
+    let job = match ctx.view.job(&ns, &job_name) {
+        Some(j) => Some((*j).clone()),
+        // The store may lag a Job we just made: ask before concluding it is gone.
+        None if old.job.is_some() => jobs.get_opt(&job_name).await?,
+        None => None,
+    };
 
     if phase.is_finished() {
         // Never restarts; a pruned or failed trial's Job (and GPUs) go away.
@@ -157,10 +167,10 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
         return fail(ctx, trial, &old, "InvalidSpec", msg).await;
     }
 
-    let studies: Api<Study> = Api::namespaced(client.clone(), &ns);
-    let Some(study) = studies.get_opt(&trial.spec.study).await? else {
+    let Some(study) = ctx.view.study(&ns, &trial.spec.study) else {
         return Ok(Action::await_change());
     };
+    let study: &Study = &study;
     let generation = trial.meta().generation;
     let mut status: TrialStatus = old.clone();
     let job = match job {
@@ -186,12 +196,12 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
         }
         None => {
             let extra = match &ctx.env_hook {
-                Some(h) => h(Arc::new(study.clone()), trial.clone(), client.clone())
+                Some(h) => h(ctx.view.clone(), Arc::new(study.clone()), trial.clone())
                     .await
                     .map_err(Error::Other)?,
                 None => Vec::new(),
             };
-            match render_job(&study, trial, &extra) {
+            match render_job(study, trial, &extra) {
                 Ok(j) => match jobs.create(&PostParams::default(), &j).await {
                     Ok(_) => tracing::info!(trial = %name, "job created"),
                     Err(e) if is_status(&e, 409) => {}
@@ -291,9 +301,8 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
         && !status.phase.is_some_and(TrialPhase::is_finished)
     {
         write(ctx, trial, &status, &old).await?;
-        match observe(client, &ns, &name, &[]).await {
+        match observe(&ctx.view, &ns, &name, &[]).await {
             Ok(_) | Err(ObserveError::Finished { .. }) | Err(ObserveError::NotFound(_)) => {}
-            Err(ObserveError::Kube(e)) => return Err(e.into()),
             Err(e) => return Err(Error::Other(e.to_string())),
         }
         return Ok(action);
@@ -320,8 +329,10 @@ async fn write(
             "trial phase"
         );
     }
-    let api: Api<Trial> =
-        Api::namespaced(ctx.client.clone(), &trial.namespace().unwrap_or_default());
+    let api: Api<Trial> = Api::namespaced(
+        ctx.view.client.clone(),
+        &trial.namespace().unwrap_or_default(),
+    );
     match apply_trial_status(
         &api,
         &trial.name_any(),
@@ -330,7 +341,10 @@ async fn write(
     )
     .await
     {
-        Ok(_) => Ok(()),
+        Ok(w) => {
+            ctx.view.wrote(w);
+            Ok(())
+        }
         Err(e) if is_status(&e, 409) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -358,6 +372,6 @@ async fn fail(
         trial.meta().generation,
     );
     write(ctx, trial, &status, old).await?;
-    trial_event(&ctx.client, trial, true, reason, message.to_string()).await;
+    trial_event(&ctx.view.client, trial, true, reason, message.to_string()).await;
     Ok(Action::await_change())
 }

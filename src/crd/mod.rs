@@ -3,6 +3,7 @@
 //! [`crds`] returns both CustomResourceDefinitions exactly as `lopper crd` prints them and as
 //! `crds/` holds them, with the admission rules of [`schema`] applied.
 
+pub mod curve;
 pub mod engine_api;
 pub mod schema;
 pub mod study;
@@ -15,7 +16,7 @@ pub use study::{
     BestTrial, GpuSeconds, Objective, Study, StudyPhase, StudySpec, StudyStatus, TemplateMetadata,
     TrialCounts, TrialTemplate, WarmStart,
 };
-pub use trial::{MAX_POINTS, Point, Trial, TrialPhase, TrialSpec, TrialStatus};
+pub use trial::{Point, Trial, TrialPhase, TrialSpec, TrialStatus};
 
 /// The API group of Lopper's resources.
 pub const GROUP: &str = "lopper.dev";
@@ -38,9 +39,14 @@ pub fn trial_crd() -> CustomResourceDefinition {
     Trial::crd()
 }
 
-/// Both CRDs, Study first.
+/// The CurveChunk CRD (sealed points of long curves, see [`curve`]).
+pub fn curve_chunk_crd() -> CustomResourceDefinition {
+    curve::CurveChunk::crd()
+}
+
+/// Every CRD: Study, Trial, CurveChunk.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![study_crd(), trial_crd()]
+    vec![study_crd(), trial_crd(), curve_chunk_crd()]
 }
 
 /// The deterministic name of trial `number` of `study`.

@@ -9,14 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::{Params, TrialRecord, TrialState};
 
-/// The most intermediate points kept in `status.intermediate`.
-///
-/// Bounded so a Trial never approaches etcd's object size limit. Once full, the first
-/// `MAX_POINTS - 1` points stay and the last slot always holds the newest point (the newest
-/// report replaces it), so pruners keep seeing the latest value; `status.droppedPoints` counts
-/// what was not kept.
-pub const MAX_POINTS: usize = 1000;
-
 /// `spec` of a Trial (written once by the Study controller, never changed).
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
@@ -145,11 +137,16 @@ pub struct Point {
 pub struct TrialStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<TrialPhase>,
-    /// Reported values in step order (see [`MAX_POINTS`] for the cap).
+    /// The newest reported values in step order, at most
+    /// [`CHUNK_POINTS`](super::curve::CHUNK_POINTS); older ones are in the sealed chunks
+    /// (see [`super::curve`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "super::schema::points_schema")]
     pub intermediate: Vec<Point>,
-    /// Points not kept because of the cap.
+    /// How many sealed curve chunks (ConfigMaps `<trial>-curve-<k>`) precede `intermediate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub curve_chunks: Option<u32>,
+    /// Points an earlier version did not keep (it capped a curve at 1,000 points); read only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_points: Option<u64>,
     /// The largest reported step.
@@ -186,13 +183,28 @@ impl Trial {
             .unwrap_or_default()
     }
 
-    /// The engine's record of this trial, from spec and status.
+    /// The engine's record of this trial, from spec and status (only the points in
+    /// `status.intermediate`; see [`Trial::record_with`] for a curve with sealed chunks).
     pub fn record(&self) -> TrialRecord {
+        self.record_with(&[])
+    }
+
+    /// Sealed chunks this trial's status counts (0 when none).
+    pub fn curve_chunks(&self) -> u32 {
+        self.status
+            .as_ref()
+            .and_then(|s| s.curve_chunks)
+            .unwrap_or(0)
+    }
+
+    /// The engine's record of this trial, with `sealed`: the points of its sealed chunks in
+    /// order (see [`super::curve`]).
+    pub fn record_with(&self, sealed: &[Point]) -> TrialRecord {
         let mut r = TrialRecord::new(self.spec.number);
         r.params = self.spec.params.clone();
         r.state = self.phase().engine_state();
         if let Some(s) = &self.status {
-            for p in &s.intermediate {
+            for p in sealed.iter().chain(&s.intermediate) {
                 r.intermediate.insert(p.step, p.value.unwrap_or(f64::NAN));
             }
             r.value = s.value;
@@ -207,35 +219,6 @@ impl Trial {
         }
         r
     }
-}
-
-/// Appends points to a stored list: steps at or below the last stored step are ignored
-/// (as Optuna ignores a repeated report); returns how many were recorded. Applies the
-/// [`MAX_POINTS`] cap.
-pub fn append_points(
-    list: &mut Vec<Point>,
-    dropped: &mut u64,
-    points: &[(i64, f64)],
-    cap: usize,
-) -> usize {
-    let mut recorded = 0;
-    for &(step, value) in points {
-        if list.last().is_some_and(|p| p.step >= step) {
-            continue;
-        }
-        let value = if value.is_nan() { None } else { Some(value) };
-        if value.is_some_and(|v| v.is_infinite()) {
-            continue;
-        }
-        let p = Point { step, value };
-        if list.len() >= cap.max(1) {
-            list.pop();
-            *dropped += 1;
-        }
-        list.push(p);
-        recorded += 1;
-    }
-    recorded
 }
 
 #[cfg(test)]
@@ -263,38 +246,5 @@ mod tests {
         assert_eq!(ok.params.len(), 1);
         // The marker is never written back.
         assert!(!serde_json::to_string(&ok).unwrap().contains("invalid"));
-    }
-
-    #[test]
-    fn append_ignores_repeated_and_lower_steps() {
-        let mut l = Vec::new();
-        let mut d = 0;
-        assert_eq!(append_points(&mut l, &mut d, &[(0, 1.0), (1, 0.5)], 10), 2);
-        assert_eq!(
-            append_points(&mut l, &mut d, &[(1, 0.1), (0, 0.2), (3, f64::NAN)], 10),
-            1
-        );
-        assert_eq!(l.len(), 3);
-        assert_eq!(
-            l[2],
-            Point {
-                step: 3,
-                value: None
-            }
-        );
-        assert_eq!(append_points(&mut l, &mut d, &[(4, f64::INFINITY)], 10), 0);
-    }
-
-    #[test]
-    fn cap_keeps_first_points_and_newest() {
-        let mut l = Vec::new();
-        let mut d = 0;
-        let pts: Vec<_> = (0..10).map(|i| (i, i as f64)).collect();
-        append_points(&mut l, &mut d, &pts, 4);
-        assert_eq!(
-            l.iter().map(|p| p.step).collect::<Vec<_>>(),
-            vec![0, 1, 2, 9]
-        );
-        assert_eq!(d, 6);
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, LogParams};
-use kube::{Client, ResourceExt};
 
 use super::parser::{LineBuffer, LineParser, SpecError};
 use super::spec::LogsSpec;
@@ -137,7 +137,7 @@ pub enum FollowEnd {
 /// Follows the log of `trial`'s pod until the trial or its container ends, feeding points to
 /// [`observe`]. Transient errors (pod not started yet, broken stream, API errors) are retried.
 pub async fn follow_trial(
-    client: Client,
+    view: std::sync::Arc<crate::controller::View>,
     namespace: String,
     trial: String,
     job: String,
@@ -145,6 +145,7 @@ pub async fn follow_trial(
     spec: LogsSpec,
     objective_metric: String,
 ) -> Result<FollowEnd, SpecError> {
+    let client = view.client.clone();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let mut state = FollowState::new(&spec, &objective_metric)?;
     let mut pod_name: Option<String> = None;
@@ -218,7 +219,7 @@ pub async fn follow_trial(
                 Ok(n) => {
                     let points = state.feed(&buf[..n]);
                     if !points.is_empty()
-                        && let Some(end) = record(&client, &namespace, &trial, &points).await
+                        && let Some(end) = record(&view, &namespace, &trial, &points).await
                     {
                         return Ok(end);
                     }
@@ -238,7 +239,7 @@ pub async fn follow_trial(
         };
         if clean_end && terminated {
             if let Some(p) = state.finished()
-                && let Some(end) = record(&client, &namespace, &trial, &[p]).await
+                && let Some(end) = record(&view, &namespace, &trial, &[p]).await
             {
                 return Ok(end);
             }
@@ -251,13 +252,13 @@ pub async fn follow_trial(
 
 /// Records points; `Some(end)` when following should stop.
 async fn record(
-    client: &Client,
+    view: &crate::controller::View,
     namespace: &str,
     trial: &str,
     points: &[(i64, f64)],
 ) -> Option<FollowEnd> {
     telemetry::observed("logs", points.len());
-    match observe(client, namespace, trial, points).await {
+    match observe(view, namespace, trial, points).await {
         Ok(o) if o.prune => Some(FollowEnd::TrialDone),
         Ok(_) => None,
         Err(ObserveError::NotFound(_)) | Err(ObserveError::Finished { .. }) => {

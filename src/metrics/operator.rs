@@ -3,31 +3,30 @@
 //! - [`env_hook`]: for `push` studies, the per-trial token Secret (named like the Trial, key
 //!   `token`, owned by the Trial) and the Job's `LOPPER_TOKEN` (secretKeyRef),
 //!   `LOPPER_REPORT_URL` and `LOPPER_METRIC`.
-//! - [`PushSink`]: the [`ReportSink`] that checks the token and records through `observe`.
-//! - [`run`]: watches Studies and Trials and keeps one log follower per unfinished trial of a
-//!   `logs` study and one poller per unfinished `prometheus` study.
+//! - [`PushSink`]: the [`ReportSink`] that checks the token and records through `observe`,
+//!   reading only the operator's [`View`] (no API request in the steady state).
+//! - [`run`]: follows the view's Studies and Trials and keeps one log follower per unfinished
+//!   trial of a `logs` study and one poller per unfinished `prometheus` study.
 //! - [`http_router`]: the push route for [`super::server::serve`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 use super::prometheus::{self as prom, Auth, Cursor, PromClient, PromError};
-use super::push::{self, ReportError, ReportSink, objective_value, tokens_match};
+use super::push::{self, RateLimiter, ReportError, ReportSink, objective_value, tokens_match};
 use super::spec::{MetricsSpec, PrometheusSpec};
 use super::telemetry;
-use crate::controller::{EnvHook, ObserveError, observe};
+use crate::controller::{EnvHook, ObserveError, View, observe};
 use crate::crd::{Study, Trial, TrialPhase};
 
 /// The field manager of the `MetricsUnavailable` condition.
@@ -51,7 +50,7 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 /// operator's HTTP port, e.g. `http://lopper.lopper-system.svc:8080`.
 pub fn env_hook(report_base_url: String) -> EnvHook {
     let base = Arc::new(report_base_url.trim_end_matches('/').to_string());
-    Arc::new(move |study: Arc<Study>, trial: Trial, client: Client| {
+    Arc::new(move |view: Arc<View>, study: Arc<Study>, trial: Trial| {
         let base = base.clone();
         Box::pin(async move {
             if !matches!(study.metrics(), MetricsSpec::Push(_)) {
@@ -61,9 +60,12 @@ pub fn env_hook(report_base_url: String) -> EnvHook {
                 .namespace()
                 .ok_or_else(|| "trial without namespace".to_string())?;
             let name = trial.name_any();
-            ensure_token_secret(&client, &ns, &trial)
+            let token = ensure_token_secret(&view.client, &ns, &trial)
                 .await
                 .map_err(|e| format!("token Secret {ns}/{name}: {e}"))?;
+            if let Some(uid) = trial.uid() {
+                view.set_token(&uid, token);
+            }
             Ok(push_env(&base, &ns, &name, &study.spec.objective.metric))
         })
     })
@@ -160,16 +162,42 @@ fn secret_token(s: &Secret) -> Option<String> {
     (!t.is_empty()).then_some(t)
 }
 
-/// The operator's [`ReportSink`]: 404 unknown trial, 401 token mismatch (the Secret named like
-/// the Trial and owned by it), 409 finished, 400 objective missing; records through `observe`.
+/// The operator's [`ReportSink`]. Nothing is revealed before the token is checked: an
+/// unknown trial, a namespace the operator does not watch and a wrong token all get the same
+/// 401. The trial, its study and its token come from the view (the token Secret is read once
+/// per trial, then remembered); then 409 finished, 429 over the per-trial rate, 400 objective
+/// missing; records through `observe`.
 #[derive(Clone)]
 pub struct PushSink {
-    client: Client,
+    view: Arc<View>,
+    limiter: Arc<RateLimiter>,
 }
 
 impl PushSink {
-    pub fn new(client: Client) -> Self {
-        PushSink { client }
+    pub fn new(view: Arc<View>) -> Self {
+        PushSink {
+            view,
+            limiter: Arc::new(RateLimiter::default()),
+        }
+    }
+
+    /// The token the trial's pods were given: remembered, else its Secret (owned by it).
+    async fn expected_token(&self, t: &Trial) -> Result<Option<String>, ReportError> {
+        let Some(uid) = t.uid() else { return Ok(None) };
+        if let Some(tok) = self.view.token(&uid) {
+            return Ok(Some(tok));
+        }
+        let ns = t.namespace().unwrap_or_default();
+        let secrets: Api<Secret> = Api::namespaced(self.view.client.clone(), &ns);
+        let secret = secrets.get_opt(&t.name_any()).await.map_err(unavailable)?;
+        let token = secret
+            .as_ref()
+            .filter(|s| s.owner_references().iter().any(|o| o.uid == uid))
+            .and_then(secret_token);
+        if let Some(tok) = &token {
+            self.view.set_token(&uid, tok.clone());
+        }
+        Ok(token)
     }
 }
 
@@ -187,23 +215,12 @@ impl ReportSink for PushSink {
         metrics: &'a BTreeMap<String, f64>,
     ) -> BoxFuture<'a, Result<bool, ReportError>> {
         Box::pin(async move {
-            let trials: Api<Trial> = Api::namespaced(self.client.clone(), namespace);
-            let Some(t) = trials.get_opt(trial).await.map_err(unavailable)? else {
-                return Err(ReportError::NotFound(trial.into()));
+            // Authenticate before revealing anything.
+            let t = match self.view.trial(namespace, trial) {
+                Some(t) if self.view.watches(namespace) => t,
+                _ => return Err(ReportError::Unauthorized),
             };
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
-            let secret = secrets.get_opt(trial).await.map_err(unavailable)?;
-            let owned = |s: &Secret| {
-                let uid = t.uid();
-                s.owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == uid.as_ref())
-            };
-            let expected = secret
-                .as_ref()
-                .filter(|s| owned(s))
-                .and_then(secret_token)
-                .unwrap_or_default();
+            let expected = self.expected_token(&t).await?.unwrap_or_default();
             if !tokens_match(bearer_token, &expected) {
                 return Err(ReportError::Unauthorized);
             }
@@ -215,8 +232,13 @@ impl ReportSink for PushSink {
                     prune: phase == TrialPhase::Pruned,
                 });
             }
-            let studies: Api<Study> = Api::namespaced(self.client.clone(), namespace);
-            let Some(study) = studies.get_opt(&t.spec.study).await.map_err(unavailable)? else {
+            if !self
+                .limiter
+                .allow(&t.uid().unwrap_or_default(), Instant::now())
+            {
+                return Err(ReportError::TooManyRequests);
+            }
+            let Some(study) = self.view.study(namespace, &t.spec.study) else {
                 return Err(ReportError::NotFound(format!(
                     "{trial} (its study {} is gone)",
                     t.spec.study
@@ -225,7 +247,7 @@ impl ReportSink for PushSink {
             let Some(value) = objective_value(metrics, &study.spec.objective.metric)? else {
                 return Ok(false);
             };
-            match observe(&self.client, namespace, trial, &[(step, value)]).await {
+            match observe(&self.view, namespace, trial, &[(step, value)]).await {
                 Ok(o) => Ok(o.prune),
                 Err(ObserveError::NotFound(_)) => Err(ReportError::NotFound(trial.into())),
                 Err(ObserveError::Finished { phase, prune, .. }) => Err(ReportError::Finished {
@@ -240,8 +262,8 @@ impl ReportSink for PushSink {
 }
 
 /// The push route backed by [`PushSink`].
-pub fn http_router(client: Client) -> axum::Router {
-    push::router(Arc::new(PushSink::new(client)))
+pub fn http_router(view: Arc<View>) -> axum::Router {
+    push::router(Arc::new(PushSink::new(view)))
 }
 
 /// Sets (`Some((reason, message))`) or clears (`None`) the Study's `MetricsUnavailable`
@@ -334,13 +356,14 @@ async fn prom_client<'a>(
 
 /// Polls Prometheus for one study until aborted.
 pub async fn poll_study(
-    client: Client,
+    view: Arc<View>,
     namespace: String,
     study: String,
     spec: PrometheusSpec,
     mut trials: watch::Receiver<TrialList>,
     mut condition: Option<bool>,
 ) {
+    let client = view.client.clone();
     let interval = spec.interval().unwrap_or(PrometheusSpec::DEFAULT_INTERVAL);
     let timeout = interval.clamp(Duration::from_secs(2), Duration::from_secs(10));
     let mut cursors: HashMap<String, Cursor> = HashMap::new();
@@ -389,7 +412,7 @@ pub async fn poll_study(
                     }
                     for (t, points) in by_trial {
                         telemetry::observed("prometheus", points.len());
-                        match observe(&client, &namespace, &t, &points).await {
+                        match observe(&view, &namespace, &t, &points).await {
                             Ok(_) => {}
                             Err(ObserveError::NotFound(_)) | Err(ObserveError::Finished { .. }) => {
                                 cursors.remove(&t);
@@ -461,63 +484,20 @@ struct Follower {
     task: JoinHandle<()>,
 }
 
-/// Runs the metric-source manager for `namespaces` (empty: all) until aborted.
-pub async fn run(client: Client, namespaces: Vec<String>) {
-    if namespaces.is_empty() {
-        run_scope(client, None).await;
-    } else {
-        let scopes = namespaces
-            .into_iter()
-            .map(|ns| run_scope(client.clone(), Some(ns)));
-        futures::future::join_all(scopes).await;
-    }
-}
-
-async fn run_scope(client: Client, ns: Option<String>) {
-    let (studies_r, studies_w) = reflector::store::<Study>();
-    let (trials_r, trials_w) = reflector::store::<Trial>();
-    let notify = Arc::new(Notify::new());
-    let (sa, ta): (Api<Study>, Api<Trial>) = match &ns {
-        Some(n) => (
-            Api::namespaced(client.clone(), n),
-            Api::namespaced(client.clone(), n),
-        ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let n1 = notify.clone();
-    let study_watch = tokio::spawn(
-        watcher(sa, watcher::Config::default())
-            .default_backoff()
-            .reflect(studies_w)
-            .for_each(move |_| {
-                n1.notify_one();
-                futures::future::ready(())
-            }),
-    );
-    let n2 = notify.clone();
-    let trial_watch = tokio::spawn(
-        watcher(ta, watcher::Config::default())
-            .default_backoff()
-            .reflect(trials_w)
-            .for_each(move |_| {
-                n2.notify_one();
-                futures::future::ready(())
-            }),
-    );
-    let _guard = AbortOnDrop(vec![study_watch, trial_watch]);
-    let _ = studies_r.wait_until_ready().await;
-    let _ = trials_r.wait_until_ready().await;
-
+/// Runs the metric-source manager on `view` until aborted.
+pub async fn run(view: Arc<View>) {
+    let mut studies_rx = view.study_events.subscribe();
+    let mut trials_rx = view.trial_events.subscribe();
     let mut followers: HashMap<(String, String), Follower> = HashMap::new();
     let mut done: HashSet<String> = HashSet::new(); // trial uids whose follower ended
     let mut pollers: HashMap<(String, String), Poller> = HashMap::new();
     loop {
-        let studies: HashMap<(String, String), Arc<Study>> = studies_r
-            .state()
+        let studies: HashMap<(String, String), Arc<Study>> = view
+            .all_studies()
             .into_iter()
             .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s))
             .collect();
-        let trials = trials_r.state();
+        let trials = view.all_trials();
         let mut want_followers = HashSet::new();
         let mut running: HashMap<(String, String), TrialList> = HashMap::new();
         let mut uids = HashSet::new();
@@ -546,7 +526,7 @@ async fn run_scope(client: Client, ns: Option<String>) {
                         .unwrap_or_else(|| t.name_any());
                     let container = study.spec.trial_template.primary_container.clone();
                     let metric = study.spec.objective.metric.clone();
-                    let (c, n, tn) = (client.clone(), ns.clone(), t.name_any());
+                    let (c, n, tn) = (view.clone(), ns.clone(), t.name_any());
                     let uid2 = uid.clone();
                     let task = tokio::spawn(async move {
                         match super::logs::follow_trial(
@@ -630,7 +610,7 @@ async fn run_scope(client: Client, ns: Option<String>) {
             });
             let (tx, rx) = watch::channel(list);
             let task = tokio::spawn(poll_study(
-                client.clone(),
+                view.clone(),
                 key.0.clone(),
                 key.1.clone(),
                 spec.clone(),
@@ -648,19 +628,14 @@ async fn run_scope(client: Client, ns: Option<String>) {
             }
             keep
         });
+        // Woken by any Study or Trial change (a burst is read as one), or every 5 s.
         tokio::select! {
-            _ = notify.notified() => {}
+            r = studies_rx.recv() => if matches!(r, Err(broadcast::error::RecvError::Closed)) { return; },
+            r = trials_rx.recv() => if matches!(r, Err(broadcast::error::RecvError::Closed)) { return; },
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
-    }
-}
-
-struct AbortOnDrop(Vec<JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
+        // Every report changes a Trial: gather a burst into one pass over the view.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while studies_rx.try_recv().is_ok() || trials_rx.try_recv().is_ok() {}
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Body `{"step": 3, "metrics": {"val_loss": 0.41}}` with `Authorization: Bearer <token>` →
 //! `200 {"prune": false}` (or `true`: the trainer should stop). Errors, as `{"error": "..."}`:
-//! 400 malformed body or missing objective metric, 401 missing or wrong token, 404 unknown trial,
-//! 409 trial already finished (the body also says `"prune"`), 413 body over 64 KiB.
+//! 400 malformed body or missing objective metric, 401 missing or wrong token (an unknown trial
+//! or an unwatched namespace gets the very same answer, so the port reveals nothing before a
+//! token is checked), 409 trial already finished (the body also says `"prune"`), 413 body
+//! over 64 KiB, 429 over the per-trial rate ([`RateLimiter`], with `Retry-After`), 503 too many
+//! reports in flight ([`MAX_IN_FLIGHT`]) or the API unreachable.
 //!
 //! The route is generic over a [`ReportSink`]: the operator's sink checks the Trial's token
 //! Secret and records through `controller::observe`; `lopper run` plugs in its own.
@@ -26,6 +29,12 @@ use super::telemetry;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Reports handled at once; past it a report waits up to [`QUEUE_WAIT`], then gets 503.
+pub const MAX_IN_FLIGHT: usize = 512;
+
+/// How long a report waits for a free slot before 503.
+pub const QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The route of the endpoint (axum path syntax).
 pub const REPORT_ROUTE: &str = "/v1/namespaces/{namespace}/trials/{trial}/report";
@@ -54,9 +63,45 @@ pub enum ReportError {
         phase: String,
         prune: bool,
     },
+    /// 429: the trial reports faster than [`RateLimiter`] allows; retry after a second.
+    #[error("too many reports for this trial; slow down")]
+    TooManyRequests,
     /// 503: the sink cannot record right now (API server unreachable, ...); retry later.
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// A token bucket per trial: [`RateLimiter::RATE`] reports a second on average, bursts of
+/// [`RateLimiter::BURST`]. Keyed by trial UID and used after the token check, so only real
+/// trials take room.
+#[derive(Default)]
+pub struct RateLimiter(std::sync::Mutex<std::collections::HashMap<String, (f64, Instant)>>);
+
+impl RateLimiter {
+    pub const RATE: f64 = 50.0;
+    pub const BURST: f64 = 200.0;
+
+    /// Takes one report from `key`'s bucket at `now`; false when it is empty.
+    pub fn allow(&self, key: &str, now: Instant) -> bool {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() > 100_000 {
+            // Full buckets carry nothing: drop those idle long enough to have refilled.
+            m.retain(|_, (_, at)| now.duration_since(*at).as_secs_f64() * Self::RATE < Self::BURST);
+        }
+        let (tokens, at) = m.entry(key.to_string()).or_insert((Self::BURST, now));
+        let refill = now.saturating_duration_since(*at).as_secs_f64() * Self::RATE;
+        *tokens = (*tokens + refill).min(Self::BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl ReportError {
@@ -66,6 +111,7 @@ impl ReportError {
             ReportError::Unauthorized => StatusCode::UNAUTHORIZED,
             ReportError::NotFound(_) => StatusCode::NOT_FOUND,
             ReportError::Finished { .. } => StatusCode::CONFLICT,
+            ReportError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ReportError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -193,22 +239,45 @@ fn error_response(status: StatusCode, message: String, prune: Option<bool>) -> R
     (status, axum::Json(body)).into_response()
 }
 
-/// The router serving [`REPORT_ROUTE`] into `sink`, with the 64 KiB body limit.
+#[derive(Clone)]
+struct Shared {
+    sink: Arc<dyn ReportSink>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// The router serving [`REPORT_ROUTE`] into `sink`, with the 64 KiB body limit and at most
+/// [`MAX_IN_FLIGHT`] reports at once.
 pub fn router(sink: Arc<dyn ReportSink>) -> Router {
     Router::new()
         .route(REPORT_ROUTE, post(handle))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(sink)
+        .with_state(Shared {
+            sink,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        })
 }
 
 async fn handle(
-    State(sink): State<Arc<dyn ReportSink>>,
+    State(shared): State<Shared>,
     Path((namespace, trial)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let response = answer(&*sink, &namespace, &trial, &headers, body).await;
+    let permit = tokio::time::timeout(QUEUE_WAIT, shared.in_flight.acquire()).await;
+    let response = match permit {
+        Ok(Ok(_permit)) => answer(&*shared.sink, &namespace, &trial, &headers, body).await,
+        _ => {
+            let mut r = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many reports in flight; retry".into(),
+                None,
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
+    };
     let code = response.status();
     telemetry::telemetry()
         .report_duration
@@ -264,9 +333,18 @@ async fn answer(
                 _ => None,
             };
             if matches!(e, ReportError::Unauthorized) {
-                tracing::info!(namespace, trial, "push report with a wrong token refused");
+                tracing::info!(
+                    namespace,
+                    trial,
+                    "push report refused: unknown trial or wrong token"
+                );
             }
-            error_response(e.status(), e.to_string(), prune)
+            let mut r = error_response(e.status(), e.to_string(), prune);
+            if matches!(e, ReportError::TooManyRequests) {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            }
+            r
         }
     }
 }

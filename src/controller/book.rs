@@ -1,0 +1,474 @@
+//! A study's trials as the engine sees them, kept in memory between reports (pure: no API).
+//!
+//! The book holds one [`TrialRecord`] per trial (sorted by number, as the engine's
+//! [`StudyView`] wants them), the pruners' incremental [`StudyIndex`] and the study's pruner
+//! state. [`Book::sync`] brings it up to date with the Trials as the view knows them: a
+//! record is rebuilt only when its Trial changed (by `resourceVersion`), so a report costs
+//! the points it adds, not a re-read of the study.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use kube::ResourceExt;
+
+use super::view::newer;
+use crate::crd::{Point, Trial};
+use crate::engine::pruners::{self, Decision, PrunerSpec, StudyIndex};
+use crate::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState};
+
+/// Where a record came from.
+#[derive(Clone, Debug, Default)]
+struct Entry {
+    name: String,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    /// Sealed chunks whose points the record holds.
+    chunks: u32,
+}
+
+/// See the module docs.
+#[derive(Default)]
+pub struct Book {
+    records: Vec<TrialRecord>,
+    entries: Vec<Entry>,
+    pos: HashMap<u64, usize>,
+    index: StudyIndex,
+    /// Trial numbers counted in `index` as complete, and their rung values counted.
+    indexed: HashSet<u64>,
+    rungs_indexed: HashMap<u64, BTreeMap<u32, f64>>,
+    index_dirty: bool,
+    pub pruner_state: PrunerState,
+}
+
+/// A trial's sealed points: `Some` from the chunk store, `None` when not available.
+pub type Sealed<'a> = &'a dyn Fn(&Trial, u32) -> Option<Vec<Point>>;
+
+impl Book {
+    /// Every record, sorted by trial number.
+    pub fn records(&self) -> &[TrialRecord] {
+        &self.records
+    }
+
+    pub fn record(&self, number: u64) -> Option<&TrialRecord> {
+        self.pos.get(&number).map(|&i| &self.records[i])
+    }
+
+    /// Numbers of the trials in the book.
+    pub fn numbers(&self) -> impl Iterator<Item = u64> + '_ {
+        self.records.iter().map(|r| r.number)
+    }
+
+    fn reindex_positions(&mut self) {
+        self.pos = self
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.number, i))
+            .collect();
+    }
+
+    /// Brings the book up to `trials` (every Trial of the study, newest known state):
+    /// records of changed Trials are rebuilt, missing ones removed. `sealed(trial, count)`
+    /// returns the points of its first `count` chunks.
+    pub fn sync(&mut self, trials: &[Arc<Trial>], sealed: Sealed<'_>) {
+        let mut seen = HashSet::with_capacity(trials.len());
+        let mut inserted = false;
+        for t in trials {
+            let n = t.spec.number;
+            if !seen.insert(n) {
+                continue;
+            }
+            let rv = t.resource_version();
+            let uid = t.uid();
+            let chunks = t.curve_chunks();
+            if let Some(&i) = self.pos.get(&n) {
+                let e = &self.entries[i];
+                if e.uid == uid && !newer(rv.as_deref(), e.resource_version.as_deref()) {
+                    continue;
+                }
+                // Reuse the sealed points we hold when the Trial has no more chunks than we
+                // know of (chunks never change once sealed).
+                let prefix: Option<Vec<Point>> = if e.uid == uid && e.chunks >= chunks {
+                    let r = &self.records[i];
+                    let keep = chunks as usize * crate::crd::curve::CHUNK_POINTS;
+                    Some(
+                        r.intermediate
+                            .iter()
+                            .take(keep)
+                            .map(|(&s, &v)| Point {
+                                step: s,
+                                value: (!v.is_nan()).then_some(v),
+                            })
+                            .collect(),
+                    )
+                } else {
+                    None
+                };
+                let prefix = prefix.or_else(|| sealed(t, chunks));
+                let (record, known) = build(t, prefix, chunks);
+                let old = std::mem::replace(&mut self.records[i], record);
+                self.entries[i] = Entry {
+                    name: t.name_any(),
+                    uid,
+                    resource_version: rv,
+                    chunks: known,
+                };
+                self.on_changed(&old, i);
+            } else {
+                let prefix = if chunks > 0 { sealed(t, chunks) } else { None };
+                let (record, known) = build(t, prefix, chunks);
+                self.records.push(record);
+                self.entries.push(Entry {
+                    name: t.name_any(),
+                    uid,
+                    resource_version: rv,
+                    chunks: known,
+                });
+                inserted = true;
+                let i = self.records.len() - 1;
+                self.index_new(i);
+            }
+        }
+        let before = self.records.len();
+        if before != seen.len() {
+            // Trials gone (deleted by hand): drop them and rebuild the index.
+            let mut keep = Vec::with_capacity(seen.len());
+            let mut keep_e = Vec::with_capacity(seen.len());
+            for (r, e) in self.records.drain(..).zip(self.entries.drain(..)) {
+                if seen.contains(&r.number) {
+                    keep.push(r);
+                    keep_e.push(e);
+                }
+            }
+            self.records = keep;
+            self.entries = keep_e;
+            self.index_dirty = true;
+            inserted = true;
+        }
+        if inserted {
+            let mut pairs: Vec<(TrialRecord, Entry)> =
+                self.records.drain(..).zip(self.entries.drain(..)).collect();
+            pairs.sort_by_key(|(r, _)| r.number);
+            (self.records, self.entries) = pairs.into_iter().unzip();
+            self.reindex_positions();
+        }
+    }
+
+    /// Index bookkeeping for a record that replaced `old` at `i`.
+    fn on_changed(&mut self, old: &TrialRecord, i: usize) {
+        let new = &self.records[i];
+        let was_complete = old.state == TrialState::Complete;
+        if was_complete
+            && (new.state != TrialState::Complete || new.intermediate != old.intermediate)
+        {
+            self.index_dirty = true;
+            return;
+        }
+        self.index_new(i);
+    }
+
+    /// Adds what record `i` brings to the index (a completion, new rung values).
+    fn index_new(&mut self, i: usize) {
+        if self.index_dirty {
+            return;
+        }
+        let r = &self.records[i];
+        if r.state == TrialState::Complete && self.indexed.insert(r.number) {
+            self.index.on_finished(r);
+        }
+        let known = self.rungs_indexed.entry(r.number).or_default();
+        let mut added = BTreeMap::new();
+        for (k, v) in &r.rungs {
+            match known.get(k) {
+                None => {
+                    added.insert(*k, *v);
+                }
+                Some(old) if old.to_bits() == v.to_bits() => {}
+                Some(_) => {
+                    self.index_dirty = true;
+                    return;
+                }
+            }
+        }
+        if known.len() > r.rungs.len() {
+            self.index_dirty = true;
+            return;
+        }
+        known.extend(added.iter().map(|(k, v)| (*k, *v)));
+        self.index.on_rungs(&added);
+    }
+
+    fn rebuild_index(&mut self) {
+        self.index = StudyIndex::new();
+        self.indexed.clear();
+        self.rungs_indexed.clear();
+        for r in &self.records {
+            if r.state == TrialState::Complete {
+                self.indexed.insert(r.number);
+                self.index.on_finished(r);
+            }
+            self.index.on_rungs(&r.rungs);
+            self.rungs_indexed.insert(r.number, r.rungs.clone());
+        }
+        self.index_dirty = false;
+    }
+
+    /// Adds a trial we just created (running, no points yet).
+    pub fn add_created(&mut self, record: TrialRecord, name: String) {
+        if self.pos.contains_key(&record.number) {
+            return;
+        }
+        self.records.push(record);
+        self.entries.push(Entry {
+            name,
+            ..Default::default()
+        });
+        let mut pairs: Vec<(TrialRecord, Entry)> =
+            self.records.drain(..).zip(self.entries.drain(..)).collect();
+        pairs.sort_by_key(|(r, _)| r.number);
+        (self.records, self.entries) = pairs.into_iter().unzip();
+        self.reindex_positions();
+    }
+
+    /// Asks the study's pruner about trial `number` with `points` appended to its record
+    /// (and the rung values it records). The book is left as it was; see [`Book::commit`].
+    pub fn decide(
+        &mut self,
+        study: &str,
+        direction: Direction,
+        spec: &PrunerSpec,
+        number: u64,
+        points: &[Point],
+    ) -> Result<(Decision, PrunerState), String> {
+        let pruner = pruners::build(spec).map_err(|e| e.to_string())?;
+        if self.index_dirty {
+            self.rebuild_index();
+        }
+        let Some(&i) = self.pos.get(&number) else {
+            return Err(format!("trial {number} is not in the study's book"));
+        };
+        let added: Vec<i64> = {
+            let r = &mut self.records[i];
+            points
+                .iter()
+                .filter(|p| r.report(p.step, p.value.unwrap_or(f64::NAN)))
+                .map(|p| p.step)
+                .collect()
+        };
+        let mut state = self.pruner_state.clone();
+        let d = {
+            let view = StudyView {
+                name: study,
+                direction,
+                trials: &self.records,
+            };
+            pruner.prune_indexed(&view, &self.records[i], &mut state, Some(&self.index))
+        };
+        let r = &mut self.records[i];
+        for s in added {
+            r.intermediate.remove(&s);
+        }
+        Ok((d, state))
+    }
+
+    /// Applies a written Trial to the book at once (the store sees it later): its record is
+    /// rebuilt from `t` with the sealed points the book already holds plus `sealed_now`.
+    pub fn commit(&mut self, t: &Trial, sealed_now: &[Point], state: &PrunerState) {
+        merge_state(&mut self.pruner_state, state);
+        let n = t.spec.number;
+        let Some(&i) = self.pos.get(&n) else {
+            return;
+        };
+        let chunks = t.curve_chunks();
+        let e = &self.entries[i];
+        let held = e.chunks as usize * crate::crd::curve::CHUNK_POINTS;
+        let mut prefix: Vec<Point> = self.records[i]
+            .intermediate
+            .iter()
+            .take(held)
+            .map(|(&s, &v)| Point {
+                step: s,
+                value: (!v.is_nan()).then_some(v),
+            })
+            .collect();
+        prefix.extend_from_slice(sealed_now);
+        let known_chunks = if prefix.len() == chunks as usize * crate::crd::curve::CHUNK_POINTS {
+            chunks
+        } else {
+            0
+        };
+        let (record, known) = build(t, (known_chunks == chunks).then_some(prefix), chunks);
+        let old = std::mem::replace(&mut self.records[i], record);
+        self.entries[i] = Entry {
+            name: t.name_any(),
+            uid: t.uid(),
+            resource_version: t.resource_version(),
+            chunks: known,
+        };
+        self.on_changed(&old, i);
+    }
+
+    /// Takes the persisted pruner state of the Study (values resolved once never change).
+    pub fn load_state(&mut self, persisted: Option<&PrunerState>) {
+        if let Some(p) = persisted {
+            merge_state(&mut self.pruner_state, p);
+        }
+    }
+
+    /// Name of the trial with `number`.
+    pub fn name(&self, number: u64) -> Option<&str> {
+        self.pos
+            .get(&number)
+            .map(|&i| self.entries[i].name.as_str())
+    }
+}
+
+/// Values resolved once: the first known value stays.
+fn merge_state(into: &mut PrunerState, from: &PrunerState) {
+    if into.min_resource.is_none() {
+        into.min_resource = from.min_resource;
+    }
+    if into.max_resource.is_none() {
+        into.max_resource = from.max_resource;
+    }
+}
+
+/// A record from a Trial and the points of its sealed chunks (`None`: not available; the
+/// record then holds only `status.intermediate` and says it knows no chunks).
+fn build(t: &Trial, sealed: Option<Vec<Point>>, chunks: u32) -> (TrialRecord, u32) {
+    match sealed {
+        Some(p) => (t.record_with(&p), chunks),
+        None => {
+            if chunks > 0 {
+                tracing::warn!(
+                    trial = %t.name_any(),
+                    chunks,
+                    "curve chunks not available yet; deciding on the unsealed points only until they are"
+                );
+            }
+            (t.record(), 0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{TrialPhase, TrialSpec, TrialStatus};
+
+    fn trial(n: u64, rv: u64, phase: TrialPhase, steps: &[(i64, f64)]) -> Arc<Trial> {
+        let mut t = Trial::new(
+            &format!("s-{n}"),
+            TrialSpec {
+                study: "s".into(),
+                number: n,
+                params: Default::default(),
+                invalid: None,
+            },
+        );
+        t.metadata.uid = Some(format!("u{n}"));
+        t.metadata.resource_version = Some(rv.to_string());
+        t.status = Some(TrialStatus {
+            phase: Some(phase),
+            intermediate: steps
+                .iter()
+                .map(|&(step, v)| Point {
+                    step,
+                    value: Some(v),
+                })
+                .collect(),
+            value: steps
+                .last()
+                .map(|p| p.1)
+                .filter(|_| phase == TrialPhase::Completed),
+            ..Default::default()
+        });
+        Arc::new(t)
+    }
+
+    fn no_chunks(_: &Trial, _: u32) -> Option<Vec<Point>> {
+        None
+    }
+
+    fn median() -> PrunerSpec {
+        serde_json::from_value(serde_json::json!({"median": {"startupTrials": 1}})).unwrap()
+    }
+
+    #[test]
+    fn decides_as_the_engine_and_leaves_the_book_unchanged() {
+        let mut b = Book::default();
+        let done = trial(0, 5, TrialPhase::Completed, &[(0, 1.0), (1, 0.5)]);
+        let run = trial(1, 6, TrialPhase::Running, &[(0, 1.0)]);
+        b.sync(&[run.clone(), done.clone()], &no_chunks);
+        assert_eq!(b.numbers().collect::<Vec<_>>(), vec![0, 1]);
+        let p = [Point {
+            step: 1,
+            value: Some(0.9),
+        }];
+        let (d, _) = b
+            .decide("s", Direction::Minimize, &median(), 1, &p)
+            .unwrap();
+        assert!(d.prune, "0.9 is worse than the median 0.5 at step 1");
+        assert_eq!(b.record(1).unwrap().intermediate.len(), 1);
+        let (d, _) = b
+            .decide(
+                "s",
+                Direction::Minimize,
+                &median(),
+                1,
+                &[Point {
+                    step: 1,
+                    value: Some(0.4),
+                }],
+            )
+            .unwrap();
+        assert!(!d.prune);
+    }
+
+    #[test]
+    fn sync_rebuilds_only_changed_trials_and_drops_deleted_ones() {
+        let mut b = Book::default();
+        let t0 = trial(0, 5, TrialPhase::Running, &[(0, 1.0)]);
+        let t1 = trial(1, 6, TrialPhase::Running, &[]);
+        b.sync(&[t0.clone(), t1.clone()], &no_chunks);
+        // An older copy (a lagging store) never replaces a newer record.
+        let stale = trial(0, 4, TrialPhase::Running, &[]);
+        b.sync(&[stale, t1.clone()], &no_chunks);
+        assert_eq!(b.record(0).unwrap().intermediate.len(), 1);
+        let done = trial(0, 9, TrialPhase::Completed, &[(0, 1.0), (1, 0.2)]);
+        b.sync(&[done], &no_chunks);
+        assert_eq!(b.records().len(), 1);
+        assert_eq!(b.record(0).unwrap().state, TrialState::Complete);
+    }
+
+    #[test]
+    fn sealed_points_come_from_the_chunks_then_stay_in_the_book() {
+        let mut b = Book::default();
+        let n = crate::crd::curve::CHUNK_POINTS as i64;
+        let mut t = (*trial(0, 5, TrialPhase::Running, &[(n, 7.0)])).clone();
+        t.status.as_mut().unwrap().curve_chunks = Some(1);
+        let t = Arc::new(t);
+        let chunks = |_: &Trial, c: u32| {
+            assert_eq!(c, 1);
+            Some(
+                (0..n)
+                    .map(|s| Point {
+                        step: s,
+                        value: Some(s as f64),
+                    })
+                    .collect(),
+            )
+        };
+        b.sync(&[t.clone()], &chunks);
+        assert_eq!(b.record(0).unwrap().intermediate.len(), n as usize + 1);
+        // A newer Trial with the same chunks reuses the points held (no chunk read).
+        let mut t2 = (*t).clone();
+        t2.metadata.resource_version = Some("6".into());
+        t2.status.as_mut().unwrap().intermediate.push(Point {
+            step: n + 1,
+            value: Some(1.0),
+        });
+        b.sync(&[Arc::new(t2)], &|_, _| panic!("chunks re-read"));
+        assert_eq!(b.record(0).unwrap().intermediate.len(), n as usize + 2);
+    }
+}

@@ -1,0 +1,421 @@
+//! The operator's one in-memory view of the cluster: watch-backed stores of Studies, Trials,
+//! the trials' Jobs and curve chunks, made once and shared by the reconcilers, the pruning
+//! decision and every metric source (so a report reads nothing through the API).
+//!
+//! Where it can be stale, and why decisions stay exact:
+//! - A store lags the API by the watch latency. Our own writes are applied to the view at
+//!   once ([`View::wrote`]): the newest of the store's object and our last written one (by
+//!   `resourceVersion`) is what every reader gets, so the report path never decides on a
+//!   curve older than the one it wrote.
+//! - Writes carry the `resourceVersion` they were computed from; when another writer (the
+//!   Trial reconciler, a second replica) got there first the API answers 409 and the writer
+//!   reads the Trial once and computes again. A decision is therefore always made on the
+//!   Trial as stored, and a lost race costs one GET, never a point.
+//! - Other trials are read as last seen. A completed trial is final, and the only other
+//!   trials' data a pruner reads are completed trials' curves and recorded rung values, so a
+//!   decision sees exactly the trials a serial Optuna study would have seen at some order of
+//!   the concurrent reports.
+//! - A missing Job in the store is confirmed with a GET before a trial is failed for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::Api;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::book::Book;
+use super::samplers::KeptSamplers;
+use crate::crd::curve::{self, CHUNK_LABEL, CurveChunk};
+use crate::crd::{Point, Study, TRIAL_LABEL, Trial};
+
+/// Locks a std mutex, ignoring poisoning (a panic elsewhere never wedges the operator).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The stores of one watched scope (a namespace, or all of them).
+pub struct Scope {
+    pub namespace: Option<String>,
+    pub studies: Store<Study>,
+    pub trials: Store<Trial>,
+    pub jobs: Store<Job>,
+    pub chunks: Store<CurveChunk>,
+}
+
+/// See the module docs.
+pub struct View {
+    pub client: Client,
+    scopes: Vec<Scope>,
+    /// Every applied Study, Trial and Job (fan-out to the controllers; lagging receivers
+    /// resynchronise from the stores).
+    pub study_events: broadcast::Sender<Arc<Study>>,
+    pub trial_events: broadcast::Sender<Arc<Trial>>,
+    pub job_events: broadcast::Sender<Arc<Job>>,
+    /// Trials as we last wrote them, by (namespace, name).
+    written: Mutex<HashMap<(String, String), Arc<Trial>>>,
+    /// Each study's book (by UID).
+    books: Mutex<HashMap<String, Arc<Mutex<Book>>>>,
+    /// Push tokens by trial UID (read once from the trial's Secret, or written by us).
+    tokens: Mutex<HashMap<String, String>>,
+    /// Each study's sampler, kept between reconciles.
+    pub samplers: KeptSamplers,
+    /// Per-trial report queues (see [`super::observe`]).
+    pub slots: super::observe::Slots,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Watches `api` into a new store, sending each applied object to `tx`.
+fn watch<K>(
+    api: Api<K>,
+    cfg: watcher::Config,
+    tx: Option<broadcast::Sender<Arc<K>>>,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let r = reader.clone();
+    let task = tokio::spawn(
+        watcher(api, cfg)
+            .default_backoff()
+            .reflect(writer)
+            .for_each(move |ev| {
+                if let (Some(tx), Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) =
+                    (&tx, &ev)
+                    && let Some(a) = r.get(&ObjectRef::from_obj(o))
+                {
+                    let _ = tx.send(a);
+                }
+                futures::future::ready(())
+            }),
+    );
+    (reader, task)
+}
+
+/// Whether `a` was written after `b` (resourceVersions are etcd revisions; when either does
+/// not read as a number, a different one counts as newer).
+pub fn newer(a: Option<&str>, b: Option<&str>) -> bool {
+    match (
+        a.and_then(|a| a.parse::<u64>().ok()),
+        b.and_then(|b| b.parse::<u64>().ok()),
+    ) {
+        (Some(x), Some(y)) => x > y,
+        _ => a != b,
+    }
+}
+
+impl View {
+    /// Starts the watches for `namespaces` (empty: all) and returns at once; see
+    /// [`View::ready`].
+    pub fn start(client: Client, namespaces: &[String]) -> Arc<View> {
+        let (study_events, _) = broadcast::channel(4096);
+        let (trial_events, _) = broadcast::channel(16384);
+        let (job_events, _) = broadcast::channel(4096);
+        let scopes_ns: Vec<Option<String>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        let mut scopes = Vec::new();
+        let mut tasks = Vec::new();
+        let all = watcher::Config::default();
+        for ns in scopes_ns {
+            let n = ns.as_deref();
+            let (studies, a) = watch(api(&client, n), all.clone(), Some(study_events.clone()));
+            let (trials, b) = watch(api(&client, n), all.clone(), Some(trial_events.clone()));
+            let (jobs, c) = watch(
+                api(&client, n),
+                watcher::Config::default().labels(TRIAL_LABEL),
+                Some(job_events.clone()),
+            );
+            let (chunks, d) = watch::<CurveChunk>(
+                api(&client, n),
+                watcher::Config::default().labels(CHUNK_LABEL),
+                None,
+            );
+            tasks.extend([a, b, c, d]);
+            scopes.push(Scope {
+                namespace: ns,
+                studies,
+                trials,
+                jobs,
+                chunks,
+            });
+        }
+        Arc::new(View {
+            client,
+            scopes,
+            study_events,
+            trial_events,
+            job_events,
+            written: Mutex::new(HashMap::new()),
+            books: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            samplers: KeptSamplers::default(),
+            slots: Default::default(),
+            tasks,
+        })
+    }
+
+    /// A view of fixed objects in namespace `ns` (no watches): for tests of the decision and
+    /// write paths against a mock API, and for tools that bring their own objects.
+    pub fn from_objects(
+        client: Client,
+        ns: &str,
+        studies: Vec<Study>,
+        trials: Vec<Trial>,
+        jobs: Vec<Job>,
+    ) -> Arc<View> {
+        fn filled<K>(objs: Vec<K>) -> Store<K>
+        where
+            K: Resource + Clone + 'static,
+            K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+        {
+            let mut w = reflector::store::Writer::<K>::default();
+            w.apply_watcher_event(&watcher::Event::Init);
+            for o in objs {
+                w.apply_watcher_event(&watcher::Event::InitApply(o));
+            }
+            w.apply_watcher_event(&watcher::Event::InitDone);
+            w.as_reader()
+        }
+        let scope = Scope {
+            namespace: Some(ns.to_string()),
+            studies: filled(studies),
+            trials: filled(trials),
+            jobs: filled(jobs),
+            chunks: filled(Vec::new()),
+        };
+        Arc::new(View {
+            client,
+            scopes: vec![scope],
+            study_events: broadcast::channel(16).0,
+            trial_events: broadcast::channel(16).0,
+            job_events: broadcast::channel(16).0,
+            written: Mutex::new(HashMap::new()),
+            books: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            samplers: KeptSamplers::default(),
+            slots: Default::default(),
+            tasks: Vec::new(),
+        })
+    }
+
+    /// Waits until every store has its first full list (or `timeout` passes; false then).
+    pub async fn ready(&self, timeout: Duration) -> bool {
+        let all = async {
+            for s in &self.scopes {
+                let _ = s.studies.wait_until_ready().await;
+                let _ = s.trials.wait_until_ready().await;
+                let _ = s.jobs.wait_until_ready().await;
+                let _ = s.chunks.wait_until_ready().await;
+            }
+        };
+        tokio::time::timeout(timeout, all).await.is_ok()
+    }
+
+    pub fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
+    /// The scope watching `ns`; `None` when `ns` is not watched.
+    pub fn scope(&self, ns: &str) -> Option<&Scope> {
+        self.scopes
+            .iter()
+            .find(|s| s.namespace.as_deref().is_none_or(|n| n == ns))
+    }
+
+    /// Whether `ns` is watched.
+    pub fn watches(&self, ns: &str) -> bool {
+        self.scope(ns).is_some()
+    }
+
+    pub fn study(&self, ns: &str, name: &str) -> Option<Arc<Study>> {
+        self.scope(ns)?
+            .studies
+            .get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// The newest known state of a Trial: the store's or the one we last wrote.
+    pub fn trial(&self, ns: &str, name: &str) -> Option<Arc<Trial>> {
+        let stored = self.scope(ns)?.trials.get(&ObjectRef::new(name).within(ns));
+        let mut written = lock(&self.written);
+        let key = (ns.to_string(), name.to_string());
+        match (stored, written.get(&key)) {
+            (Some(s), Some(w)) if s.uid() == w.uid() => {
+                if newer(
+                    w.resource_version().as_deref(),
+                    s.resource_version().as_deref(),
+                ) {
+                    Some(w.clone())
+                } else {
+                    // The store caught up: forget ours.
+                    written.remove(&key);
+                    Some(s)
+                }
+            }
+            // A Trial recreated under the same name: the store's is the live one.
+            (Some(s), Some(_)) => {
+                written.remove(&key);
+                Some(s)
+            }
+            (Some(s), None) => Some(s),
+            // Ours may simply not have reached the store yet (or it was deleted: the
+            // store's delete event wins the next time it is looked up).
+            (None, Some(w)) => Some(w.clone()),
+            (None, None) => None,
+        }
+    }
+
+    /// Records a Trial as the API returned it after our write.
+    pub fn wrote(&self, t: Trial) {
+        let key = (t.namespace().unwrap_or_default(), t.name_any());
+        lock(&self.written).insert(key, Arc::new(t));
+    }
+
+    /// Every Trial of `study` in `ns` (newest known state of each).
+    pub fn study_trials(&self, ns: &str, study: &str) -> Vec<Arc<Trial>> {
+        let Some(scope) = self.scope(ns) else {
+            return Vec::new();
+        };
+        let stored: Vec<Arc<Trial>> = scope
+            .trials
+            .state()
+            .into_iter()
+            .filter(|t| t.spec.study == study && t.namespace().as_deref() == Some(ns))
+            .collect();
+        let written = lock(&self.written);
+        let mut out: Vec<Arc<Trial>> = stored
+            .into_iter()
+            .map(|s| match written.get(&(ns.to_string(), s.name_any())) {
+                Some(w)
+                    if w.uid() == s.uid()
+                        && newer(
+                            w.resource_version().as_deref(),
+                            s.resource_version().as_deref(),
+                        ) =>
+                {
+                    w.clone()
+                }
+                _ => s,
+            })
+            .collect();
+        // Written (created) by us but not in the store yet.
+        for ((n, name), w) in written.iter() {
+            if n == ns && w.spec.study == study && !out.iter().any(|t| &t.name_any() == name) {
+                out.push(w.clone());
+            }
+        }
+        out
+    }
+
+    pub fn job(&self, ns: &str, name: &str) -> Option<Arc<Job>> {
+        self.scope(ns)?.jobs.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// The points of a trial's sealed chunks `0..count`, in order; `None` when one is not
+    /// in the store (yet) or unreadable.
+    pub fn sealed_points(&self, ns: &str, trial: &str, count: u32) -> Option<Vec<Point>> {
+        let scope = self.scope(ns)?;
+        let mut out = Vec::new();
+        for k in 0..count {
+            let cm = scope
+                .chunks
+                .get(&ObjectRef::new(&curve::chunk_name(trial, k)).within(ns))?;
+            match curve::chunk_points(&cm) {
+                Ok(p) => out.extend(p),
+                Err(e) => {
+                    tracing::warn!(namespace = ns, trial, error = %e, "curve chunk unreadable");
+                    return None;
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// The book of a study (made empty on first use; see [`Book::sync`]).
+    pub fn book(&self, study: &Study) -> Arc<Mutex<Book>> {
+        let uid = study.uid().unwrap_or_else(|| study.name_any());
+        lock(&self.books)
+            .entry(uid)
+            .or_insert_with(|| Arc::new(Mutex::new(Book::default())))
+            .clone()
+    }
+
+    /// Forgets what is kept for a study that is gone (its book, sampler and the Trials we
+    /// wrote last).
+    pub fn forget_study(&self, uid: &str) {
+        lock(&self.books).remove(uid);
+        self.samplers.forget(uid);
+        lock(&self.written).retain(|_, t| !t.owner_references().iter().any(|o| o.uid == uid));
+    }
+
+    /// UIDs of the studies with a book.
+    pub fn booked_studies(&self) -> Vec<String> {
+        lock(&self.books).keys().cloned().collect()
+    }
+
+    pub fn token(&self, trial_uid: &str) -> Option<String> {
+        lock(&self.tokens).get(trial_uid).cloned()
+    }
+
+    pub fn set_token(&self, trial_uid: &str, token: String) {
+        let mut t = lock(&self.tokens);
+        // Bounded: tokens of trials that are gone are dropped when it grows large.
+        if t.len() > 100_000 {
+            t.clear();
+        }
+        t.insert(trial_uid.to_string(), token);
+    }
+
+    /// Every Study in every scope.
+    pub fn all_studies(&self) -> Vec<Arc<Study>> {
+        self.scopes.iter().flat_map(|s| s.studies.state()).collect()
+    }
+
+    /// Every Trial in every scope (store state).
+    pub fn all_trials(&self) -> Vec<Arc<Trial>> {
+        self.scopes.iter().flat_map(|s| s.trials.state()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::newer;
+
+    #[test]
+    fn resource_versions_compare_as_numbers() {
+        assert!(newer(Some("10"), Some("9")));
+        assert!(!newer(Some("9"), Some("10")));
+        assert!(!newer(Some("9"), Some("9")));
+        assert!(newer(Some("x"), Some("9")));
+        assert!(newer(Some("1"), None));
+    }
+}
