@@ -9,3 +9,4 @@ pub mod engine;
 pub mod metrics;
 pub mod plot;
 pub mod runner;
+pub mod workload;

@@ -459,7 +459,7 @@ mod tests {
                     .collect(),
             )
         };
-        b.sync(&[t.clone()], &chunks);
+        b.sync(std::slice::from_ref(&t), &chunks);
         assert_eq!(b.record(0).unwrap().intermediate.len(), n as usize + 1);
         // A newer Trial with the same chunks reuses the points held (no chunk read).
         let mut t2 = (*t).clone();

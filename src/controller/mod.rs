@@ -8,7 +8,8 @@
 pub mod book;
 #[cfg(test)]
 mod fixtures;
-pub mod job;
+/// Job rendering lives in [`crate::workload::job`] (shared with `lopper run`).
+pub use crate::workload::job;
 pub mod leader;
 pub mod observe;
 pub mod prune;

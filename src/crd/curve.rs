@@ -90,7 +90,7 @@ pub enum ChunkError {
 
 /// The inverse of [`encode`] (NaN as `None`).
 pub fn decode(bytes: &[u8]) -> Option<Vec<Point>> {
-    if bytes.len() % 16 != 0 {
+    if !bytes.len().is_multiple_of(16) {
         return None;
     }
     Some(

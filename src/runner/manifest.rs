@@ -86,7 +86,7 @@ impl LocalStudy {
         // template rendering as a Job would), so a manifest is refused here exactly when the
         // operator would mark it InvalidSpec.
         let (space, _, _) =
-            crate::controller::study::validate(&study).map_err(|e| anyhow::anyhow!(e))?;
+            crate::workload::spec::validate(&study).map_err(|e| anyhow::anyhow!(e))?;
         let sampler = study.sampler();
         // Through serde, so this reads the engine's spec whatever type the CRD embeds.
         let pruner: PrunerSpec =

@@ -4,7 +4,7 @@
 //! ones, and the same `LOPPER_*` environment. One renderer, so a manifest that runs locally
 //! renders the same on a cluster.
 
-use crate::controller::job::{RenderError, primary_index, render_job};
+use crate::workload::job::{RenderError, primary_index, render_job};
 use crate::crd::{Study, Trial, TrialSpec};
 use crate::engine::Params;
 

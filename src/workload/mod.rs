@@ -1,0 +1,5 @@
+//! What the operator and `lopper run` share about a trial's workload: the spec's checks
+//! ([`spec`]) and rendering a trial's Job from the template ([`job`]). No I/O.
+
+pub mod job;
+pub mod spec;
