@@ -240,6 +240,21 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
                     .or_else(|| Some(now()));
             }
             match status.intermediate.last() {
+                // Optuna fails a trial told a NaN objective; so do we, so that pruners
+                // never count it among the completed trials.
+                Some(last) if last.value.is_none() => {
+                    return fail(
+                        ctx,
+                        trial,
+                        &old,
+                        "NaNObjective",
+                        &format!(
+                            "the job succeeded but its last {} (step {}) is NaN",
+                            study.spec.objective.metric, last.step
+                        ),
+                    )
+                    .await;
+                }
                 Some(last) => {
                     status.phase = Some(TrialPhase::Completed);
                     status.value = last.value;

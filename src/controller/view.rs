@@ -58,8 +58,9 @@ pub struct View {
     pub study_events: broadcast::Sender<Arc<Study>>,
     pub trial_events: broadcast::Sender<Arc<Trial>>,
     pub job_events: broadcast::Sender<Arc<Job>>,
-    /// Trials as we last wrote them, by (namespace, name).
-    written: Mutex<HashMap<(String, String), Arc<Trial>>>,
+    /// Trials as we last wrote them, by (namespace, study) then name; an entry goes once the
+    /// store has caught up with it.
+    written: Mutex<HashMap<(String, String), Written>>,
     /// Each study's book (by UID).
     books: Mutex<HashMap<String, Arc<Mutex<Book>>>>,
     /// Push tokens by trial UID (read once from the trial's Secret, or written by us).
@@ -128,6 +129,31 @@ pub fn newer(a: Option<&str>, b: Option<&str>) -> bool {
     ) {
         (Some(x), Some(y)) => x > y,
         _ => a != b,
+    }
+}
+
+/// Our last written Trials of one study, by name.
+type Written = HashMap<String, Arc<Trial>>;
+
+/// The newer of the store's `s` and our written copy of it (dropping ours once the store
+/// caught up, or when the Trial was recreated under the same name).
+fn pick(mine: &mut Written, s: Arc<Trial>) -> Arc<Trial> {
+    let name = s.name_any();
+    match mine.get(&name) {
+        Some(w)
+            if w.uid() == s.uid()
+                && newer(
+                    w.resource_version().as_deref(),
+                    s.resource_version().as_deref(),
+                ) =>
+        {
+            w.clone()
+        }
+        Some(_) => {
+            mine.remove(&name);
+            s
+        }
+        None => s,
     }
 }
 
@@ -267,37 +293,29 @@ impl View {
     pub fn trial(&self, ns: &str, name: &str) -> Option<Arc<Trial>> {
         let stored = self.scope(ns)?.trials.get(&ObjectRef::new(name).within(ns));
         let mut written = lock(&self.written);
-        let key = (ns.to_string(), name.to_string());
-        match (stored, written.get(&key)) {
-            (Some(s), Some(w)) if s.uid() == w.uid() => {
-                if newer(
-                    w.resource_version().as_deref(),
-                    s.resource_version().as_deref(),
-                ) {
-                    Some(w.clone())
-                } else {
-                    // The store caught up: forget ours.
-                    written.remove(&key);
-                    Some(s)
-                }
+        match stored {
+            Some(s) => {
+                let key = (ns.to_string(), s.spec.study.clone());
+                let Some(mine) = written.get_mut(&key) else {
+                    return Some(s);
+                };
+                Some(pick(mine, s))
             }
-            // A Trial recreated under the same name: the store's is the live one.
-            (Some(s), Some(_)) => {
-                written.remove(&key);
-                Some(s)
-            }
-            (Some(s), None) => Some(s),
-            // Ours may simply not have reached the store yet (or it was deleted: the
-            // store's delete event wins the next time it is looked up).
-            (None, Some(w)) => Some(w.clone()),
-            (None, None) => None,
+            // Ours may simply not have reached the store yet.
+            None => written
+                .iter()
+                .filter(|((n, _), _)| n == ns)
+                .find_map(|(_, m)| m.get(name).cloned()),
         }
     }
 
     /// Records a Trial as the API returned it after our write.
     pub fn wrote(&self, t: Trial) {
-        let key = (t.namespace().unwrap_or_default(), t.name_any());
-        lock(&self.written).insert(key, Arc::new(t));
+        let key = (t.namespace().unwrap_or_default(), t.spec.study.clone());
+        lock(&self.written)
+            .entry(key)
+            .or_default()
+            .insert(t.name_any(), Arc::new(t));
     }
 
     /// Every Trial of `study` in `ns` (newest known state of each).
@@ -311,28 +329,24 @@ impl View {
             .into_iter()
             .filter(|t| t.spec.study == study && t.namespace().as_deref() == Some(ns))
             .collect();
-        let written = lock(&self.written);
+        let mut written = lock(&self.written);
+        let Some(mine) = written.get_mut(&(ns.to_string(), study.to_string())) else {
+            return stored;
+        };
+        let mut names = std::collections::HashSet::with_capacity(stored.len());
         let mut out: Vec<Arc<Trial>> = stored
             .into_iter()
-            .map(|s| match written.get(&(ns.to_string(), s.name_any())) {
-                Some(w)
-                    if w.uid() == s.uid()
-                        && newer(
-                            w.resource_version().as_deref(),
-                            s.resource_version().as_deref(),
-                        ) =>
-                {
-                    w.clone()
-                }
-                _ => s,
+            .map(|s| {
+                names.insert(s.name_any());
+                pick(mine, s)
             })
             .collect();
         // Written (created) by us but not in the store yet.
-        for ((n, name), w) in written.iter() {
-            if n == ns && w.spec.study == study && !out.iter().any(|t| &t.name_any() == name) {
-                out.push(w.clone());
-            }
-        }
+        out.extend(
+            mine.iter()
+                .filter(|(n, _)| !names.contains(*n))
+                .map(|(_, w)| w.clone()),
+        );
         out
     }
 
@@ -374,7 +388,10 @@ impl View {
     pub fn forget_study(&self, uid: &str) {
         lock(&self.books).remove(uid);
         self.samplers.forget(uid);
-        lock(&self.written).retain(|_, t| !t.owner_references().iter().any(|o| o.uid == uid));
+        lock(&self.written).retain(|_, m| {
+            m.retain(|_, t| !t.owner_references().iter().any(|o| o.uid == uid));
+            !m.is_empty()
+        });
     }
 
     /// UIDs of the studies with a book.

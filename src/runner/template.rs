@@ -4,9 +4,9 @@
 //! ones, and the same `LOPPER_*` environment. One renderer, so a manifest that runs locally
 //! renders the same on a cluster.
 
-use crate::workload::job::{RenderError, primary_index, render_job};
 use crate::crd::{Study, Trial, TrialSpec};
 use crate::engine::Params;
+use crate::workload::job::{RenderError, primary_index, render_job};
 
 pub use crate::crd::{param_env_name, trial_name};
 

@@ -68,4 +68,3 @@ pub fn rules(study: &Study) -> Rules {
         max_failed_trials: study.spec.max_failed_trials,
     }
 }
-

@@ -1,0 +1,248 @@
+//! The Optuna-generated conformance cases run through the operator's own decision path:
+//! every report goes through `lopper::controller::observe` (the function the push endpoint,
+//! the log followers and the Prometheus poller call), with the study's in-memory book, the
+//! curve chunks long curves are sealed into, and the status write, against an API that
+//! stores what it is sent. Trials run one at a time (parallelism 1), as in the oracle, and
+//! each outcome must equal Optuna's: state, pruning step and value.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use lopper::controller::{ObserveError, View, observe};
+use lopper::crd::{Study, Trial, TrialPhase, TrialSpec, TrialStatus};
+use lopper::engine::replay::ReplayInput;
+use serde_json::{Value, json};
+
+/// An API server that stores what it is sent (creates, status patches; the next
+/// resourceVersion each time) and counts the requests by method and resource.
+fn storing_api(counts: Arc<Mutex<BTreeMap<String, u64>>>) -> Client {
+    let rv = Arc::new(Mutex::new(10u64));
+    let objects: Arc<Mutex<BTreeMap<String, Value>>> = Arc::default();
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let counts = counts.clone();
+        let rv = rv.clone();
+        let objects = objects.clone();
+        async move {
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+            let at = parts.iter().position(|s| *s == "namespaces").unwrap_or(0);
+            let resource = parts.get(at + 2).copied().unwrap_or("?").to_string();
+            let status = path.ends_with("/status");
+            *counts
+                .lock()
+                .unwrap()
+                .entry(format!(
+                    "{method} {resource}{}",
+                    if status { "/status" } else { "" }
+                ))
+                .or_default() += 1;
+            let body = axum::body::to_bytes(axum::body::Body::new(req.into_body()), 1 << 26)
+                .await
+                .unwrap_or_default();
+            let sent: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
+            let next = || {
+                let mut n = rv.lock().unwrap();
+                *n += 1;
+                n.to_string()
+            };
+            let (code, out) = match method.as_str() {
+                "POST" => {
+                    let mut o = sent.clone();
+                    let name = o["metadata"]["name"].as_str().unwrap_or("").to_string();
+                    o["metadata"]["resourceVersion"] = json!(next());
+                    objects
+                        .lock()
+                        .unwrap()
+                        .insert(format!("{path}/{name}"), o.clone());
+                    (201, o)
+                }
+                "PATCH" if status => {
+                    let key = path.trim_end_matches("/status").to_string();
+                    match objects.lock().unwrap().get_mut(&key) {
+                        Some(o) => {
+                            o["status"] = sent["status"].clone();
+                            o["metadata"]["resourceVersion"] = json!(next());
+                            (200, o.clone())
+                        }
+                        None => (
+                            404,
+                            json!({"kind": "Status", "code": 404, "reason": "NotFound", "message": "not found", "status": "Failure", "apiVersion": "v1"}),
+                        ),
+                    }
+                }
+                _ => (
+                    200,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                ),
+            };
+            Ok::<_, std::convert::Infallible>(
+                Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&out).unwrap()))
+                    .unwrap(),
+            )
+        }
+    });
+    Client::new(svc, "ns")
+}
+
+fn study(input: &Value) -> Study {
+    let direction = input["direction"].as_str().unwrap_or("minimize");
+    serde_json::from_value(json!({
+        "apiVersion": "lopper.dev/v1alpha1", "kind": "Study",
+        "metadata": {"name": input["study"].as_str().unwrap_or("replay"), "namespace": "ns",
+                     "uid": "study-uid", "resourceVersion": "1"},
+        "spec": {
+            "objective": {"metric": "v", "direction": direction},
+            "parameters": [{"name": "x", "float": {"low": 0.0, "high": 1.0}}],
+            "pruner": input["pruner"].clone(),
+            "maxTrials": 100000,
+            "metrics": {"push": {}},
+            "trialTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "b"}]}}}}
+        }
+    }))
+    .expect("a Study from the case's pruner")
+}
+
+/// Outcome of one trial: state, pruning step, value.
+type Outcome = (&'static str, Option<i64>, Option<f64>);
+
+/// Runs one case through `observe`; returns each trial's outcome.
+async fn run_case(raw: &Value, counts: Arc<Mutex<BTreeMap<String, u64>>>) -> Vec<Outcome> {
+    let input = ReplayInput::from_value(raw).expect("case input");
+    let s = study(raw);
+    let name = s.metadata.name.clone().unwrap();
+    let view = View::from_objects(storing_api(counts), "ns", vec![s], Vec::new(), Vec::new());
+    let mut out = Vec::new();
+    for (i, curve) in input.trials.iter().enumerate() {
+        let tn = format!("{name}-{i}");
+        let mut t = Trial::new(
+            &tn,
+            TrialSpec {
+                study: name.clone(),
+                number: i as u64,
+                params: Default::default(),
+                invalid: None,
+            },
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some(format!("uid-{i}"));
+        t.status = Some(TrialStatus {
+            phase: Some(TrialPhase::Running),
+            job: Some(tn.clone()),
+            ..Default::default()
+        });
+        let api: kube::Api<Trial> = kube::Api::namespaced(view.client.clone(), "ns");
+        let created = api
+            .create(&Default::default(), &t)
+            .await
+            .expect("the storing API takes the Trial");
+        view.wrote(created);
+        let mut pruned = None;
+        for (&step, v) in curve.steps.iter().zip(&curve.values) {
+            match observe(&view, "ns", &tn, &[(step, v.unwrap_or(f64::NAN))]).await {
+                Ok(o) if o.prune => {
+                    pruned = Some(step);
+                    break;
+                }
+                Ok(_) => {}
+                Err(ObserveError::Finished { .. }) => break,
+                Err(e) => panic!("{tn} step {step}: {e}"),
+            }
+        }
+        let now = view.trial("ns", &tn).expect("trial in the view");
+        let st = now.status.clone().unwrap_or_default();
+        if pruned.is_some() {
+            out.push(("pruned", st.pruned_at_step, st.value));
+            continue;
+        }
+        // The Job succeeded: the Trial completes with its last value (a NaN one fails, as
+        // Optuna fails a trial told NaN); the Trial reconciler's rule.
+        let mut done = (*now).clone();
+        let last = curve.values.last().copied().flatten();
+        let s2 = done.status.get_or_insert_with(Default::default);
+        match last {
+            Some(v) => {
+                s2.phase = Some(TrialPhase::Completed);
+                s2.value = Some(v);
+                out.push(("complete", None, Some(v)));
+            }
+            None => {
+                s2.phase = Some(TrialPhase::Failed);
+                out.push(("failed", None, None));
+            }
+        }
+        done.metadata.resource_version = Some("999999999".into());
+        view.wrote(done);
+    }
+    out
+}
+
+fn expected(e: &Value) -> Outcome {
+    let state = match e["state"].as_str() {
+        Some("complete") => "complete",
+        Some("pruned") => "pruned",
+        Some("failed") => "failed",
+        other => panic!("unexpected state {other:?}"),
+    };
+    let value = match &e["value"] {
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    };
+    (state, e["prunedAtStep"].as_i64(), value)
+}
+
+fn check(path: &str, only: Option<usize>) {
+    let text = std::fs::read_to_string(support::repo_root().join(path)).expect("cases file");
+    let doc: Value = serde_json::from_str(&text).expect("JSON");
+    let cases = doc["cases"].as_array().expect("cases");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let counts = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut failures = Vec::new();
+    let mut trials = 0;
+    for case in cases.iter().take(only.unwrap_or(usize::MAX)) {
+        let name = case["name"].as_str().unwrap_or("?");
+        let got = rt.block_on(run_case(&case["input"], counts.clone()));
+        for (i, (exp, got)) in case["expected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(&got)
+            .enumerate()
+        {
+            trials += 1;
+            if expected(exp) != *got {
+                failures.push(format!(
+                    "{name} trial {i}: expected {:?}, got {got:?}",
+                    expected(exp)
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {trials} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(trials > 0, "no trials checked in {path}");
+    let c = counts.lock().unwrap();
+    eprintln!("{path}: {trials} trials identical through observe; requests {c:?}");
+    assert!(
+        c.keys()
+            .all(|k| !k.starts_with("GET") && !k.contains("LIST")),
+        "the report path read the API: {c:?}"
+    );
+}
+
+#[test]
+fn committed_cases_decide_as_optuna_through_the_operator_path() {
+    check("tests/oracle/cases.json", None);
+}
