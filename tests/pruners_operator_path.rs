@@ -194,6 +194,8 @@ fn expected(e: &Value) -> Outcome {
     };
     let value = match &e["value"] {
         Value::Number(n) => n.as_f64(),
+        Value::String(s) if s == "inf" => Some(f64::INFINITY),
+        Value::String(s) if s == "-inf" => Some(f64::NEG_INFINITY),
         _ => None,
     };
     (state, e["prunedAtStep"].as_i64(), value)

@@ -145,11 +145,11 @@ pub fn chunk_points(c: &CurveChunk) -> Result<Vec<Point>, ChunkError> {
 
 /// Appends points to the unsealed tail: a step at or below the last known step (`last`,
 /// which may lie in a sealed chunk) is ignored, as Optuna ignores a repeated report; ±inf is
-/// dropped, NaN kept as `None`. Returns the points recorded.
+/// kept, NaN kept as `None`. Returns the points recorded.
 pub fn append(tail: &mut Vec<Point>, last: &mut Option<i64>, points: &[(i64, f64)]) -> Vec<Point> {
     let mut recorded = Vec::new();
     for &(step, value) in points {
-        if last.is_some_and(|l| l >= step) || value.is_infinite() {
+        if last.is_some_and(|l| l >= step) {
             continue;
         }
         let p = Point {
@@ -206,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn append_ignores_repeats_below_sealed_points_and_infinities() {
+    fn append_ignores_repeats_below_sealed_points_and_keeps_infinities() {
         let mut tail = Vec::new();
         let mut last = Some(10); // the sealed chunks end at step 10
         let got = append(
@@ -222,12 +222,18 @@ mod tests {
         );
         assert_eq!(
             got,
-            vec![Point {
-                step: 12,
-                value: None
-            }]
+            vec![
+                Point {
+                    step: 11,
+                    value: Some(f64::INFINITY)
+                },
+                Point {
+                    step: 12,
+                    value: None
+                }
+            ]
         );
-        assert_eq!((tail.len(), last), (1, Some(12)));
+        assert_eq!((tail.len(), last), (2, Some(12)));
     }
 
     #[test]

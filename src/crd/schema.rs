@@ -38,7 +38,24 @@ pub fn conditions_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// `status.intermediate`: an atomic list of `{step, value}` (value null = NaN).
+/// `status.value`: a number, or `Infinity` / `-Infinity`.
+pub fn value_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true,
+        "description": "Final objective (completed) or last value (pruned): a number, or \"Infinity\" / \"-Infinity\"."
+    })
+}
+
+/// `status.rungs`: rung number → value (a number, or `Infinity` / `-Infinity`).
+pub fn rungs_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "additionalProperties": {"x-kubernetes-preserve-unknown-fields": true},
+    })
+}
+
+/// `status.intermediate`: an atomic list of `{step, value}`: value a number, null (NaN), or
+/// the string `Infinity` / `-Infinity` (JSON has no infinities; Optuna records them).
 pub fn points_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
@@ -48,7 +65,10 @@ pub fn points_schema(_: &mut SchemaGenerator) -> Schema {
             "required": ["step"],
             "properties": {
                 "step": {"type": "integer", "format": "int64"},
-                "value": {"type": "number", "nullable": true},
+                "value": {
+                    "x-kubernetes-preserve-unknown-fields": true,
+                    "description": "a number; null is NaN; \"Infinity\" or \"-Infinity\""
+                },
             },
         },
     })

@@ -124,11 +124,78 @@ impl TrialPhase {
     }
 }
 
-/// One reported intermediate value; `value: null` is a reported NaN.
+/// One reported intermediate value; `value: null` is a reported NaN, ±inf are written as the
+/// strings `Infinity` / `-Infinity` (JSON numbers cannot hold them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Point {
     pub step: i64,
+    #[serde(with = "value_json")]
+    #[schemars(with = "Option<f64>")]
     pub value: Option<f64>,
+}
+
+mod rungs_json {
+    use std::collections::BTreeMap;
+
+    use serde::ser::SerializeMap;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    struct V(f64);
+
+    impl serde::Serialize for V {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            super::value_json::serialize(&Some(self.0), s)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            map.serialize_entry(k, &V(*v))?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        #[derive(Deserialize)]
+        struct W(#[serde(with = "super::value_json")] Option<f64>);
+        let raw = BTreeMap::<String, W>::deserialize(d)?;
+        Ok(raw
+            .into_iter()
+            .map(|(k, W(v))| (k, v.unwrap_or(f64::NAN)))
+            .collect())
+    }
+}
+
+mod value_json {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(x) if *x == f64::INFINITY => s.serialize_str("Infinity"),
+            Some(x) if *x == f64::NEG_INFINITY => s.serialize_str("-Infinity"),
+            Some(x) if !x.is_nan() => s.serialize_f64(*x),
+            _ => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        Ok(match Option::<Raw>::deserialize(d)? {
+            None => None,
+            Some(Raw::Num(x)) => Some(x),
+            Some(Raw::Text(t)) => match t.as_str() {
+                "Infinity" | "inf" | "+Infinity" => Some(f64::INFINITY),
+                "-Infinity" | "-inf" => Some(f64::NEG_INFINITY),
+                _ => None,
+            },
+        })
+    }
 }
 
 /// `status` of a Trial: the single source of truth for its metrics and pruning state.
@@ -155,13 +222,20 @@ pub struct TrialStatus {
     /// The step up to which the pruner has been asked (level-triggered re-check after a restart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checked_step: Option<i64>,
-    /// Final objective (completed) or last value (pruned).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Final objective (completed) or last value (pruned); ±inf as `Infinity` / `-Infinity`.
+    #[serde(default, with = "value_json", skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::value_schema")]
     pub value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_at_step: Option<i64>,
-    /// Successive halving's recorded value per rung (rung number as key).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Successive halving's recorded value per rung (rung number as key); ±inf as
+    /// `Infinity` / `-Infinity`.
+    #[serde(
+        default,
+        with = "rungs_json",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    #[schemars(schema_with = "super::schema::rungs_schema")]
     pub rungs: BTreeMap<String, f64>,
     /// The Job's name, once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -244,9 +244,7 @@ impl ReportSink for PushSink {
                     t.spec.study
                 )));
             };
-            let Some(value) = objective_value(metrics, &study.spec.objective.metric)? else {
-                return Ok(false);
-            };
+            let value = objective_value(metrics, &study.spec.objective.metric)?;
             match observe(&self.view, namespace, trial, &[(step, value)]).await {
                 Ok(o) => Ok(o.prune),
                 Err(ObserveError::NotFound(_)) => Err(ReportError::NotFound(trial.into())),

@@ -4,7 +4,8 @@
 //! objective metric, enforcing the step rules:
 //! - a line without the step key counts as the next step (last recorded step + 1, or 0);
 //! - a repeated or lower step is ignored (as Optuna ignores a second report of a step);
-//! - NaN is kept as NaN; ±inf, negative steps and unparsable values are ignored (debug log).
+//! - NaN and ±inf are kept (Optuna records both); negative steps and unparsable values are
+//!   ignored (debug log).
 //!
 //! [`LineBuffer`] splits a byte stream (arbitrary chunks, possibly cut inside a UTF-8 character)
 //! into lines, with `\n`, `\r\n` and bare `\r` (progress bars) as terminators and a cap on the
@@ -148,7 +149,7 @@ impl LineParser {
         let value = match parse_value(&value) {
             Some(v) => v,
             None => {
-                tracing::debug!(metric = %self.metric, value = %value, "log metrics: value ignored (not a finite number or NaN)");
+                tracing::debug!(metric = %self.metric, value = %value, "log metrics: value ignored (not a number)");
                 return None;
             }
         };
@@ -217,13 +218,12 @@ impl LineParser {
     }
 }
 
-/// A metric value: a float, NaN kept, ±inf and garbage rejected.
+/// A metric value: a float, NaN and ±inf kept, garbage rejected.
 fn parse_value(s: &str) -> Option<f64> {
     let s = s
         .trim()
         .trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | '[' | ']' | '{' | '}'));
-    let v: f64 = s.parse().ok()?;
-    if v.is_infinite() { None } else { Some(v) }
+    s.parse().ok()
 }
 
 /// A step: a non-negative integer (also `3.0`; a fractional or negative step is rejected).
@@ -385,16 +385,17 @@ mod tests {
         assert_eq!(p.feed("step=1 loss=0.1"), None);
         assert_eq!(p.feed("step=0 loss=0.1"), None);
         assert_eq!(p.feed("step=5 loss=0.5"), Some((5, 0.5)));
-        assert_eq!(p.feed("loss=inf"), None);
-        assert_eq!(p.feed("loss=-inf"), None);
+        // A diverged loss is a value (Optuna records it; a threshold pruner stops it).
+        assert_eq!(p.feed("loss=inf"), Some((6, f64::INFINITY)));
+        assert_eq!(p.feed("loss=-inf"), Some((7, f64::NEG_INFINITY)));
         assert_eq!(p.feed("loss=abc"), None);
         assert_eq!(p.feed("step=-1 loss=0.2"), None);
-        assert_eq!(p.feed("step=6.5 loss=0.2"), None);
+        assert_eq!(p.feed("step=8.5 loss=0.2"), None);
         let (s, v) = p.feed("loss=nan").unwrap();
-        assert_eq!(s, 6);
+        assert_eq!(s, 8);
         assert!(v.is_nan());
-        assert_eq!(p.feed("step=7.0 loss=0.2"), Some((7, 0.2)));
-        assert_eq!(p.last_step(), Some(7));
+        assert_eq!(p.feed("step=9.0 loss=0.2"), Some((9, 0.2)));
+        assert_eq!(p.last_step(), Some(9));
     }
 
     #[test]
@@ -413,7 +414,10 @@ mod tests {
             .unwrap();
         assert_eq!(s, 2);
         assert!(v.is_nan());
-        assert_eq!(p.feed(r#"{"epoch": 3, "val_loss": Infinity}"#), None);
+        assert_eq!(
+            p.feed(r#"{"epoch": 3, "val_loss": Infinity}"#),
+            Some((3, f64::INFINITY))
+        );
         assert_eq!(
             p.feed(r#"2024-01-01 {"epoch": "4", "val_loss": "0.25"}"#),
             Some((4, 0.25))

@@ -142,12 +142,12 @@ pub fn tokens_match(presented: &str, expected: &str) -> bool {
 pub const OBJECTIVE_ALIAS: &str = "value";
 
 /// The objective's value in a report (under its name, else under [`OBJECTIVE_ALIAS`]):
-/// `Err(400)` when absent, `Ok(None)` for ±inf (ignored, as in logs), `Ok(Some(v))` otherwise
-/// (NaN kept).
+/// `Err(400)` when absent, else the value (NaN and ±inf kept: Optuna records both, and a
+/// diverged loss reported as inf is what a threshold or median pruner should stop).
 pub fn objective_value(
     metrics: &BTreeMap<String, f64>,
     objective: &str,
-) -> Result<Option<f64>, ReportError> {
+) -> Result<f64, ReportError> {
     match metrics
         .get(objective)
         .or_else(|| metrics.get(OBJECTIVE_ALIAS))
@@ -155,11 +155,7 @@ pub fn objective_value(
         None => Err(ReportError::BadRequest(format!(
             "metrics.{objective} (the study's objective metric, or `value`) is missing"
         ))),
-        Some(v) if v.is_infinite() => {
-            tracing::debug!(objective, value = v, "push report: infinite value ignored");
-            Ok(None)
-        }
-        Some(v) => Ok(Some(*v)),
+        Some(v) => Ok(*v),
     }
 }
 
@@ -387,9 +383,7 @@ mod tests {
                 if !tokens_match(bearer_token, &format!("tok-{trial}")) {
                     return Err(ReportError::Unauthorized);
                 }
-                let Some(v) = objective_value(metrics, "val_loss")? else {
-                    return Ok(false);
-                };
+                let v = objective_value(metrics, "val_loss")?;
                 self.got
                     .lock()
                     .unwrap()
@@ -488,7 +482,7 @@ mod tests {
             "x".repeat(MAX_BODY_BYTES)
         );
         assert_eq!(call(&app, "t1", Some("tok-t1"), big).await.0, 413);
-        // NaN as a string is kept; infinity is accepted but not recorded
+        // NaN and infinity as strings are kept
         let (s, _) = call(
             &app,
             "t2",
@@ -506,9 +500,10 @@ mod tests {
         .await;
         assert_eq!(s, 200);
         let got = sink.got.lock().unwrap().clone();
-        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got.len(), 4, "{got:?}");
         assert_eq!(got[0], ("ns".into(), "t1".into(), 1, 0.4));
         assert!(got[2].3.is_nan());
+        assert_eq!(got[3].3, f64::INFINITY);
     }
 
     #[test]

@@ -53,7 +53,8 @@ impl ReportSink for LocalSink {
                 .get(trial)
                 .cloned();
             let Some((idx, token)) = known.filter(|_| namespace == NAMESPACE) else {
-                return Err(ReportError::NotFound(format!("{namespace}/{trial}")));
+                // Unknown trial: the same answer as a wrong token (reveal nothing).
+                return Err(ReportError::Unauthorized);
             };
             if !tokens_match(bearer_token, &token) {
                 return Err(ReportError::Unauthorized);
@@ -63,11 +64,6 @@ impl ReportSink for LocalSink {
             }
             let value = objective_value(metrics, &self.objective)?;
             let (reply, answer) = oneshot::channel();
-            let value = value.unwrap_or(f64::INFINITY);
-            if value.is_infinite() {
-                // Ignored as in logs; still tell the trainer whether it is pruned.
-                return Ok(false);
-            }
             self.tx
                 .send(Event::Push {
                     idx,
