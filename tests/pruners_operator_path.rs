@@ -134,6 +134,7 @@ async fn run_case(raw: &Value, counts: Arc<Mutex<BTreeMap<String, u64>>>) -> Vec
         );
         t.metadata.namespace = Some("ns".into());
         t.metadata.uid = Some(format!("uid-{i}"));
+        t.metadata.labels = Some([(lopper::crd::STUDY_LABEL.to_string(), name.clone())].into());
         t.status = Some(TrialStatus {
             phase: Some(TrialPhase::Running),
             job: Some(tn.clone()),

@@ -54,6 +54,7 @@ impl Mock {
                         v["metadata"]["uid"] = json!("uid-1");
                         v["metadata"]["namespace"] = json!("ns");
                         v["spec"] = json!({"study": "s", "number": 1});
+                        v["metadata"]["labels"] = json!({"lopper.dev/study": "s"});
                         (200, v)
                     }
                     Some(Answer::Json(c, v)) => (c, v),
@@ -109,6 +110,7 @@ fn trial(n: u64, phase: TrialPhase, points: &[(i64, f64)]) -> Trial {
     );
     t.metadata.namespace = Some("ns".into());
     t.metadata.uid = Some(format!("uid-{n}"));
+    t.metadata.labels = Some([(crate::crd::STUDY_LABEL.to_string(), "s".to_string())].into());
     t.metadata.resource_version = Some("5".into());
     t.status = Some(TrialStatus {
         phase: Some(phase),

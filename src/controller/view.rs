@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 use super::book::Book;
 use super::samplers::KeptSamplers;
 use crate::crd::curve::{self, CHUNK_LABEL, CurveChunk};
-use crate::crd::{Point, Study, TRIAL_LABEL, Trial};
+use crate::crd::{Point, STUDY_LABEL, Study, TRIAL_LABEL, Trial};
 
 /// Locks a std mutex, ignoring poisoning (a panic elsewhere never wedges the operator).
 pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,6 +130,15 @@ pub fn newer(a: Option<&str>, b: Option<&str>) -> bool {
         (Some(x), Some(y)) => x > y,
         _ => a != b,
     }
+}
+
+/// Whether `t` is one of `study`'s trials: it names the study and carries its label (what
+/// the operator puts on the Trials it creates; a Trial made by hand without it is not
+/// counted, as with a label-selected list).
+fn belongs(t: &Trial, ns: &str, study: &str) -> bool {
+    t.spec.study == study
+        && t.namespace().as_deref() == Some(ns)
+        && t.labels().get(STUDY_LABEL).is_some_and(|l| l == study)
 }
 
 /// Our last written Trials of one study, by name.
@@ -327,7 +336,7 @@ impl View {
             .trials
             .state()
             .into_iter()
-            .filter(|t| t.spec.study == study && t.namespace().as_deref() == Some(ns))
+            .filter(|t| belongs(t, ns, study))
             .collect();
         let mut written = lock(&self.written);
         let Some(mine) = written.get_mut(&(ns.to_string(), study.to_string())) else {
@@ -344,7 +353,7 @@ impl View {
         // Written (created) by us but not in the store yet.
         out.extend(
             mine.iter()
-                .filter(|(n, _)| !names.contains(*n))
+                .filter(|(n, w)| !names.contains(*n) && belongs(w, ns, study))
                 .map(|(_, w)| w.clone()),
         );
         out
