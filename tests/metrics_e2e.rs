@@ -245,11 +245,16 @@ async fn push_reports_prune_poor_trials_and_refuse_wrong_tokens() {
     .await;
     assert_eq!(s, 400, "{e}");
     assert!(e["error"].as_str().unwrap().contains("val_loss"), "{e}");
+    // An unknown trial and an unwatched namespace get the very answer a wrong token gets:
+    // the port reveals nothing before a token is checked.
+    let wrong = post(&http, addr, &ns.name, a, "x", body.clone()).await;
+    let unknown = post(&http, addr, &ns.name, "nope", "x", body.clone()).await;
+    let elsewhere = post(&http, addr, "kube-system", a, &tokens[a], body.clone()).await;
+    assert_eq!(wrong.0, 401);
+    assert_eq!(unknown, wrong, "unknown trial answered like a wrong token");
     assert_eq!(
-        post(&http, addr, &ns.name, "nope", "x", body.clone())
-            .await
-            .0,
-        404
+        elsewhere, wrong,
+        "unwatched namespace answered like a wrong token"
     );
     let t: Api<Trial> = Api::namespaced(client.clone(), &ns.name);
     assert_eq!(

@@ -54,7 +54,10 @@ fn katib_key_value_corpus() {
             (1, 0.51),
             (2, 0.43),
             (3, 0.38),
+            // A diverged loss is a value, as Optuna records it.
+            (4, f64::INFINITY),
             (5, f64::NAN),
+            (6, f64::NEG_INFINITY),
             (7, 0.35),
             (8, 0.34),
             (9, 0.33),
@@ -73,6 +76,7 @@ fn json_lines_corpus() {
             (1, 0.55),
             (2, 0.50),
             (3, f64::NAN),
+            (4, f64::INFINITY),
             (5, 0.45),
             (7, 0.39),
             (8, 0.38),

@@ -219,97 +219,31 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
         }
     };
     status.job = Some(job_name.clone());
-
-    let mut action = Action::requeue(Duration::from_secs(300));
-    match job_state(&job) {
-        JobState::Pending => {
-            status.phase = Some(TrialPhase::Pending);
+    let (status, action) = match plan(
+        &status,
+        &job,
+        &study.spec.objective.metric,
+        generation,
+        Timestamp::now(),
+    ) {
+        TrialPlan::Write { status, requeue } => (*status, Action::requeue(requeue)),
+        TrialPlan::Fail { reason, message } => {
+            return fail(ctx, trial, &old, &reason, &message).await;
         }
-        JobState::Running => {
-            status.phase = Some(TrialPhase::Running);
-            if status.start_time.is_none() {
-                status.start_time = Some(now());
-            }
-        }
-        JobState::Succeeded { at } => {
-            if status.start_time.is_none() {
-                status.start_time = job
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.start_time.clone())
-                    .or_else(|| Some(now()));
-            }
-            match status.intermediate.last() {
-                // Optuna fails a trial told a NaN objective; so do we, so that pruners
-                // never count it among the completed trials.
-                Some(last) if last.value.is_none() => {
-                    return fail(
-                        ctx,
-                        trial,
-                        &old,
-                        "NaNObjective",
-                        &format!(
-                            "the job succeeded but its last {} (step {}) is NaN",
-                            study.spec.objective.metric, last.step
-                        ),
-                    )
-                    .await;
-                }
-                Some(last) => {
-                    status.phase = Some(TrialPhase::Completed);
-                    status.value = last.value;
-                    status.completion_time = Some(at.map(Time).unwrap_or_else(now));
-                    let msg = format!(
-                        "completed at step {} with {} = {}",
-                        last.step,
-                        study.spec.objective.metric,
-                        last.value
-                            .map(|v| v.to_string())
-                            .unwrap_or_else(|| "NaN".into())
-                    );
-                    set_condition(
-                        &mut status.conditions,
-                        "Completed",
-                        true,
-                        "JobSucceeded",
-                        &msg,
-                        generation,
-                    );
-                }
-                None => {
-                    let since = at.unwrap_or_else(Timestamp::now);
-                    let waited = Timestamp::now().duration_since(since);
-                    if waited.as_secs() >= METRICS_GRACE.as_secs() as i64 {
-                        return fail(
-                            ctx,
-                            trial,
-                            &old,
-                            "MetricsMissing",
-                            &format!(
-                                "the job succeeded but no value of {} was observed",
-                                study.spec.objective.metric
-                            ),
-                        )
-                        .await;
-                    }
-                    action = Action::requeue(Duration::from_secs(2));
-                }
-            }
-        }
-        JobState::Failed { reason, message } => {
+        TrialPlan::FailWithPodDetail { reason, message } => {
+            // The one read of this path, and only once a Job has failed.
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
             let list = pods
                 .list(&ListParams::default().labels(&format!("{TRIAL_LABEL}={name}")))
                 .await?;
-            let detail = pod_failure(&list.items);
-            let msg = match detail {
+            let msg = match pod_failure(&list.items) {
                 Some(d) if message.is_empty() => d,
                 Some(d) => format!("{message}; {d}"),
                 None => message,
             };
             return fail(ctx, trial, &old, &reason, &msg).await;
         }
-    }
+    };
 
     // A decision pending since the last report (e.g. the operator restarted in between).
     if status.checked_step != status.intermediate.last().map(|p| p.step)
@@ -324,6 +258,100 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
     }
     write(ctx, trial, &status, &old).await?;
     Ok(action)
+}
+
+/// What the reconcile does with a trial whose Job exists (pure).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrialPlan {
+    /// Write this status (if it changed) and look again after `requeue`.
+    Write {
+        status: Box<TrialStatus>,
+        requeue: Duration,
+    },
+    /// Fail the trial.
+    Fail { reason: String, message: String },
+    /// Fail the trial, with its pods' termination detail added to `message`.
+    FailWithPodDetail { reason: String, message: String },
+}
+
+/// Maps the Job's state onto the trial's status at time `now` (see [`TrialPlan`]).
+pub fn plan(
+    old: &TrialStatus,
+    job: &Job,
+    metric: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> TrialPlan {
+    let mut status = old.clone();
+    let mut requeue = Duration::from_secs(300);
+    match job_state(job) {
+        JobState::Pending => status.phase = Some(TrialPhase::Pending),
+        JobState::Running => {
+            status.phase = Some(TrialPhase::Running);
+            if status.start_time.is_none() {
+                status.start_time = Some(Time(now));
+            }
+        }
+        JobState::Succeeded { at } => {
+            if status.start_time.is_none() {
+                status.start_time = job
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.start_time.clone())
+                    .or(Some(Time(now)));
+            }
+            match status.intermediate.last() {
+                // Optuna fails a trial told a NaN objective; so do we, so that pruners
+                // never count it among the completed trials.
+                Some(last) if last.value.is_none() => {
+                    return TrialPlan::Fail {
+                        reason: "NaNObjective".into(),
+                        message: format!(
+                            "the job succeeded but its last {metric} (step {}) is NaN",
+                            last.step
+                        ),
+                    };
+                }
+                Some(last) => {
+                    let (step, value) = (last.step, last.value);
+                    status.phase = Some(TrialPhase::Completed);
+                    status.value = value;
+                    status.completion_time = Some(Time(at.unwrap_or(now)));
+                    let msg = format!(
+                        "completed at step {step} with {metric} = {}",
+                        value.map(|v| v.to_string()).unwrap_or_default()
+                    );
+                    set_condition(
+                        &mut status.conditions,
+                        "Completed",
+                        true,
+                        "JobSucceeded",
+                        &msg,
+                        generation,
+                    );
+                }
+                None => {
+                    let waited = now.duration_since(at.unwrap_or(now));
+                    if waited.as_secs() >= METRICS_GRACE.as_secs() as i64 {
+                        return TrialPlan::Fail {
+                            reason: "MetricsMissing".into(),
+                            message: format!(
+                                "the job succeeded but no value of {metric} was observed"
+                            ),
+                        };
+                    }
+                    requeue = Duration::from_secs(2);
+                }
+            }
+        }
+        JobState::Failed { reason, message } => {
+            return TrialPlan::FailWithPodDetail { reason, message };
+        }
+    }
+    TrialPlan::Write {
+        status: Box::new(status),
+        requeue,
+    }
 }
 
 /// Writes the status if it changed; a conflict means someone (an observer) wrote first:
@@ -389,4 +417,120 @@ async fn fail(
     write(ctx, trial, &status, old).await?;
     trial_event(&ctx.view.client, trial, true, reason, message.to_string()).await;
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Point;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+
+    fn job(ready: i32, cond: Option<(&str, &str)>) -> Job {
+        Job {
+            status: Some(JobStatus {
+                ready: Some(ready),
+                conditions: cond.map(|(t, r)| {
+                    vec![JobCondition {
+                        type_: t.into(),
+                        status: "True".into(),
+                        reason: Some(r.into()),
+                        message: Some("m".into()),
+                        last_transition_time: Some(Time(Timestamp::from_second(100).unwrap())),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    fn pts(v: &[Option<f64>]) -> TrialStatus {
+        TrialStatus {
+            intermediate: v
+                .iter()
+                .enumerate()
+                .map(|(i, &value)| Point {
+                    step: i as i64,
+                    value,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn running_job_starts_the_clock_once() {
+        let TrialPlan::Write { status, .. } =
+            plan(&TrialStatus::default(), &job(1, None), "loss", None, at(50))
+        else {
+            panic!("a write")
+        };
+        assert_eq!(status.phase, Some(TrialPhase::Running));
+        assert_eq!(status.start_time, Some(Time(at(50))));
+        let TrialPlan::Write { status: again, .. } =
+            plan(&status, &job(1, None), "loss", None, at(90))
+        else {
+            panic!("a write")
+        };
+        assert_eq!(again.start_time, Some(Time(at(50))));
+    }
+
+    #[test]
+    fn succeeded_job_completes_with_the_last_value_or_fails_on_nan() {
+        let done = job(0, Some(("Complete", "Done")));
+        let TrialPlan::Write { status, .. } = plan(
+            &pts(&[Some(0.5), Some(0.25)]),
+            &done,
+            "loss",
+            Some(1),
+            at(120),
+        ) else {
+            panic!("a write")
+        };
+        assert_eq!(status.phase, Some(TrialPhase::Completed));
+        assert_eq!(status.value, Some(0.25));
+        assert_eq!(status.completion_time, Some(Time(at(100))));
+        match plan(&pts(&[Some(0.5), None]), &done, "loss", None, at(120)) {
+            TrialPlan::Fail { reason, message } => {
+                assert_eq!(reason, "NaNObjective");
+                assert!(message.contains("step 1"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn succeeded_without_metrics_waits_for_the_grace_then_fails() {
+        let done = job(0, Some(("Complete", "Done")));
+        match plan(&TrialStatus::default(), &done, "loss", None, at(110)) {
+            TrialPlan::Write { requeue, .. } => assert_eq!(requeue, Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+        match plan(&TrialStatus::default(), &done, "loss", None, at(131)) {
+            TrialPlan::Fail { reason, .. } => assert_eq!(reason, "MetricsMissing"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn failed_job_asks_for_the_pods_detail() {
+        assert_eq!(
+            plan(
+                &TrialStatus::default(),
+                &job(0, Some(("Failed", "BackoffLimitExceeded"))),
+                "loss",
+                None,
+                at(1)
+            ),
+            TrialPlan::FailWithPodDetail {
+                reason: "BackoffLimitExceeded".into(),
+                message: "m".into()
+            }
+        );
+    }
 }
