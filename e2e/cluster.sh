@@ -6,6 +6,7 @@
 #                           kube-scheduler and kwok, create the fake GPU nodes, wait until Ready
 #   e2e/cluster.sh status   show each component and the nodes
 #   e2e/cluster.sh logs [component]   tail the component logs (e2e/.cluster/logs/<component>.log)
+#   e2e/cluster.sh restart-apiserver   stop and start kube-apiserver (fault injection)
 #   e2e/cluster.sh down     stop everything `up` started (by recorded pid) and remove the data
 #   e2e/cluster.sh env      print `export KUBECONFIG=...` (for eval)
 #   e2e/cluster.sh bin-dir  print the folder holding the cached binaries
@@ -21,6 +22,8 @@
 #   LOPPER_E2E_KWOK_PORT        kwok server port           (default: 16480)
 #   LOPPER_E2E_UP_TIMEOUT       seconds to wait for each readiness step (default: 90)
 #   LOPPER_E2E_BUILD_NICE       nice level for `go build`  (default: 5)
+#   LOPPER_E2E_CLIENT_QPS/_BURST  controller-manager and scheduler client rate (default 200/400;
+#                               their defaults, 20/30 and 50/100, throttle 1,000 trials' pods)
 # A default port that is busy is replaced by the next free one (printed); a port given through
 # the environment is used as is.
 set -euo pipefail
@@ -253,6 +256,9 @@ subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubern
     issue kube-controller-manager "/O=system:masters/CN=system:kube-controller-manager" "$client"
     issue kube-scheduler "/CN=system:kube-scheduler" "$client"
     issue kwok "/O=system:masters/CN=kwok" "$client"
+    # The operator's own identity (bench/scale.sh runs it with operator.kubeconfig), so the
+    # audit log can count its requests apart from every other client's.
+    issue lopper-operator "/O=system:masters/CN=lopper-operator" "$client"
     # kwok's kubelet API (containerLogs for `kubectl logs`), dialled by the apiserver at the
     # nodes' InternalIP 127.0.0.1, verified with --kubelet-certificate-authority.
     issue kwok-server "/CN=kwok-server" "basicConstraints=CA:FALSE
@@ -387,6 +393,44 @@ print_usage_hint() {
 # ---------------------------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------------------------
+# kube-apiserver with the cluster's flags (also used by `restart-apiserver`).
+start_apiserver() {
+  local pki="$CLUSTER_DIR/pki"
+  log "starting kube-apiserver on https://127.0.0.1:${APISERVER_PORT}"
+  start_component kube-apiserver \
+    --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
+    --bind-address=127.0.0.1 \
+    --advertise-address=127.0.0.1 \
+    --secure-port="${APISERVER_PORT}" \
+    --cert-dir="$CLUSTER_DIR/data/apiserver-certs" \
+    --tls-cert-file="$pki/apiserver.crt" \
+    --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$pki/front-proxy-client.key" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$pki/sa.pub" \
+    --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/16 \
+    --authorization-mode=Node,RBAC \
+    --endpoint-reconciler-type=none \
+    --kubelet-preferred-address-types=InternalIP \
+    --kubelet-certificate-authority="$pki/ca.crt" \
+    --allow-privileged=true \
+    --profiling=false \
+    --audit-policy-file="$CLUSTER_DIR/audit-policy.yaml" \
+    --audit-log-path="$CLUSTER_DIR/logs/audit.log" \
+    --audit-log-format=json \
+    --audit-log-maxsize=512 \
+    --audit-log-maxbackup=1 \
+    --v=1
+}
+
 cmd_up() {
   lock_cluster
   load_ports
@@ -434,6 +478,18 @@ EOF
   write_kubeconfig "$CLUSTER_DIR/kube-controller-manager.kubeconfig" kube-controller-manager
   write_kubeconfig "$CLUSTER_DIR/kube-scheduler.kubeconfig" kube-scheduler
   write_kubeconfig "$CLUSTER_DIR/kwok.kubeconfig" kwok
+  write_kubeconfig "$CLUSTER_DIR/operator.kubeconfig" lopper-operator
+  # Audit only the operator's identity (Metadata: verb, resource, user; no bodies), so a bench
+  # can count its API requests by verb and resource; every other client is not logged.
+  cat >"$CLUSTER_DIR/audit-policy.yaml" <<'EOF_AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    users: ["lopper-operator"]
+  - level: None
+EOF_AUDIT
   local pki="$CLUSTER_DIR/pki"
 
   log "starting etcd on 127.0.0.1:${ETCD_PORT}"
@@ -450,34 +506,7 @@ EOF
     --log-level=warn
   wait_until "etcd health" etcd_healthy || fail_up "etcd did not become healthy"
 
-  log "starting kube-apiserver on https://127.0.0.1:${APISERVER_PORT}"
-  start_component kube-apiserver \
-    --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
-    --bind-address=127.0.0.1 \
-    --advertise-address=127.0.0.1 \
-    --secure-port="${APISERVER_PORT}" \
-    --cert-dir="$CLUSTER_DIR/data/apiserver-certs" \
-    --tls-cert-file="$pki/apiserver.crt" \
-    --tls-private-key-file="$pki/apiserver.key" \
-    --client-ca-file="$pki/ca.crt" \
-    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
-    --requestheader-allowed-names=front-proxy-client \
-    --requestheader-username-headers=X-Remote-User \
-    --requestheader-group-headers=X-Remote-Group \
-    --requestheader-extra-headers-prefix=X-Remote-Extra- \
-    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
-    --proxy-client-key-file="$pki/front-proxy-client.key" \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="$pki/sa.pub" \
-    --service-account-signing-key-file="$pki/sa.key" \
-    --service-cluster-ip-range=10.96.0.0/16 \
-    --authorization-mode=Node,RBAC \
-    --endpoint-reconciler-type=none \
-    --kubelet-preferred-address-types=InternalIP \
-    --kubelet-certificate-authority="$pki/ca.crt" \
-    --allow-privileged=true \
-    --profiling=false \
-    --v=1
+  start_apiserver
   wait_until "kube-apiserver /readyz" apiserver_ready || fail_up "kube-apiserver did not become ready"
 
   log "starting kube-controller-manager, kube-scheduler, kwok"
@@ -494,6 +523,8 @@ EOF
     --cluster-signing-cert-file="$pki/ca.crt" \
     --cluster-signing-key-file="$pki/ca.key" \
     --use-service-account-credentials=false \
+    --kube-api-qps="${LOPPER_E2E_CLIENT_QPS:-200}" \
+    --kube-api-burst="${LOPPER_E2E_CLIENT_BURST:-400}" \
     --leader-elect=false \
     --profiling=false \
     --v=1
@@ -504,6 +535,8 @@ EOF
     --bind-address=127.0.0.1 \
     --secure-port="${SCHEDULER_PORT}" \
     --cert-dir="$CLUSTER_DIR/data/scheduler-certs" \
+    --kube-api-qps="${LOPPER_E2E_CLIENT_QPS:-200}" \
+    --kube-api-burst="${LOPPER_E2E_CLIENT_BURST:-400}" \
     --leader-elect=false \
     --profiling=false \
     --v=1
@@ -578,6 +611,18 @@ do_down() {
     "$CLUSTER_DIR/kwok-logs.yaml"
 }
 
+cmd_restart_apiserver() {
+  [[ -f "$CLUSTER_DIR/ports.env" ]] || die "the cluster is not up"
+  load_ports
+  log "restarting kube-apiserver"
+  stop_component kube-apiserver
+  local keep="$CLUSTER_DIR/logs/audit.log"
+  [[ -f "$keep" ]] && cp "$keep" "$keep.before-restart.$(date +%s)"
+  start_apiserver
+  wait_until "kube-apiserver /readyz" apiserver_ready || die "kube-apiserver did not become ready"
+  log "kube-apiserver is back"
+}
+
 cmd_down() {
   lock_cluster
   do_down
@@ -637,6 +682,7 @@ main() {
   case "${1:-}" in
     build) cmd_build ;;
     up) cmd_up ;;
+    restart-apiserver) cmd_restart_apiserver ;;
     down) cmd_down ;;
     status) cmd_status ;;
     logs) shift; cmd_logs "$@" ;;
