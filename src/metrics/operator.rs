@@ -111,11 +111,7 @@ pub async fn ensure_token_secret(
 ) -> Result<String, kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let name = trial.name_any();
-    if let Some(s) = api.get_opt(&name).await?
-        && let Some(t) = secret_token(&s)
-    {
-        return Ok(t);
-    }
+    // Create first: the Secret usually does not exist yet, and AlreadyExists says it does.
     let token = random_token();
     let owner = trial
         .controller_owner_ref(&())
@@ -148,9 +144,11 @@ pub async fn ensure_token_secret(
     match api.create(&PostParams::default(), &secret).await {
         Ok(_) => Ok(token),
         Err(e) if is_status(&e, 409) => {
-            // Raced with another reconcile: use theirs.
+            // Made earlier (a retried reconcile, a restart) or by a racing one: use it.
             let s = api.get(&name).await?;
-            Ok(secret_token(&s).unwrap_or(token))
+            secret_token(&s).ok_or_else(|| {
+                kube::Error::Service(format!("Secret {namespace}/{name} has no {TOKEN_KEY}").into())
+            })
         }
         Err(e) => Err(e),
     }

@@ -1,0 +1,604 @@
+#!/usr/bin/env python3
+"""Scale and fault harness for the Lopper operator (issue 16). Run through bench/scale.sh.
+
+Against the local control plane (e2e/cluster.sh) with the release binary:
+  - adds kwok GPU nodes, creates S push studies x M trials with P in parallel each;
+  - runs `lopper controller` as its own process under its own identity (audited);
+  - plays the trainers from outside the operator (this process: Python stdlib only): when a
+    trial's pod runs it reads the trial's token Secret and posts one report per step every
+    R seconds, stops on {"prune": true} or 409, and when the curve is done marks the pod
+    finished (kwok's pod-succeed stage, via the lopper.dev/fake-exit-after annotation);
+  - optionally SIGKILLs the operator K times and restarts the kube-apiserver once;
+  - prints report latency, prune -> Job gone, the Trial -> Job -> pod -> Running breakdown,
+    the operator's API requests per report by verb and resource (apiserver audit log of the
+    operator's identity), peak RSS, CPU per report, GPU slot utilisation; and checks that
+    nothing was lost or duplicated. Exit status 1 when a check fails.
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import math
+import os
+import queue
+import random
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import zlib
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLUSTER = os.environ.get("LOPPER_E2E_DIR", os.path.join(REPO, "e2e", ".cluster"))
+GROUP = "lopper.dev/v1alpha1"
+
+
+# ------------------------------------------------------------------------------------------
+# A small Kubernetes client (client certificates from the admin kubeconfig)
+# ------------------------------------------------------------------------------------------
+class Kube:
+    def __init__(self, kubeconfig):
+        text = open(kubeconfig).read()
+
+        def field(name):
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith(name + ":"):
+                    return line.split(":", 1)[1].strip()
+            raise SystemExit(f"{kubeconfig}: no {name}")
+
+        url = urllib.parse.urlparse(field("server"))
+        self.host, self.port = url.hostname, url.port
+        tmp = tempfile.mkdtemp(prefix="lopper-scale-")
+        paths = {}
+        for k in ("certificate-authority-data", "client-certificate-data", "client-key-data"):
+            p = os.path.join(tmp, k)
+            with open(p, "wb") as f:
+                f.write(base64.b64decode(field(k)))
+            paths[k] = p
+        self.ctx = ssl.create_default_context(cafile=paths["certificate-authority-data"])
+        self.ctx.load_cert_chain(paths["client-certificate-data"], paths["client-key-data"])
+        self.local = threading.local()
+
+    def conn(self, fresh=False):
+        c = getattr(self.local, "c", None)
+        if c is None or fresh:
+            c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=30)
+            self.local.c = c
+        return c
+
+    def req(self, method, path, body=None, ctype="application/json"):
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        for attempt in range(6):
+            try:
+                c = self.conn(fresh=attempt > 0)
+                c.request(method, path, body=data, headers={"Content-Type": ctype})
+                r = c.getresponse()
+                raw = r.read()
+                return r.status, (json.loads(raw) if raw else {})
+            except (OSError, http.client.HTTPException, json.JSONDecodeError):
+                time.sleep(min(2.0, 0.2 * (attempt + 1)))
+        return 0, {}
+
+    def watch(self, path, on_event, stop):
+        """Lists then watches `path` until `stop` is set, calling on_event(type, obj, t)."""
+        while not stop.is_set():
+            code, lst = self.req("GET", path)
+            if code != 200:
+                time.sleep(0.5)
+                continue
+            now = time.time()
+            for o in lst.get("items", []):
+                on_event("ADDED", o, now)
+            rv = lst["metadata"]["resourceVersion"]
+            try:
+                c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=5)
+                sep = "&" if "?" in path else "?"
+                c.request("GET", f"{path}{sep}watch=1&resourceVersion={rv}&allowWatchBookmarks=false")
+                r = c.getresponse()
+                if r.status != 200:
+                    time.sleep(0.5)
+                    continue
+                buf = b""
+                while not stop.is_set():
+                    try:
+                        chunk = r.read1(65536)
+                    except (TimeoutError, ssl.SSLError, OSError) as e:
+                        if isinstance(e, TimeoutError) or "timed out" in str(e):
+                            continue
+                        break
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            ev = json.loads(line)
+                            if ev.get("type") == "ERROR":
+                                raise ConnectionError("watch expired")
+                            on_event(ev["type"], ev["object"], time.time())
+            except (OSError, http.client.HTTPException, ConnectionError, json.JSONDecodeError):
+                time.sleep(0.3)
+
+
+def pct(xs, p):
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = (len(xs) - 1) * p / 100.0
+    f, c = math.floor(k), math.ceil(k)
+    return xs[f] if f == c else xs[f] + (xs[c] - xs[f]) * (k - f)
+
+
+# ------------------------------------------------------------------------------------------
+# The operator process
+# ------------------------------------------------------------------------------------------
+class Operator:
+    def __init__(self, binary, ns, port, log_path):
+        self.binary, self.ns, self.port, self.log_path = binary, ns, port, log_path
+        self.proc = None
+        self.cpu_ticks = 0  # of processes that ended
+        self.peak_kib = 0
+        self.kills = 0
+        self.lock = threading.Lock()
+
+    def start(self):
+        env = dict(os.environ, KUBECONFIG=os.path.join(CLUSTER, "operator.kubeconfig"),
+                   RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "controller", "--port", str(self.port), "--namespace", self.ns,
+             "--lease-namespace", self.ns, "--report-url", f"http://127.0.0.1:{self.port}",
+             "--concurrency", "32"],
+            stdout=log, stderr=log, env=env)
+
+    def sample(self):
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return
+        try:
+            for line in open(f"/proc/{p.pid}/status"):
+                if line.startswith("VmHWM:"):
+                    self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+        except OSError:
+            pass
+
+    def ticks(self):
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return 0
+        try:
+            fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            return 0
+
+    def kill_and_restart(self):
+        with self.lock:
+            self.sample()
+            self.cpu_ticks += self.ticks()
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.kills += 1
+            self.start()
+
+    def stop(self):
+        with self.lock:
+            self.sample()
+            self.cpu_ticks += self.ticks()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def cpu_seconds(self):
+        return self.cpu_ticks / os.sysconf("SC_CLK_TCK")
+
+
+# ------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------
+def study_manifest(name, a):
+    pruner = {"median": {"startupTrials": 3, "warmupSteps": 2}} if a.pruner == "median" else {a.pruner: {}}
+    return {
+        "apiVersion": GROUP, "kind": "Study", "metadata": {"name": name},
+        "spec": {
+            "objective": {"metric": "val_loss", "direction": "minimize"},
+            "parameters": [{"name": "lr", "float": {"low": 1e-4, "high": 0.5, "log": True}}],
+            "sampler": {"random": {"seed": 1}},
+            "pruner": pruner,
+            "maxTrials": a.trials, "parallelism": a.parallel,
+            "metrics": {"push": {}},
+            "trialTemplate": {"gpus": 1, "spec": {"backoffLimit": 0, "template": {
+                "spec": {"restartPolicy": "Never",
+                         "containers": [{"name": "trainer", "image": "fake.example/trainer:1"}]}}}},
+        },
+    }
+
+
+def value(seed, step, steps):
+    rnd = random.Random(seed * 1_000_003 + step)
+    base = 0.1 + (seed % 97) / 97.0  # a trial's plateau: pruners prune the worse ones
+    return base + 1.0 / (1.0 + step * 10.0 / max(steps, 1)) + rnd.uniform(-0.02, 0.02)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--studies", type=int, default=4)
+    ap.add_argument("--trials", type=int, default=10, help="maxTrials per study")
+    ap.add_argument("--parallel", type=int, default=4, help="parallelism per study")
+    ap.add_argument("--steps", type=int, default=10, help="reported steps per trial")
+    ap.add_argument("--interval", type=float, default=1.0, help="seconds between a trial's reports")
+    ap.add_argument("--pruner", default="median", choices=["median", "none"])
+    ap.add_argument("--kill", type=int, default=0, help="SIGKILL the operator this many times")
+    ap.add_argument("--restart-apiserver", action="store_true")
+    ap.add_argument("--gpus-per-node", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=48, help="reporting threads")
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--port", type=int, default=18480)
+    ap.add_argument("--namespace", default="lopper-scale")
+    ap.add_argument("--lopper", default=os.path.join(REPO, "target", "release", "lopper"))
+    ap.add_argument("--label", default="")
+    a = ap.parse_args()
+
+    kube = Kube(os.path.join(CLUSTER, "kubeconfig"))
+    ns = a.namespace
+    bindir = subprocess.check_output(["bash", os.path.join(REPO, "e2e", "cluster.sh"), "bin-dir"], text=True).strip()
+    kubectl = [os.path.join(bindir, "kubectl"), "--kubeconfig", os.path.join(CLUSTER, "kubeconfig")]
+
+    # -- setup -----------------------------------------------------------------------------
+    kube.req("DELETE", f"/api/v1/namespaces/{ns}")
+    for _ in range(240):
+        if kube.req("GET", f"/api/v1/namespaces/{ns}")[0] == 404:
+            break
+        time.sleep(0.5)
+    kube.req("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    subprocess.run(kubectl + ["apply", "--server-side", "--force-conflicts", "-f", os.path.join(REPO, "crds")],
+                   check=True, stdout=subprocess.DEVNULL)
+    slots = a.studies * a.parallel
+    nodes = max(1, math.ceil(slots / a.gpus_per_node))
+    for i in range(nodes):
+        kube.req("POST", "/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": f"scale-gpu-{i}", "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": f"scale-gpu-{i}", "nvidia.com/gpu.present": "true"}},
+            "status": {"capacity": {"cpu": "512", "memory": "4Ti", "pods": "1000", "nvidia.com/gpu": str(a.gpus_per_node)},
+                       "allocatable": {"cpu": "512", "memory": "4Ti", "pods": "1000", "nvidia.com/gpu": str(a.gpus_per_node)}},
+        })
+    time.sleep(2)
+
+    log_path = os.path.join(CLUSTER, "logs", "scale-operator.log")
+    open(log_path, "w").close()
+    op = Operator(a.lopper, ns, a.port, log_path)
+    op.start()
+    for _ in range(120):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=2)
+            c.request("GET", "/readyz")
+            if c.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.5)
+
+    # -- state from watches ----------------------------------------------------------------
+    lock = threading.Lock()
+    trials = {}   # name -> dict(created, running, phase, final_at, number, study)
+    jobs = {}     # name -> dict(created, deleted, uids:set)
+    pods = {}     # trial -> dict(name, running, ended)
+    stop = threading.Event()
+    started = set()
+
+    def on_trial(t, o, now):
+        md, st = o["metadata"], o.get("status") or {}
+        n = md["name"]
+        with lock:
+            d = trials.setdefault(n, {"created": now, "study": o["spec"]["study"], "number": o["spec"]["number"]})
+            ph = st.get("phase")
+            if ph == "Running" and "running" not in d:
+                d["running"] = now
+            if ph in ("Completed", "Pruned", "Failed") and "final_at" not in d:
+                d["final_at"] = now
+            d["phase"] = ph
+            if t == "DELETED":
+                d["deleted"] = True
+
+    def on_job(t, o, now):
+        md = o["metadata"]
+        trial = (md.get("labels") or {}).get("lopper.dev/trial", md["name"])
+        with lock:
+            d = jobs.setdefault(md["name"], {"created": now, "uids": set(), "trial": trial})
+            d["uids"].add(md["uid"])
+            if t == "DELETED":
+                d["deleted"] = now
+            else:
+                d.pop("deleted", None)
+
+    def on_pod(t, o, now):
+        md, st = o["metadata"], o.get("status") or {}
+        trial = (md.get("labels") or {}).get("lopper.dev/trial")
+        if not trial:
+            return
+        with lock:
+            d = pods.setdefault(trial, {"name": md["name"]})
+            d["name"] = md["name"]
+            if st.get("phase") == "Running" and "running" not in d:
+                d["running"] = now
+            if (t == "DELETED" or st.get("phase") in ("Succeeded", "Failed")) and "ended" not in d:
+                d["ended"] = now
+
+    for path, fn in ((f"/apis/lopper.dev/v1alpha1/namespaces/{ns}/trials", on_trial),
+                     (f"/apis/batch/v1/namespaces/{ns}/jobs", on_job),
+                     (f"/api/v1/namespaces/{ns}/pods", on_pod)):
+        threading.Thread(target=kube.watch, args=(path, fn, stop), daemon=True).start()
+
+    # -- studies ---------------------------------------------------------------------------
+    run_start = time.time()
+    for i in range(a.studies):
+        code, body = kube.req("POST", f"/apis/lopper.dev/v1alpha1/namespaces/{ns}/studies", study_manifest(f"s{i}", a))
+        if code not in (200, 201):
+            raise SystemExit(f"creating study s{i}: {code} {body}")
+
+    # -- the trainers ----------------------------------------------------------------------
+    latencies, prunes, answers = [], {}, {"200": 0}
+    last_report = [time.time()]
+    work = queue.PriorityQueue()  # (due, seq, trial, step)
+    seq = [0]
+
+    def schedule(due, trial, step):
+        with lock:
+            seq[0] += 1
+            work.put((due, seq[0], trial, step))
+
+    tokens = {}
+
+    def token_of(trial):
+        if trial not in tokens:
+            code, s = kube.req("GET", f"/api/v1/namespaces/{ns}/secrets/{trial}")
+            if code != 200:
+                return None
+            tokens[trial] = base64.b64decode(s["data"]["token"]).decode()
+        return tokens[trial]
+
+    def finish(trial):
+        with lock:
+            pod = pods.get(trial, {}).get("name")
+        if pod:
+            kube.req("PATCH", f"/api/v1/namespaces/{ns}/pods/{pod}",
+                     {"metadata": {"annotations": {"lopper.dev/fake-exit-after": "0s"}}},
+                     ctype="application/merge-patch+json")
+
+    def reporter():
+        local = threading.local()
+        while not stop.is_set():
+            try:
+                due, _, trial, step = work.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            wait = due - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            tok = token_of(trial)
+            if tok is None:
+                schedule(time.time() + 0.5, trial, step)
+                continue
+            num = trials.get(trial, {}).get("number", 0)
+            body = json.dumps({"step": step, "metrics": {"val_loss": value(zlib.crc32(trial.encode()) % 10007 + num, step, a.steps)}}).encode()
+            t0 = time.time()
+            code, ans = 0, {}
+            for attempt in range(3):
+                try:
+                    c = getattr(local, "c", None)
+                    if c is None or attempt:
+                        c = local.c = http.client.HTTPConnection("127.0.0.1", a.port, timeout=30)
+                    c.request("POST", f"/v1/namespaces/{ns}/trials/{trial}/report", body=body,
+                              headers={"Content-Type": "application/json", "Authorization": f"Bearer {tok}"})
+                    r = c.getresponse()
+                    raw = r.read()
+                    code, ans = r.status, (json.loads(raw) if raw else {})
+                    break
+                except (OSError, http.client.HTTPException, json.JSONDecodeError):
+                    time.sleep(0.2)
+            t1 = time.time()
+            with lock:
+                answers[str(code)] = answers.get(str(code), 0) + 1
+                last_report[0] = t1
+            if code == 200:
+                latencies.append(t1 - t0)
+                if ans.get("prune"):
+                    with lock:
+                        prunes[trial] = t0  # the decision is made while this request is served
+                elif step + 1 < a.steps:
+                    schedule(due + a.interval, trial, step + 1)
+                else:
+                    finish(trial)
+            elif code == 409:
+                pass  # finished (pruned or failed): the trainer stops
+            else:
+                # operator restarting or API unavailable: retry this step
+                schedule(time.time() + 0.5, trial, step)
+
+    for _ in range(a.workers):
+        threading.Thread(target=reporter, daemon=True).start()
+
+    def starter():
+        while not stop.is_set():
+            with lock:
+                ready = [t for t, d in pods.items() if "running" in d and "ended" not in d and t not in started]
+                for t in ready:
+                    started.add(t)
+            for t in ready:
+                schedule(time.time(), t, 0)
+            time.sleep(0.1)
+
+    threading.Thread(target=starter, daemon=True).start()
+
+    def sampler():
+        while not stop.is_set():
+            op.sample()
+            time.sleep(0.5)
+
+    threading.Thread(target=sampler, daemon=True).start()
+
+    # -- faults ----------------------------------------------------------------------------
+    waves = math.ceil(a.trials / a.parallel)
+    expected = waves * (a.steps * a.interval + 4)
+    faults = []
+    rng = random.Random(7)
+    for _ in range(a.kill):
+        faults.append((rng.uniform(0.1, 0.8) * expected, "kill"))
+    if a.restart_apiserver:
+        faults.append((0.5 * expected, "apiserver"))
+    faults.sort()
+
+    def fault_runner():
+        for at, kind in faults:
+            while time.time() - run_start < at and not stop.is_set():
+                time.sleep(0.2)
+            if stop.is_set():
+                return
+            if kind == "kill":
+                op.kill_and_restart()
+                print(f"  [{time.time() - run_start:6.1f}s] operator SIGKILLed and restarted", flush=True)
+            else:
+                subprocess.run(["bash", os.path.join(REPO, "e2e", "cluster.sh"), "restart-apiserver"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                print(f"  [{time.time() - run_start:6.1f}s] kube-apiserver restarted", flush=True)
+
+    threading.Thread(target=fault_runner, daemon=True).start()
+
+    # -- wait for the end -------------------------------------------------------------------
+    done = False
+    while time.time() - run_start < a.timeout:
+        time.sleep(1)
+        code, lst = kube.req("GET", f"/apis/lopper.dev/v1alpha1/namespaces/{ns}/studies")
+        if code == 200:
+            phases = [(s.get("status") or {}).get("phase") for s in lst["items"]]
+            if len(phases) == a.studies and all(p in ("Succeeded", "Failed") for p in phases):
+                with lock:
+                    live = [t for t, d in trials.items() if d.get("phase") not in ("Completed", "Pruned", "Failed")]
+                if not live:
+                    done = True
+                    break
+    run_end = time.time()
+    time.sleep(3)  # let the Job deletions of the last prunes arrive
+    stop.set()
+    op.stop()
+
+    # -- results ---------------------------------------------------------------------------
+    failures = []
+    if not done:
+        failures.append(f"not finished within {a.timeout:.0f} s")
+    code, tl = kube.req("GET", f"/apis/lopper.dev/v1alpha1/namespaces/{ns}/trials")
+    code2, jl = kube.req("GET", f"/apis/batch/v1/namespaces/{ns}/jobs")
+    by_study = {}
+    final = {}
+    for t in tl.get("items", []):
+        by_study.setdefault(t["spec"]["study"], []).append(t["spec"]["number"])
+        final[t["metadata"]["name"]] = (t.get("status") or {}).get("phase")
+    for i in range(a.studies):
+        nums = sorted(by_study.get(f"s{i}", []))
+        if nums != list(range(a.trials)):
+            failures.append(f"study s{i}: trial numbers {nums[:5]}...{nums[-3:]} ({len(nums)}), want 0..{a.trials - 1}")
+    nonterminal = [n for n, p in final.items() if p not in ("Completed", "Pruned", "Failed")]
+    if nonterminal:
+        failures.append(f"{len(nonterminal)} trials not terminal: {nonterminal[:5]}")
+    live_jobs = {j["metadata"]["name"]: j for j in jl.get("items", [])}
+    pruned_with_job = [n for n, p in final.items() if p == "Pruned" and n in live_jobs
+                       and not live_jobs[n]["metadata"].get("deletionTimestamp")]
+    if pruned_with_job:
+        failures.append(f"pruned trials with a Job: {pruned_with_job[:5]}")
+    orphans = [n for n in live_jobs if n not in final]
+    if orphans:
+        failures.append(f"Jobs without their Trial: {orphans[:5]}")
+    with lock:
+        doubles = [n for n, d in jobs.items() if len(d["uids"]) > 1]
+        late = [n for n, d in trials.items() if d.get("final_at", run_end) > last_report[0] + 60]
+    if doubles:
+        failures.append(f"trials that had two Jobs: {doubles[:5]}")
+    if late:
+        failures.append(f"trials non-terminal 60 s after the last report: {late[:5]}")
+
+    # API requests of the operator (audit log of its identity only).
+    counts = {}
+    logs = [os.path.join(CLUSTER, "logs", f) for f in os.listdir(os.path.join(CLUSTER, "logs")) if f.startswith("audit")]
+    for p in logs:
+        for line in open(p, errors="replace"):
+            try:
+                e = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if e.get("stage") != "ResponseComplete" or e.get("user", {}).get("username") != "lopper-operator":
+                continue
+            ts = e.get("requestReceivedTimestamp", "")
+            try:
+                t = time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
+            except ValueError:
+                continue
+            if t < run_start - 1 or t > run_end + 1:
+                continue
+            ref = e.get("objectRef") or {}
+            res = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+            key = f"{e.get('verb')} {res}"
+            counts[key] = counts.get(key, 0) + 1
+    reports = len(latencies)
+    total_req = sum(counts.values())
+    steady = {k: v for k, v in counts.items() if not k.startswith(("list ", "watch "))}
+    with lock:
+        gone = [jobs[t]["deleted"] - at for t, at in prunes.items() if t in jobs and "deleted" in jobs[t]]
+        tj = [jobs[n]["created"] - d["created"] for n, d in trials.items() if n in jobs]
+        jp = [pods[n]["running"] - jobs[n]["created"] for n in trials if n in jobs and "running" in pods.get(n, {})]
+        pr = [d["running"] - pods[n]["running"] for n, d in trials.items() if "running" in d and "running" in pods.get(n, {})]
+        busy = sum(min(d.get("ended", run_end), run_end) - d["running"] for d in pods.values() if "running" in d)
+    wall = run_end - run_start
+    cpu = op.cpu_seconds()
+    summary = {
+        "label": a.label, "studies": a.studies, "maxTrials": a.trials, "parallel": a.parallel,
+        "live": slots, "steps": a.steps, "interval_s": a.interval, "kills": op.kills,
+        "apiserver_restart": a.restart_apiserver, "wall_s": round(wall, 1), "reports": reports,
+        "answers": answers, "report_p50_ms": round(pct(latencies, 50) * 1000, 1),
+        "report_p99_ms": round(pct(latencies, 99) * 1000, 1), "prunes": len(prunes),
+        "prune_to_job_gone_p50_ms": round(pct(gone, 50) * 1000), "prune_to_job_gone_p99_ms": round(pct(gone, 99) * 1000),
+        "trial_to_job_p50_ms": round(pct(tj, 50) * 1000), "trial_to_job_p99_ms": round(pct(tj, 99) * 1000),
+        "job_to_pod_running_p50_ms": round(pct(jp, 50) * 1000), "job_to_pod_running_p99_ms": round(pct(jp, 99) * 1000),
+        "pod_to_trial_running_p50_ms": round(pct(pr, 50) * 1000), "pod_to_trial_running_p99_ms": round(pct(pr, 99) * 1000),
+        "api_requests": total_req, "api_requests_per_report": round(total_req / max(reports, 1), 3),
+        "api_requests_per_report_no_list_watch": round(sum(steady.values()) / max(reports, 1), 3),
+        "api_requests_by_verb": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+        "operator_peak_rss_mib": round(op.peak_kib / 1024, 1),
+        "operator_cpu_ms_per_report": round(cpu * 1000 / max(reports, 1), 3),
+        "gpu_slot_utilisation": round(busy / (slots * wall), 3) if wall > 0 else None,
+        "checks": "ok" if not failures else failures,
+    }
+    print()
+    print(f"run: {a.studies} studies x {a.trials} trials, {slots} live, {a.steps} steps every {a.interval}s, "
+          f"{op.kills} SIGKILLs{', apiserver restarted' if a.restart_apiserver else ''}: {wall:.0f} s")
+    print(f"  reports                 {reports} (answers {answers})")
+    print(f"  report latency          p50 {summary['report_p50_ms']} ms, p99 {summary['report_p99_ms']} ms")
+    print(f"  prune -> Job gone       p50 {summary['prune_to_job_gone_p50_ms']} ms, p99 {summary['prune_to_job_gone_p99_ms']} ms ({len(gone)} of {len(prunes)} prunes)")
+    print(f"  Trial -> Job            p50 {summary['trial_to_job_p50_ms']} ms, p99 {summary['trial_to_job_p99_ms']} ms")
+    print(f"  Job -> pod Running      p50 {summary['job_to_pod_running_p50_ms']} ms, p99 {summary['job_to_pod_running_p99_ms']} ms")
+    print(f"  pod -> Trial Running    p50 {summary['pod_to_trial_running_p50_ms']} ms, p99 {summary['pod_to_trial_running_p99_ms']} ms")
+    print(f"  operator API requests   {total_req} = {summary['api_requests_per_report']} per report "
+          f"({summary['api_requests_per_report_no_list_watch']} without list/watch)")
+    for k, v in list(summary["api_requests_by_verb"].items())[:12]:
+        print(f"      {k:<28} {v:>7}  ({v / max(reports, 1):.3f} per report)")
+    print(f"  operator peak RSS       {summary['operator_peak_rss_mib']} MiB")
+    print(f"  operator CPU            {cpu:.1f} s = {summary['operator_cpu_ms_per_report']} ms per report")
+    print(f"  GPU slot utilisation    {summary['gpu_slot_utilisation']}")
+    print("  checks                  " + ("ok" if not failures else "FAILED:\n    " + "\n    ".join(failures)))
+    print("SUMMARY " + json.dumps(summary))
+    kube.req("DELETE", f"/api/v1/namespaces/{ns}")
+    for i in range(nodes):
+        kube.req("DELETE", f"/api/v1/nodes/scale-gpu-{i}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
