@@ -261,9 +261,12 @@ def cases() -> list[dict]:
             curve(404, [[0, 1, 11000]], 90_000, [[0, 11000, 30]], noise=10, skip=60),
             curve(405, [[0, 1, 2000], [2000, 3, 4000]], 130_000,
                   [[0, 2400, 75], [2400, 14000, 4]], noise=10, skip=10, nan_at=[2402]),
-            curve(406, [[0, 1, 12000]], 110_000, [[0, 3000, 70], [3000, 12000, 12]],
+            # top at the first rung, then flat: pruned at 2,384
+            curve(406, [[0, 1, 12000]], 160_000, [[0, 800, 60], [800, 12000, 0]],
                   noise=10, skip=40),
-            curve(407, [[0, 1, 10000]], 105_000, [[0, 10000, 35]], noise=10, skip=20),
+            # top at the first two rungs, then nearly flat: pruned at 9,536
+            curve(407, [[0, 1, 10000]], 150_000, [[0, 2400, 70], [2400, 10000, 1]],
+                  noise=10, skip=20),
             curve(408, [[5, 5, 2400]], 100_000, [[0, 4000, 65], [4000, 12000, 18]],
                   noise=10),
         ],
@@ -299,6 +302,8 @@ def cases() -> list[dict]:
         base = 100_000 + 5_000 * ((k * 3) % 5)
         slope1 = 40 + 7 * ((k * 5) % 6)
         slope2 = 1 + 2 * ((k * 3) % 5)
+        if k % 2 == 1:  # fast start, then flat: strong at early rungs only
+            base, knee, slope1, slope2 = 150_000 + 4_000 * k, 600 + 300 * k, 80 + 5 * k, 0
         n = 20000 if k == 0 else 9000 + 1000 * (k % 4)
         sched = [[0, 1, n]] if k % 3 else [[0, 2, n // 2]]
         hb2.append(curve(600 + k, sched, base, [[0, knee, slope1], [knee, 20000, slope2]],
@@ -403,14 +408,14 @@ def cases() -> list[dict]:
         "pruner": {"wilcoxon": {"pThreshold": 0.05}},
         "curves": [
             curve(951, [[0, 1, 6000]], 100_000, [[0, 6000, 50]], noise=11),
-            curve(952, [[0, 1, 6000]], 150_000, [[0, 2000, 45], [2000, 6000, 30]],
-                  noise=11, skip=30),
-            curve(953, [[0, 1, 5500]], 130_000, [[0, 6000, 43]], noise=11, skip=20),
-            curve(954, [[0, 2, 3000]], 160_000, [[0, 1500, 40], [1500, 6000, 25]],
-                  noise=11, skip=10),
-            curve(955, [[0, 1, 5000]], 110_000, [[0, 5000, 49]], noise=12, skip=40),
-            curve(956, [[0, 1, 6000]], 140_000, [[0, 3000, 44], [3000, 6000, 35]],
-                  noise=11, skip=25),
+            # better than the best trial early, worse after the crossing (step 1,333)
+            curve(952, [[0, 1, 6000]], 104_000, [[0, 6000, 47]], noise=11, skip=30),
+            curve(953, [[0, 1, 5500]], 102_000, [[0, 6000, 48]], noise=11, skip=20),
+            curve(954, [[0, 2, 3000]], 106_000, [[0, 6000, 46]], noise=11, skip=10),
+            # worse early, better later: pruned early
+            curve(955, [[0, 1, 5000]], 99_000, [[0, 5000, 51]], noise=12, skip=40),
+            curve(956, [[0, 1, 6000]], 103_000, [[0, 6000, 49]], noise=11, skip=25,
+                  nan=3),
         ],
     })
     return out

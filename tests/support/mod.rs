@@ -5,6 +5,8 @@
 //! Every test works in its own namespace ([`TestNamespace`]) so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod long_curves;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
