@@ -23,7 +23,8 @@
 #   LOPPER_E2E_UP_TIMEOUT       seconds to wait for each readiness step (default: 90)
 #   LOPPER_E2E_BUILD_NICE       nice level for `go build`  (default: 5)
 #   LOPPER_E2E_CLIENT_QPS/_BURST  controller-manager and scheduler client rate (default 200/400;
-#                               their defaults, 20/30 and 50/100, throttle 1,000 trials' pods)
+#                               their defaults, 20/30 and 50/100, throttle 1,000 trials' pods;
+#                               kwok needs nothing: its client has no rate limit)
 # A default port that is busy is replaced by the next free one (printed); a port given through
 # the environment is used as is.
 set -euo pipefail
@@ -616,8 +617,7 @@ cmd_restart_apiserver() {
   load_ports
   log "restarting kube-apiserver"
   stop_component kube-apiserver
-  local keep="$CLUSTER_DIR/logs/audit.log"
-  [[ -f "$keep" ]] && cp "$keep" "$keep.before-restart.$(date +%s)"
+  # The new apiserver appends to logs/audit.log (no copy needed: a copy would count twice).
   start_apiserver
   wait_until "kube-apiserver /readyz" apiserver_ready || die "kube-apiserver did not become ready"
   log "kube-apiserver is back"

@@ -17,6 +17,7 @@ Against the local control plane (e2e/cluster.sh) with the release binary:
 
 import argparse
 import base64
+import calendar
 import http.client
 import json
 import math
@@ -135,6 +136,11 @@ def pct(xs, p):
     return xs[f] if f == c else xs[f] + (xs[c] - xs[f]) * (k - f)
 
 
+def ms(x, nd=None):
+    """Seconds to rounded milliseconds; None (JSON null) when there was nothing to measure."""
+    return None if x is None or math.isnan(x) else round(x * 1000, nd)
+
+
 # ------------------------------------------------------------------------------------------
 # The operator process
 # ------------------------------------------------------------------------------------------
@@ -235,7 +241,9 @@ def main():
     ap.add_argument("--parallel", type=int, default=4, help="parallelism per study")
     ap.add_argument("--steps", type=int, default=10, help="reported steps per trial")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between a trial's reports")
-    ap.add_argument("--pruner", default="median", choices=["median", "none"])
+    ap.add_argument("--pruner", default="median",
+                    choices=["median", "none", "percentile", "successiveHalving", "hyperband", "wilcoxon", "patient"],
+                    help="median is {startupTrials: 3, warmupSteps: 2}; the others take their defaults")
     ap.add_argument("--kill", type=int, default=0, help="SIGKILL the operator this many times")
     ap.add_argument("--restart-apiserver", action="store_true")
     ap.add_argument("--gpus-per-node", type=int, default=64)
@@ -245,6 +253,7 @@ def main():
     ap.add_argument("--namespace", default="lopper-scale")
     ap.add_argument("--lopper", default=os.path.join(REPO, "target", "release", "lopper"))
     ap.add_argument("--label", default="")
+    ap.add_argument("--out", default="", help="write per-report latencies and per-trial timestamps (JSON) here")
     a = ap.parse_args()
 
     kube = Kube(os.path.join(CLUSTER, "kubeconfig"))
@@ -263,17 +272,30 @@ def main():
                    check=True, stdout=subprocess.DEVNULL)
     slots = a.studies * a.parallel
     nodes = max(1, math.ceil(slots / a.gpus_per_node))
-    for i in range(nodes):
+    node_names = [f"{ns}-gpu-{i}" for i in range(nodes)]
+    for node in node_names:
+        kube.req("DELETE", f"/api/v1/nodes/{node}")  # a node left by an interrupted run: its GPUs counted afresh
+    for node in node_names:
         kube.req("POST", "/api/v1/nodes", {
             "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": f"scale-gpu-{i}", "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                         "labels": {"type": "kwok", "kubernetes.io/hostname": f"scale-gpu-{i}", "nvidia.com/gpu.present": "true"}},
+            "metadata": {"name": node, "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": node, "nvidia.com/gpu.present": "true"}},
             "status": {"capacity": {"cpu": "512", "memory": "4Ti", "pods": "1000", "nvidia.com/gpu": str(a.gpus_per_node)},
                        "allocatable": {"cpu": "512", "memory": "4Ti", "pods": "1000", "nvidia.com/gpu": str(a.gpus_per_node)}},
         })
-    time.sleep(2)
+    for _ in range(120):
+        ready = 0
+        for node in node_names:
+            code, o = kube.req("GET", f"/api/v1/nodes/{node}")
+            conds = (o.get("status") or {}).get("conditions") or [] if code == 200 else []
+            ready += any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+        if ready == len(node_names):
+            break
+        time.sleep(0.5)
+    else:
+        raise SystemExit(f"kwok did not make the nodes {node_names} Ready")
 
-    log_path = os.path.join(CLUSTER, "logs", "scale-operator.log")
+    log_path = os.path.join(CLUSTER, "logs", f"scale-operator-{ns}.log")
     open(log_path, "w").close()
     op = Operator(a.lopper, ns, a.port, log_path)
     op.start()
@@ -292,6 +314,7 @@ def main():
     trials = {}   # name -> dict(created, running, phase, final_at, number, study)
     jobs = {}     # name -> dict(created, deleted, uids:set)
     pods = {}     # trial -> dict(name, running, ended)
+    job_uids = {}  # trial (label) -> every Job uid seen for it
     stop = threading.Event()
     started = set()
 
@@ -315,6 +338,7 @@ def main():
         with lock:
             d = jobs.setdefault(md["name"], {"created": now, "uids": set(), "trial": trial})
             d["uids"].add(md["uid"])
+            job_uids.setdefault(trial, set()).add(md["uid"])
             if t == "DELETED":
                 d["deleted"] = now
             else:
@@ -413,13 +437,16 @@ def main():
                 latencies.append(t1 - t0)
                 if ans.get("prune"):
                     with lock:
-                        prunes[trial] = t0  # the decision is made while this request is served
+                        prunes[trial] = (t0, t1)  # the pruned report sent, its answer {"prune": true}
                 elif step + 1 < a.steps:
                     schedule(due + a.interval, trial, step + 1)
                 else:
                     finish(trial)
             elif code == 409:
                 pass  # finished (pruned or failed): the trainer stops
+            elif code == 401:
+                tokens.pop(trial, None)  # read the Secret again, then retry this step
+                schedule(time.time() + 0.5, trial, step)
             else:
                 # operator restarting or API unavailable: retry this step
                 schedule(time.time() + 0.5, trial, step)
@@ -487,7 +514,13 @@ def main():
                     done = True
                     break
     run_end = time.time()
-    time.sleep(3)  # let the Job deletions of the last prunes arrive
+    # Let the Job deletions of the last prunes arrive (up to 30 s; the check below fails on what is left).
+    for _ in range(60):
+        with lock:
+            pending = [t for t in prunes if t in jobs and "deleted" not in jobs[t]]
+        if not pending:
+            break
+        time.sleep(0.5)
     stop.set()
     op.stop()
 
@@ -499,6 +532,12 @@ def main():
     code2, jl = kube.req("GET", f"/apis/batch/v1/namespaces/{ns}/jobs")
     by_study = {}
     final = {}
+    code3, sl = kube.req("GET", f"/apis/lopper.dev/v1alpha1/namespaces/{ns}/studies")
+    study_phase = {s_["metadata"]["name"]: (s_.get("status") or {}).get("phase") for s_ in sl.get("items", [])}
+    open_studies = [f"s{i}={study_phase.get(f's{i}')}" for i in range(a.studies)
+                    if study_phase.get(f"s{i}") not in ("Succeeded", "Failed")]
+    if open_studies:
+        failures.append(f"studies not terminal: {open_studies[:5]}")
     for t in tl.get("items", []):
         by_study.setdefault(t["spec"]["study"], []).append(t["spec"]["number"])
         final[t["metadata"]["name"]] = (t.get("status") or {}).get("phase")
@@ -510,48 +549,61 @@ def main():
     if nonterminal:
         failures.append(f"{len(nonterminal)} trials not terminal: {nonterminal[:5]}")
     live_jobs = {j["metadata"]["name"]: j for j in jl.get("items", [])}
-    pruned_with_job = [n for n, p in final.items() if p == "Pruned" and n in live_jobs
-                       and not live_jobs[n]["metadata"].get("deletionTimestamp")]
+    job_trial = {n: (j["metadata"].get("labels") or {}).get("lopper.dev/trial", n) for n, j in live_jobs.items()}
+    pruned_with_job = sorted({t for t in job_trial.values() if final.get(t) == "Pruned"})
     if pruned_with_job:
-        failures.append(f"pruned trials with a Job: {pruned_with_job[:5]}")
-    orphans = [n for n in live_jobs if n not in final]
+        failures.append(f"pruned trials whose Job is still there 30 s after the run: {pruned_with_job[:5]}")
+    orphans = [n for n, t in job_trial.items() if t not in final]
     if orphans:
         failures.append(f"Jobs without their Trial: {orphans[:5]}")
     with lock:
-        doubles = [n for n, d in jobs.items() if len(d["uids"]) > 1]
+        doubles = [n for n, u in job_uids.items() if len(u) > 1]
         late = [n for n, d in trials.items() if d.get("final_at", run_end) > last_report[0] + 60]
     if doubles:
         failures.append(f"trials that had two Jobs: {doubles[:5]}")
     if late:
         failures.append(f"trials non-terminal 60 s after the last report: {late[:5]}")
 
-    # API requests of the operator (audit log of its identity only).
-    counts = {}
-    logs = [os.path.join(CLUSTER, "logs", f) for f in os.listdir(os.path.join(CLUSTER, "logs")) if f.startswith("audit")]
-    for p in logs:
-        for line in open(p, errors="replace"):
-            try:
-                e = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if e.get("stage") != "ResponseComplete" or e.get("user", {}).get("username") != "lopper-operator":
-                continue
-            ts = e.get("requestReceivedTimestamp", "")
-            try:
-                t = time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-            except ValueError:
-                continue
-            if t < run_start - 1 or t > run_end + 1:
-                continue
-            ref = e.get("objectRef") or {}
-            res = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
-            key = f"{e.get('verb')} {res}"
-            counts[key] = counts.get(key, 0) + 1
+    # API requests of the operator: the apiserver's audit log (e2e/cluster.sh audits the identity
+    # lopper-operator only, at Metadata level), this run's namespace and time window, each auditID once.
+    counts, seen_ids = {}, set()
+    ns_key = f'"namespace":"{ns}"'
+    logdir = os.path.join(CLUSTER, "logs")
+    for p in sorted(os.path.join(logdir, f) for f in os.listdir(logdir) if f.startswith("audit")):
+        with open(p, errors="replace") as fh:
+            for line in fh:
+                if ns_key not in line or '"lopper-operator"' not in line:
+                    continue
+                try:
+                    e = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if e.get("stage") != "ResponseComplete" or e.get("user", {}).get("username") != "lopper-operator":
+                    continue
+                ref = e.get("objectRef") or {}
+                if ref.get("namespace") != ns or e.get("auditID") in seen_ids:
+                    continue
+                seen_ids.add(e.get("auditID"))
+                ts = e.get("requestReceivedTimestamp", "")
+                try:
+                    t = calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float("0" + ts[19:].rstrip("Z") if ts[19:20] == "." else 0)
+                except ValueError:
+                    continue
+                if t < run_start - 1 or t > run_end + 1:
+                    continue
+                res = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
+                key = f"{e.get('verb')} {res}"
+                counts[key] = counts.get(key, 0) + 1
     reports = len(latencies)
     total_req = sum(counts.values())
     steady = {k: v for k, v in counts.items() if not k.startswith(("list ", "watch "))}
+    # Leader election renews its Lease every few seconds whatever the load: not a per-report cost.
+    per_report = {k: v for k, v in steady.items() if not k.endswith(" leases")}
     with lock:
-        gone = [jobs[t]["deleted"] - at for t, at in prunes.items() if t in jobs and "deleted" in jobs[t]]
+        # to the Job's DELETED event (watch), from the answer (negative: deleted before answering)
+        # and from the moment the pruned report was sent
+        gone = [jobs[t]["deleted"] - at[1] for t, at in prunes.items() if t in jobs and "deleted" in jobs[t]]
+        gone_sent = [jobs[t]["deleted"] - at[0] for t, at in prunes.items() if t in jobs and "deleted" in jobs[t]]
         tj = [jobs[n]["created"] - d["created"] for n, d in trials.items() if n in jobs]
         jp = [pods[n]["running"] - jobs[n]["created"] for n in trials if n in jobs and "running" in pods.get(n, {})]
         pr = [d["running"] - pods[n]["running"] for n, d in trials.items() if "running" in d and "running" in pods.get(n, {})]
@@ -562,18 +614,22 @@ def main():
         "label": a.label, "studies": a.studies, "maxTrials": a.trials, "parallel": a.parallel,
         "live": slots, "steps": a.steps, "interval_s": a.interval, "kills": op.kills,
         "apiserver_restart": a.restart_apiserver, "wall_s": round(wall, 1), "reports": reports,
-        "answers": answers, "report_p50_ms": round(pct(latencies, 50) * 1000, 1),
-        "report_p99_ms": round(pct(latencies, 99) * 1000, 1), "prunes": len(prunes),
-        "prune_to_job_gone_p50_ms": round(pct(gone, 50) * 1000), "prune_to_job_gone_p99_ms": round(pct(gone, 99) * 1000),
-        "trial_to_job_p50_ms": round(pct(tj, 50) * 1000), "trial_to_job_p99_ms": round(pct(tj, 99) * 1000),
-        "job_to_pod_running_p50_ms": round(pct(jp, 50) * 1000), "job_to_pod_running_p99_ms": round(pct(jp, 99) * 1000),
-        "pod_to_trial_running_p50_ms": round(pct(pr, 50) * 1000), "pod_to_trial_running_p99_ms": round(pct(pr, 99) * 1000),
+        "answers": answers, "report_p50_ms": ms(pct(latencies, 50), 1),
+        "report_p99_ms": ms(pct(latencies, 99), 1), "prunes": len(prunes),
+        "prune_to_job_gone_p50_ms": ms(pct(gone, 50)), "prune_to_job_gone_p99_ms": ms(pct(gone, 99)),
+        "report_sent_to_job_gone_p50_ms": ms(pct(gone_sent, 50)), "report_sent_to_job_gone_p99_ms": ms(pct(gone_sent, 99)),
+        "trial_to_job_p50_ms": ms(pct(tj, 50)), "trial_to_job_p99_ms": ms(pct(tj, 99)),
+        "job_to_pod_running_p50_ms": ms(pct(jp, 50)), "job_to_pod_running_p99_ms": ms(pct(jp, 99)),
+        "pod_to_trial_running_p50_ms": ms(pct(pr, 50)), "pod_to_trial_running_p99_ms": ms(pct(pr, 99)),
         "api_requests": total_req, "api_requests_per_report": round(total_req / max(reports, 1), 3),
         "api_requests_per_report_no_list_watch": round(sum(steady.values()) / max(reports, 1), 3),
+        "api_requests_per_report_no_list_watch_lease": round(sum(per_report.values()) / max(reports, 1), 3),
         "api_requests_by_verb": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
         "operator_peak_rss_mib": round(op.peak_kib / 1024, 1),
         "operator_cpu_ms_per_report": round(cpu * 1000 / max(reports, 1), 3),
         "gpu_slot_utilisation": round(busy / (slots * wall), 3) if wall > 0 else None,
+        "gpu_node_utilisation": round(busy / (nodes * a.gpus_per_node * wall), 3) if wall > 0 else None,
+        "lopper": a.lopper, "loadavg_1m_end": round(os.getloadavg()[0], 2),
         "checks": "ok" if not failures else failures,
     }
     print()
@@ -581,22 +637,34 @@ def main():
           f"{op.kills} SIGKILLs{', apiserver restarted' if a.restart_apiserver else ''}: {wall:.0f} s")
     print(f"  reports                 {reports} (answers {answers})")
     print(f"  report latency          p50 {summary['report_p50_ms']} ms, p99 {summary['report_p99_ms']} ms")
-    print(f"  prune -> Job gone       p50 {summary['prune_to_job_gone_p50_ms']} ms, p99 {summary['prune_to_job_gone_p99_ms']} ms ({len(gone)} of {len(prunes)} prunes)")
+    print(f"  prune -> Job gone       p50 {summary['prune_to_job_gone_p50_ms']} ms, p99 {summary['prune_to_job_gone_p99_ms']} ms ({len(gone)} of {len(prunes)} prunes; from the pruned report sent: p50 {summary['report_sent_to_job_gone_p50_ms']} ms, p99 {summary['report_sent_to_job_gone_p99_ms']} ms)")
     print(f"  Trial -> Job            p50 {summary['trial_to_job_p50_ms']} ms, p99 {summary['trial_to_job_p99_ms']} ms")
     print(f"  Job -> pod Running      p50 {summary['job_to_pod_running_p50_ms']} ms, p99 {summary['job_to_pod_running_p99_ms']} ms")
     print(f"  pod -> Trial Running    p50 {summary['pod_to_trial_running_p50_ms']} ms, p99 {summary['pod_to_trial_running_p99_ms']} ms")
     print(f"  operator API requests   {total_req} = {summary['api_requests_per_report']} per report "
-          f"({summary['api_requests_per_report_no_list_watch']} without list/watch)")
-    for k, v in list(summary["api_requests_by_verb"].items())[:12]:
+          f"({summary['api_requests_per_report_no_list_watch']} without list/watch, "
+          f"{summary['api_requests_per_report_no_list_watch_lease']} without list/watch/leases)")
+    for k, v in list(summary["api_requests_by_verb"].items())[:16]:
         print(f"      {k:<28} {v:>7}  ({v / max(reports, 1):.3f} per report)")
     print(f"  operator peak RSS       {summary['operator_peak_rss_mib']} MiB")
     print(f"  operator CPU            {cpu:.1f} s = {summary['operator_cpu_ms_per_report']} ms per report")
-    print(f"  GPU slot utilisation    {summary['gpu_slot_utilisation']}")
+    print(f"  GPU slot utilisation    {summary['gpu_slot_utilisation']} (pod-Running GPU-seconds / (studies x parallelism x wall); "
+          f"{summary['gpu_node_utilisation']} of the {nodes * a.gpus_per_node} fake GPUs)")
     print("  checks                  " + ("ok" if not failures else "FAILED:\n    " + "\n    ".join(failures)))
+    if a.out:
+        with lock:
+            detail = {"summary": summary, "report_latencies_s": latencies, "prune_to_job_gone_s": gone,
+                      "trials": {n: {"study": d["study"], "number": d["number"], "phase": final.get(n),
+                                     "trial_created": d["created"], "job_created": jobs.get(n, {}).get("created"),
+                                     "pod_running": pods.get(n, {}).get("running"), "trial_running": d.get("running"),
+                                     "pod_ended": pods.get(n, {}).get("ended"), "trial_final": d.get("final_at")}
+                                 for n, d in trials.items()}}
+        with open(a.out, "w") as f:
+            json.dump(detail, f)
     print("SUMMARY " + json.dumps(summary))
     kube.req("DELETE", f"/api/v1/namespaces/{ns}")
-    for i in range(nodes):
-        kube.req("DELETE", f"/api/v1/nodes/scale-gpu-{i}")
+    for node in node_names:
+        kube.req("DELETE", f"/api/v1/nodes/{node}")
     sys.exit(1 if failures else 0)
 
 
