@@ -45,7 +45,7 @@ use super::{Point, STUDY_LABEL, TRIAL_LABEL, Trial};
 pub struct CurveChunkSpec {
     /// The Trial's name.
     pub trial: String,
-    /// Chunk index: it holds points `index·1000 .. (index+1)·1000` of the curve.
+    /// Chunk index: it holds points `index·250 .. (index+1)·250` of the curve.
     pub index: u32,
     /// How many points `points` holds.
     pub count: u32,
@@ -59,8 +59,9 @@ fn bytes_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// Points kept in `status.intermediate` before the oldest are sealed into a chunk.
-/// 1,000 JSON points are ~40 KB: every report rewrites them, so this bounds a write too.
-pub const CHUNK_POINTS: usize = 1000;
+/// Every report rewrites the unsealed points, so this bounds a report's write: 250 JSON points
+/// are ~10 KB. A 100,000-step curve makes 400 chunks of 4 KB.
+pub const CHUNK_POINTS: usize = 250;
 
 /// Label on curve chunks holding the chunk index.
 pub const CHUNK_LABEL: &str = "lopper.dev/curve-chunk";
@@ -248,7 +249,7 @@ mod tests {
             sealed.extend(seal(&mut tail));
             assert!(tail.len() <= CHUNK_POINTS);
         }
-        assert_eq!(sealed.len(), 5);
+        assert_eq!(sealed.len(), (5_321 - 1) / CHUNK_POINTS);
         assert!(sealed.iter().all(|c| c.len() == CHUNK_POINTS));
         let all: Vec<i64> = sealed
             .iter()

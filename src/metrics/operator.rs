@@ -488,12 +488,23 @@ pub async fn run(view: Arc<View>) {
     let mut done: HashSet<String> = HashSet::new(); // trial uids whose follower ended
     let mut pollers: HashMap<(String, String), Poller> = HashMap::new();
     loop {
+        // Only `logs` and `prometheus` studies need anything here; push studies (the common
+        // case at scale) are skipped before their trials are even looked at.
         let studies: HashMap<(String, String), Arc<Study>> = view
             .all_studies()
             .into_iter()
+            .filter(|s| !matches!(s.metrics(), MetricsSpec::Push(_)))
             .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s))
             .collect();
-        let trials = view.all_trials();
+        let names: HashSet<&str> = studies.keys().map(|(_, n)| n.as_str()).collect();
+        let trials: Vec<Arc<Trial>> = if studies.is_empty() {
+            Vec::new()
+        } else {
+            view.all_trials()
+                .into_iter()
+                .filter(|t| names.contains(t.spec.study.as_str()))
+                .collect()
+        };
         let mut want_followers = HashSet::new();
         let mut running: HashMap<(String, String), TrialList> = HashMap::new();
         let mut uids = HashSet::new();
