@@ -11,6 +11,11 @@
 //! [`ABSENT_POLLS`] polls: nothing is recorded (no pruning on missing data), the Study gets the
 //! condition `MetricsUnavailable=True` with the error, polls back off (up to 8× the interval)
 //! and the condition turns `False` once queries work again.
+//!
+//! The URL is the Study author's choice, so the client trusts nothing of the answer: it reads at
+//! most [`MAX_BODY_BYTES`], the whole query (connection, answer and body) is bounded by one
+//! timeout, redirects are followed only to the same scheme, host and port, and the condition's
+//! message says what went wrong without repeating any text of the answer ([`PromError`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::LazyLock;
@@ -79,15 +84,98 @@ impl Auth {
     }
 }
 
+/// The largest Prometheus answer read, in bytes.
+///
+/// The Study's author picks the URL, so the answer may come from anything; an instant query
+/// for one study's running trials is a few kilobytes, and every study polls at once, so a
+/// server that answers with an endless or huge body must not grow the operator's memory.
+pub const MAX_BODY_BYTES: u64 = 8 << 20;
+
+/// Redirects followed per query, and only to the scheme, host and port of the URL asked.
+pub const MAX_REDIRECTS: usize = 3;
+
 /// Why a query failed.
+///
+/// The message goes into the Study's status, which its author can read, and the author picks
+/// the URL: it says what happened (status code, size, time) but never carries text of the
+/// answer, which could be an internal service's (details go to the debug log only). Every
+/// text below is fixed here, none comes from the server.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum PromError {
-    #[error("prometheus unreachable at {url}: {message}")]
-    Unreachable { url: String, message: String },
-    #[error("prometheus answered {status}: {message}")]
-    Answer { status: u16, message: String },
+    /// No answer: DNS, connection or TLS failure.
+    #[error("prometheus unreachable at {url}: {cause}")]
+    Unreachable { url: String, cause: &'static str },
+    /// No whole answer (connection, headers and body) within the timeout.
+    #[error("prometheus at {url}: timed out after {after:?}")]
+    Timeout { url: String, after: Duration },
+    /// A redirect that is not followed.
+    #[error("prometheus at {url}: {reason}")]
+    RedirectRefused {
+        url: String,
+        reason: RedirectRefusal,
+    },
+    /// An HTTP error status, or a Prometheus `"status": "error"` answer (with its
+    /// `errorType` when it is one Prometheus documents).
+    #[error("prometheus answered HTTP {status}{}", .error_type.map(|t| format!(" ({t})")).unwrap_or_default())]
+    Answer {
+        status: u16,
+        error_type: Option<&'static str>,
+    },
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("prometheus answer: body larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    /// The body is not a Prometheus instant-query answer.
     #[error("unexpected prometheus answer: {0}")]
-    Decode(String),
+    Decode(&'static str),
+}
+
+impl PromError {
+    /// A reason for the Study's condition (CamelCase).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PromError::Unreachable { .. } => "PrometheusUnreachable",
+            PromError::Timeout { .. } => "PrometheusTimeout",
+            PromError::RedirectRefused { .. } => "RedirectRefused",
+            PromError::TooLarge { .. } => "AnswerTooLarge",
+            PromError::Answer { .. } | PromError::Decode(_) => "QueryFailed",
+        }
+    }
+}
+
+/// Why a redirect is not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectRefusal {
+    #[error("redirect to another host refused (only the same scheme, host and port are followed)")]
+    OtherHost,
+    #[error(
+        "redirect to another scheme refused (only the same scheme, host and port are followed)"
+    )]
+    OtherScheme,
+    #[error("more than {MAX_REDIRECTS} redirects refused")]
+    TooMany,
+}
+
+/// Whether a redirect to `next` may be followed, `previous` being the URLs requested so far
+/// (the first is the one asked).
+pub fn check_redirect(
+    next: &reqwest::Url,
+    previous: &[reqwest::Url],
+) -> Result<(), RedirectRefusal> {
+    let Some(first) = previous.first() else {
+        return Err(RedirectRefusal::OtherHost);
+    };
+    if previous.len() > MAX_REDIRECTS {
+        return Err(RedirectRefusal::TooMany);
+    }
+    if next.scheme() != first.scheme() {
+        return Err(RedirectRefusal::OtherScheme);
+    }
+    if next.host_str() != first.host_str()
+        || next.port_or_known_default() != first.port_or_known_default()
+    {
+        return Err(RedirectRefusal::OtherHost);
+    }
+    Ok(())
 }
 
 /// One series of an instant vector.
@@ -104,7 +192,10 @@ pub struct Sample {
 pub struct PromClient {
     http: reqwest::Client,
     base: String,
+    /// `base` without credentials, for messages.
+    shown: String,
     auth: Option<Auth>,
+    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -112,8 +203,8 @@ struct ApiAnswer {
     status: String,
     #[serde(default)]
     data: Option<ApiData>,
-    #[serde(default)]
-    error: Option<String>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -130,24 +221,47 @@ struct VectorItem {
 }
 
 impl PromClient {
+    /// A client for the Prometheus at `base`. `timeout` bounds each whole query: connecting,
+    /// waiting for the answer and reading its body (a server that trickles bytes is cut off).
     pub fn new(base: &str, auth: Option<Auth>, timeout: Duration) -> Result<Self, String> {
         super::server::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .redirect(reqwest::redirect::Policy::custom(
+                |attempt| match check_redirect(attempt.url(), attempt.previous()) {
+                    Ok(()) => attempt.follow(),
+                    Err(refusal) => attempt.error(refusal),
+                },
+            ))
             .build()
             .map_err(|e| format!("http client: {e}"))?;
+        let base = base.trim_end_matches('/').to_string();
+        let shown = match reqwest::Url::parse(&base) {
+            Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.as_str().trim_end_matches('/').to_string()
+            }
+            _ => base.clone(),
+        };
         Ok(PromClient {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base,
+            shown,
             auth,
+            timeout,
         })
     }
 
     /// Runs an instant query; a scalar answer becomes one sample without labels.
     pub async fn query(&self, promql: &str) -> Result<Vec<Sample>, PromError> {
         let started = Instant::now();
-        let r = self.query_inner(promql).await;
+        let r = match tokio::time::timeout(self.timeout, self.fetch(promql)).await {
+            Ok(Ok((status, body))) => parse_answer(status, &body),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(self.timed_out()),
+        };
         telemetry::telemetry()
             .query_duration
             .with_label_values(&[if r.is_ok() { "ok" } else { "error" }])
@@ -155,7 +269,15 @@ impl PromClient {
         r
     }
 
-    async fn query_inner(&self, promql: &str) -> Result<Vec<Sample>, PromError> {
+    fn timed_out(&self) -> PromError {
+        PromError::Timeout {
+            url: self.shown.clone(),
+            after: self.timeout,
+        }
+    }
+
+    /// Sends the query and reads the body, at most [`MAX_BODY_BYTES`] of it.
+    async fn fetch(&self, promql: &str) -> Result<(u16, Vec<u8>), PromError> {
         let url = format!("{}/api/v1/query", self.base);
         let mut req = self
             .http
@@ -172,63 +294,179 @@ impl PromClient {
             Some(Auth::Bearer(t)) => req = req.bearer_auth(t),
             None => {}
         }
-        let resp = req.send().await.map_err(|e| PromError::Unreachable {
-            url: self.base.clone(),
-            message: error_chain(&e),
-        })?;
+        let mut resp = req.send().await.map_err(|e| self.request_error(&e))?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| PromError::Unreachable {
-            url: self.base.clone(),
-            message: error_chain(&e),
-        })?;
-        let answer: ApiAnswer = match serde_json::from_slice(&bytes) {
-            Ok(a) => a,
-            Err(e) => {
-                return Err(if status >= 400 {
-                    PromError::Answer {
-                        status,
-                        message: String::from_utf8_lossy(&bytes).chars().take(300).collect(),
-                    }
-                } else {
-                    PromError::Decode(e.to_string())
-                });
+        let too_large = |read: u64| {
+            tracing::debug!(url = %self.shown, status, read, "prometheus answer too large");
+            PromError::TooLarge {
+                limit: MAX_BODY_BYTES,
             }
         };
-        if answer.status != "success" {
-            return Err(PromError::Answer {
-                status,
-                message: answer.error.unwrap_or_else(|| "error".into()),
+        let declared = resp.content_length();
+        if let Some(n) = declared
+            && n > MAX_BODY_BYTES
+        {
+            return Err(too_large(0));
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(64 << 10) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.request_error(&e))? {
+            if (body.len() + chunk.len()) as u64 > MAX_BODY_BYTES {
+                return Err(too_large((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, body))
+    }
+
+    /// A failed request, named by what happened; the error's own text (which can hold a URL
+    /// from a redirect) goes to the debug log only.
+    fn request_error(&self, e: &reqwest::Error) -> PromError {
+        tracing::debug!(url = %self.shown, error = %truncated(&error_chain(e)), "prometheus request failed");
+        if let Some(reason) = find_cause::<RedirectRefusal>(e) {
+            return PromError::RedirectRefused {
+                url: self.shown.clone(),
+                reason: *reason,
+            };
+        }
+        let io_kind = find_cause::<std::io::Error>(e).map(std::io::Error::kind);
+        if e.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+            return self.timed_out();
+        }
+        let cause = if find_cause::<rustls::Error>(e).is_some() {
+            "TLS handshake failed"
+        } else if e.is_redirect() {
+            "redirect failed"
+        } else if e.is_dns() {
+            "DNS lookup failed"
+        } else if e.is_connect() {
+            match io_kind {
+                Some(std::io::ErrorKind::ConnectionRefused) => "connection refused",
+                Some(std::io::ErrorKind::ConnectionReset) => "connection reset",
+                Some(std::io::ErrorKind::HostUnreachable) => "host unreachable",
+                Some(std::io::ErrorKind::NetworkUnreachable) => "network unreachable",
+                _ => "connection failed",
+            }
+        } else if e.is_body() || e.is_decode() {
+            "connection broken while reading the answer"
+        } else if e.is_builder() {
+            "invalid URL"
+        } else {
+            "request failed"
+        };
+        PromError::Unreachable {
+            url: self.shown.clone(),
+            cause,
+        }
+    }
+}
+
+/// The first error of type `T` in `e`'s chain (looking inside `std::io::Error`s too).
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(t) = c.downcast_ref::<T>() {
+            return Some(t);
+        }
+        if let Some(t) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<T>())
+        {
+            return Some(t);
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// At most 200 characters of `s`, for the debug log.
+fn truncated(s: &str) -> String {
+    let mut out: String = s.chars().take(200).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+/// The `errorType`s the Prometheus HTTP API documents; any other is not repeated.
+fn known_error_type(t: &str) -> Option<&'static str> {
+    Some(match t {
+        "bad_data" => "bad_data",
+        "timeout" => "timeout",
+        "canceled" => "canceled",
+        "execution" => "execution",
+        "internal" => "internal",
+        "unavailable" => "unavailable",
+        "not_found" => "not_found",
+        "not_acceptable" => "not_acceptable",
+        _ => return None,
+    })
+}
+
+/// The samples of an instant-query answer with HTTP `status` and `body`.
+pub fn parse_answer(status: u16, body: &[u8]) -> Result<Vec<Sample>, PromError> {
+    let log = |what: &str| {
+        tracing::debug!(status, body = ?truncated(&String::from_utf8_lossy(body)), "{what}");
+    };
+    let answer: ApiAnswer = match serde_json::from_slice(body) {
+        Ok(a) => a,
+        Err(_) => {
+            log("prometheus answer is not Prometheus JSON");
+            return Err(if status >= 300 {
+                PromError::Answer {
+                    status,
+                    error_type: None,
+                }
+            } else {
+                PromError::Decode("body is not Prometheus JSON")
             });
         }
-        let data = answer
-            .data
-            .ok_or_else(|| PromError::Decode("no data".into()))?;
-        match data.result_type.as_str() {
-            "vector" => {
-                let items: Vec<VectorItem> = serde_json::from_value(data.result)
-                    .map_err(|e| PromError::Decode(e.to_string()))?;
-                Ok(items
-                    .into_iter()
-                    .map(|i| Sample {
-                        labels: i.metric,
-                        ts: i.value.0,
-                        value: parse_prom_float(&i.value.1),
-                    })
-                    .collect())
-            }
-            "scalar" => {
-                let (ts, v): (f64, String) = serde_json::from_value(data.result)
-                    .map_err(|e| PromError::Decode(e.to_string()))?;
-                Ok(vec![Sample {
-                    labels: BTreeMap::new(),
-                    ts,
-                    value: parse_prom_float(&v),
-                }])
-            }
-            other => Err(PromError::Decode(format!(
-                "result type {other} (an instant vector or scalar is needed)"
-            ))),
+    };
+    if answer.status != "success" || status >= 300 {
+        log("prometheus answered an error");
+        return Err(PromError::Answer {
+            status,
+            error_type: answer.error_type.as_deref().and_then(known_error_type),
+        });
+    }
+    let bad = |_| {
+        log("prometheus result of an unexpected shape");
+        PromError::Decode("the result is not an instant vector or scalar of the usual form")
+    };
+    let data = answer
+        .data
+        .ok_or(PromError::Decode("the answer has no data"))?;
+    match data.result_type.as_str() {
+        "vector" => {
+            let items: Vec<VectorItem> = serde_json::from_value(data.result).map_err(bad)?;
+            Ok(items
+                .into_iter()
+                .map(|i| Sample {
+                    labels: i.metric,
+                    ts: i.value.0,
+                    value: parse_prom_float(&i.value.1),
+                })
+                .collect())
         }
+        "scalar" => {
+            let (ts, v): (f64, String) = serde_json::from_value(data.result).map_err(bad)?;
+            Ok(vec![Sample {
+                labels: BTreeMap::new(),
+                ts,
+                value: parse_prom_float(&v),
+            }])
+        }
+        "matrix" => Err(PromError::Decode(
+            "result type matrix (an instant vector or scalar is needed)",
+        )),
+        "string" => Err(PromError::Decode(
+            "result type string (an instant vector or scalar is needed)",
+        )),
+        _ => Err(PromError::Decode(
+            "unknown result type (an instant vector or scalar is needed)",
+        )),
     }
 }
 
@@ -555,6 +793,130 @@ mod tests {
         assert_eq!(backoff(i, 0), i);
         assert_eq!(backoff(i, 1), Duration::from_secs(2));
         assert_eq!(backoff(i, 10), Duration::from_secs(8));
+    }
+
+    const SECRET: &str = "SECRET-INTERNAL-TEXT";
+
+    #[test]
+    fn answers_are_parsed_and_errors_never_repeat_the_body() {
+        let ok = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"trial":"t"},"value":[12.5,"0.25"]}]}}"#;
+        let s = parse_answer(200, ok).unwrap();
+        assert_eq!(s.len(), 1);
+        assert_eq!((s[0].ts, s[0].value), (12.5, 0.25));
+        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#;
+        assert_eq!(parse_answer(200, scalar).unwrap()[0].value, f64::INFINITY);
+        let cases: Vec<(u16, String, &str)> = vec![
+            (
+                500,
+                format!("internal error: {SECRET}"),
+                "prometheus answered HTTP 500",
+            ),
+            (
+                200,
+                format!("<html>{SECRET}</html>"),
+                "body is not Prometheus JSON",
+            ),
+            (
+                400,
+                format!(r#"{{"status":"error","errorType":"bad_data","error":"{SECRET}"}}"#),
+                "prometheus answered HTTP 400 (bad_data)",
+            ),
+            (
+                422,
+                format!(r#"{{"status":"error","errorType":"{SECRET}","error":"x"}}"#),
+                "prometheus answered HTTP 422",
+            ),
+            (
+                200,
+                format!(r#"{{"status":"success","data":{{"resultType":"{SECRET}","result":[]}}}}"#),
+                "unknown result type",
+            ),
+            (
+                200,
+                format!(
+                    r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":["{SECRET}","1"]}}]}}}}"#
+                ),
+                "not an instant vector or scalar",
+            ),
+            (
+                200,
+                r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#.to_string(),
+                "result type matrix",
+            ),
+            (
+                200,
+                format!(r#"{{"status":"{SECRET}"}}"#),
+                "prometheus answered HTTP 200",
+            ),
+        ];
+        for (status, body, want) in cases {
+            let e = parse_answer(status, body.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{status} {body}: {e}");
+            assert!(!e.contains(SECRET), "{status} {body}: {e}");
+        }
+    }
+
+    #[test]
+    fn redirects_stay_on_the_same_scheme_host_and_port() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        let first = [u("http://prom.example:9090/api/v1/query")];
+        assert_eq!(
+            check_redirect(&u("http://prom.example:9090/x"), &first),
+            Ok(())
+        );
+        assert_eq!(
+            check_redirect(&u("http://PROM.example:9090/x"), &first),
+            Ok(())
+        );
+        for other in [
+            "http://prom.example:9091/x",
+            "http://other.example:9090/x",
+            "http://127.0.0.1:9090/x",
+        ] {
+            assert_eq!(
+                check_redirect(&u(other), &first),
+                Err(RedirectRefusal::OtherHost),
+                "{other}"
+            );
+        }
+        assert_eq!(
+            check_redirect(&u("https://prom.example:9090/x"), &first),
+            Err(RedirectRefusal::OtherScheme)
+        );
+        // Default ports are the same port.
+        assert_eq!(
+            check_redirect(&u("https://p/x"), &[u("https://p:443/a")]),
+            Ok(())
+        );
+        let chain = vec![first[0].clone(); MAX_REDIRECTS + 1];
+        assert_eq!(
+            check_redirect(&u("http://prom.example:9090/x"), &chain),
+            Err(RedirectRefusal::TooMany)
+        );
+        assert!(check_redirect(&u("http://prom.example:9090/x"), &[]).is_err());
+        let e = PromError::RedirectRefused {
+            url: "http://prom.example:9090".into(),
+            reason: RedirectRefusal::OtherHost,
+        };
+        assert!(
+            e.to_string().contains("redirect to another host refused"),
+            "{e}"
+        );
+        assert_eq!(e.reason(), "RedirectRefused");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_not_shown() {
+        let c = PromClient::new(
+            "http://user:pw@prom.example:9090/",
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(c.shown, "http://prom.example:9090");
+        assert_eq!(c.base, "http://user:pw@prom.example:9090");
     }
 
     #[test]
