@@ -163,7 +163,7 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
         match &lock {
             Some(lock) => tokio::select! {
                 _ = controllers => Ok(()),
-                _ = lock.hold() => Err(anyhow::anyhow!("lost the leader lease")),
+                why = lock.hold_until_lost() => Err(anyhow::anyhow!("lost the leader lease: {why}")),
             },
             None => {
                 controllers.await;

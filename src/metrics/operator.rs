@@ -22,7 +22,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::prometheus::{self as prom, Auth, Cursor, PromClient, PromError};
+use super::prometheus::{self as prom, Auth, Cursor, PromClient};
 use super::push::{self, RateLimiter, ReportError, ReportSink, objective_value, tokens_match};
 use super::spec::{MetricsSpec, PrometheusSpec};
 use super::telemetry;
@@ -382,13 +382,7 @@ pub async fn poll_study(
                 Err(e) => Err(e),
                 Ok(pc) => prom::poll_once(pc, &spec, &names, &study, &namespace, &mut cursors)
                     .await
-                    .map_err(|e| {
-                        let reason = match e {
-                            PromError::Unreachable { .. } => "PrometheusUnreachable",
-                            _ => "QueryFailed",
-                        };
-                        (reason, e.to_string())
-                    }),
+                    .map_err(|e| (e.reason(), e.to_string())),
             };
             if result.is_err() {
                 http = None;
