@@ -87,43 +87,67 @@ class Kube:
         return 0, {}
 
     def watch(self, path, on_event, stop):
-        """Lists then watches `path` until `stop` is set, calling on_event(type, obj, t)."""
+        """Lists then watches `path` until `stop` is set, calling on_event(type, obj, t).
+
+        Watches resume from the last resourceVersion seen (bookmarks on; the server ends each
+        watch after 60 s); on 410 Gone or an error it lists again, and an object known before
+        but absent from the new list gets a DELETED event then (deleted while not watched).
+        Any error (an apiserver restart) only restarts the loop: the thread never dies."""
+        known = {}  # name -> last object seen
+        rv = None
         while not stop.is_set():
-            code, lst = self.req("GET", path)
-            if code != 200:
-                time.sleep(0.5)
-                continue
-            now = time.time()
-            for o in lst.get("items", []):
-                on_event("ADDED", o, now)
-            rv = lst["metadata"]["resourceVersion"]
             try:
-                c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=5)
+                if rv is None:
+                    code, lst = self.req("GET", path)
+                    if code != 200:
+                        time.sleep(0.5)
+                        continue
+                    now = time.time()
+                    names = set()
+                    for o in lst.get("items", []):
+                        names.add(o["metadata"]["name"])
+                        known[o["metadata"]["name"]] = o
+                        on_event("ADDED", o, now)
+                    for n in [n for n in known if n not in names]:
+                        on_event("DELETED", known.pop(n), now)
+                    rv = lst["metadata"]["resourceVersion"]
+                c = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=120)
                 sep = "&" if "?" in path else "?"
-                c.request("GET", f"{path}{sep}watch=1&resourceVersion={rv}&allowWatchBookmarks=false")
+                c.request("GET", f"{path}{sep}watch=1&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=60")
                 r = c.getresponse()
                 if r.status != 200:
+                    r.read()
+                    c.close()
+                    rv = None
                     time.sleep(0.5)
                     continue
                 buf = b""
                 while not stop.is_set():
-                    try:
-                        chunk = r.read1(65536)
-                    except (TimeoutError, ssl.SSLError, OSError) as e:
-                        if isinstance(e, TimeoutError) or "timed out" in str(e):
-                            continue
-                        break
+                    chunk = r.read1(65536)
                     if not chunk:
-                        break
+                        break  # the server ended this watch: resume from rv
                     buf += chunk
                     while b"\n" in buf:
                         line, buf = buf.split(b"\n", 1)
-                        if line.strip():
-                            ev = json.loads(line)
-                            if ev.get("type") == "ERROR":
-                                raise ConnectionError("watch expired")
-                            on_event(ev["type"], ev["object"], time.time())
-            except (OSError, http.client.HTTPException, ConnectionError, json.JSONDecodeError):
+                        if not line.strip():
+                            continue
+                        ev = json.loads(line)
+                        typ, o = ev.get("type"), ev.get("object") or {}
+                        if typ == "ERROR":
+                            raise ConnectionError(f"watch {path}: {o.get('message')}")  # 410 Gone: list again
+                        rv = o["metadata"]["resourceVersion"]
+                        if typ == "BOOKMARK":
+                            continue
+                        if typ == "DELETED":
+                            known.pop(o["metadata"]["name"], None)
+                        else:
+                            known[o["metadata"]["name"]] = o
+                        on_event(typ, o, time.time())
+                c.close()
+            except Exception as e:  # noqa: BLE001 -- an apiserver restart, a cut connection, 410: list again
+                if not isinstance(e, (OSError, http.client.HTTPException, ConnectionError)):
+                    print(f"  [watch {path}: {type(e).__name__}: {e}; listing again]", file=sys.stderr, flush=True)
+                rv = None
                 time.sleep(0.3)
 
 
@@ -145,66 +169,79 @@ def ms(x, nd=None):
 # The operator process
 # ------------------------------------------------------------------------------------------
 class Operator:
+    """`lopper controller` as a child process, supervised like a kubelet would: SIGKILLed and
+    started again on request, started again (after 1 s) when it exits by itself. CPU time and
+    peak RSS of every process that ended come from wait4()'s rusage (utime + stime of all its
+    threads, ru_maxrss = its VmHWM); the live one's VmHWM is also sampled from /proc."""
+
     def __init__(self, binary, ns, port, log_path):
         self.binary, self.ns, self.port, self.log_path = binary, ns, port, log_path
         self.proc = None
-        self.cpu_ticks = 0  # of processes that ended
+        self.cpu_s = 0.0  # of processes that ended
         self.peak_kib = 0
         self.kills = 0
+        self.exits = []  # (seconds since start, exit status) of exits nobody asked for
+        self.t0 = time.time()
         self.lock = threading.Lock()
 
     def start(self):
         env = dict(os.environ, KUBECONFIG=os.path.join(CLUSTER, "operator.kubeconfig"),
                    RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.binary, "controller", "--port", str(self.port), "--namespace", self.ns,
-             "--lease-namespace", self.ns, "--report-url", f"http://127.0.0.1:{self.port}",
-             "--concurrency", "32"],
-            stdout=log, stderr=log, env=env)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "controller", "--port", str(self.port), "--namespace", self.ns,
+                 "--lease-namespace", self.ns, "--report-url", f"http://127.0.0.1:{self.port}",
+                 "--concurrency", "32"],
+                stdout=log, stderr=log, env=env)
+
+    def _reap(self, block):
+        """wait4() the current process; True when it has ended (its rusage then counted)."""
+        pid, status, ru = os.wait4(self.proc.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return False
+        self.cpu_s += ru.ru_utime + ru.ru_stime
+        self.peak_kib = max(self.peak_kib, ru.ru_maxrss)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return True
 
     def sample(self):
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return
-        try:
-            for line in open(f"/proc/{p.pid}/status"):
-                if line.startswith("VmHWM:"):
-                    self.peak_kib = max(self.peak_kib, int(line.split()[1]))
-        except OSError:
-            pass
-
-    def ticks(self):
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return 0
-        try:
-            fields = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
-            return int(fields[11]) + int(fields[12])
-        except (OSError, IndexError, ValueError):
-            return 0
+        with self.lock:
+            if self.proc is None:
+                return
+            if self._reap(block=False):
+                self.exits.append((round(time.time() - self.t0, 1), self.proc.returncode))
+                print(f"  [operator exited by itself with status {self.proc.returncode}: started again in 1 s]", flush=True)
+                time.sleep(1)
+                self.start()
+                return
+            try:
+                for line in open(f"/proc/{self.proc.pid}/status"):
+                    if line.startswith("VmHWM:"):
+                        self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+            except OSError:
+                pass
 
     def kill_and_restart(self):
         with self.lock:
-            self.sample()
-            self.cpu_ticks += self.ticks()
             self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
+            self._reap(block=True)
             self.kills += 1
             self.start()
 
     def stop(self):
         with self.lock:
-            self.sample()
-            self.cpu_ticks += self.ticks()
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            for _ in range(100):
+                if self._reap(block=False):
+                    break
+                time.sleep(0.1)
+            else:
+                self.proc.send_signal(signal.SIGKILL)
+                self._reap(block=True)
+            self.proc = None
 
     def cpu_seconds(self):
-        return self.cpu_ticks / os.sysconf("SC_CLK_TCK")
+        return self.cpu_s
 
 
 # ------------------------------------------------------------------------------------------
@@ -253,6 +290,7 @@ def main():
     ap.add_argument("--namespace", default="lopper-scale")
     ap.add_argument("--lopper", default=os.path.join(REPO, "target", "release", "lopper"))
     ap.add_argument("--label", default="")
+    ap.add_argument("--clean", action="store_true", help="remove the namespace and nodes even when a check failed")
     ap.add_argument("--out", default="", help="write per-report latencies and per-trial timestamps (JSON) here")
     a = ap.parse_args()
 
@@ -425,9 +463,13 @@ def main():
                               headers={"Content-Type": "application/json", "Authorization": f"Bearer {tok}"})
                     r = c.getresponse()
                     raw = r.read()
-                    code, ans = r.status, (json.loads(raw) if raw else {})
+                    code = r.status
+                    try:
+                        ans = json.loads(raw) if raw else {}
+                    except json.JSONDecodeError:
+                        ans = {}  # an error answered in plain text: its status is what counts
                     break
-                except (OSError, http.client.HTTPException, json.JSONDecodeError):
+                except (OSError, http.client.HTTPException):
                     time.sleep(0.2)
             t1 = time.time()
             with lock:
@@ -612,7 +654,7 @@ def main():
     cpu = op.cpu_seconds()
     summary = {
         "label": a.label, "studies": a.studies, "maxTrials": a.trials, "parallel": a.parallel,
-        "live": slots, "steps": a.steps, "interval_s": a.interval, "kills": op.kills,
+        "live": slots, "steps": a.steps, "interval_s": a.interval, "kills": op.kills, "operator_exits": op.exits,
         "apiserver_restart": a.restart_apiserver, "wall_s": round(wall, 1), "reports": reports,
         "answers": answers, "report_p50_ms": ms(pct(latencies, 50), 1),
         "report_p99_ms": ms(pct(latencies, 99), 1), "prunes": len(prunes),
@@ -636,6 +678,8 @@ def main():
     print(f"run: {a.studies} studies x {a.trials} trials, {slots} live, {a.steps} steps every {a.interval}s, "
           f"{op.kills} SIGKILLs{', apiserver restarted' if a.restart_apiserver else ''}: {wall:.0f} s")
     print(f"  reports                 {reports} (answers {answers})")
+    if op.exits:
+        print(f"  operator exited by itself (restarted): {op.exits} (seconds, status)")
     print(f"  report latency          p50 {summary['report_p50_ms']} ms, p99 {summary['report_p99_ms']} ms")
     print(f"  prune -> Job gone       p50 {summary['prune_to_job_gone_p50_ms']} ms, p99 {summary['prune_to_job_gone_p99_ms']} ms ({len(gone)} of {len(prunes)} prunes; from the pruned report sent: p50 {summary['report_sent_to_job_gone_p50_ms']} ms, p99 {summary['report_sent_to_job_gone_p99_ms']} ms)")
     print(f"  Trial -> Job            p50 {summary['trial_to_job_p50_ms']} ms, p99 {summary['trial_to_job_p99_ms']} ms")
@@ -662,9 +706,12 @@ def main():
         with open(a.out, "w") as f:
             json.dump(detail, f)
     print("SUMMARY " + json.dumps(summary))
-    kube.req("DELETE", f"/api/v1/namespaces/{ns}")
-    for node in node_names:
-        kube.req("DELETE", f"/api/v1/nodes/{node}")
+    if failures and not a.clean:
+        print(f"(left for a look: namespace {ns}, nodes {node_names[0]}.., operator log {log_path}; the next run removes them)")
+    else:
+        kube.req("DELETE", f"/api/v1/namespaces/{ns}")
+        for node in node_names:
+            kube.req("DELETE", f"/api/v1/nodes/{node}")
     sys.exit(1 if failures else 0)
 
 
