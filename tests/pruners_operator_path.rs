@@ -249,3 +249,71 @@ fn check(path: &str, only: Option<usize>) {
 fn committed_cases_decide_as_optuna_through_the_operator_path() {
     check("tests/oracle/cases.json", None);
 }
+
+/// The long cases (≥ 5,000 steps, decisions after step 1,000, curves sealed into chunks)
+/// through the same path. Each case runs up to its first trial pruned after step 1,000
+/// (trials run one at a time, so a prefix decides exactly as the whole case); every report
+/// is a status write through the API, which is what this test is about, so the rest of each
+/// case is left to `tests/pruners_long.rs` (the engine alone).
+#[test]
+fn long_cases_decide_as_optuna_through_the_operator_path() {
+    let cases = support::long_curves::load_long_cases();
+    let started = std::time::Instant::now();
+    let counts = Arc::new(Mutex::new(BTreeMap::new()));
+    let handles: Vec<_> = cases
+        .into_iter()
+        .filter_map(|case| {
+            let late = case.expected.iter().position(|e| {
+                e.state == "pruned"
+                    && e.pruned_at_step
+                        .is_some_and(|s| s > support::long_curves::LATE_STEP)
+            })?;
+            let mut input = case.input_json();
+            input["trials"].as_array_mut().unwrap().truncate(late + 1);
+            let counts = counts.clone();
+            Some(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let got = rt.block_on(run_case(&input, counts));
+                let mut failures = Vec::new();
+                for (e, g) in case.expected.iter().zip(&got) {
+                    let want = (e.state.as_str(), e.pruned_at_step, e.value);
+                    if (want.0, want.1, want.2.map(f64::to_bits))
+                        != (g.0, g.1, g.2.map(f64::to_bits))
+                    {
+                        failures.push(format!(
+                            "{} trial {}: expected {want:?}, got {g:?}",
+                            case.name, e.number
+                        ));
+                    }
+                }
+                (got.len(), failures)
+            }))
+        })
+        .collect();
+    let mut trials = 0;
+    let mut failures = Vec::new();
+    for h in handles {
+        let (n, f) = h.join().unwrap();
+        trials += n;
+        failures.extend(f);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {trials} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(trials > 0);
+    let c = counts.lock().unwrap();
+    eprintln!(
+        "long cases: {trials} trials identical through observe in {:.0} s; requests {c:?}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        c.get("POST curvechunks").copied().unwrap_or(0) > 0,
+        "long curves were sealed into chunks: {c:?}"
+    );
+}

@@ -73,7 +73,7 @@ namespaces) or into one Role per watched namespace. Keep config/rbac/role.yaml i
 - apiGroups: ["lopper.dev"]
   resources: ["trials"]
   verbs: ["get", "list", "watch", "create"]
-# Curve chunks: sealed points of long learning curves, created once per 1,000 points of a
+# Curve chunks: sealed points of long learning curves, created once per 250 points of a
 # trial (owned by the Trial) and watched; never updated or deleted by the operator.
 - apiGroups: ["lopper.dev"]
   resources: ["curvechunks"]
