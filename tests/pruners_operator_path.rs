@@ -252,9 +252,11 @@ fn committed_cases_decide_as_optuna_through_the_operator_path() {
 
 /// The long cases (≥ 5,000 steps, decisions after step 1,000, curves sealed into chunks)
 /// through the same path. Each case runs up to its first trial pruned after step 1,000
-/// (trials run one at a time, so a prefix decides exactly as the whole case); every report
-/// is a status write through the API, which is what this test is about, so the rest of each
-/// case is left to `tests/pruners_long.rs` (the engine alone).
+/// (trials run one at a time, so a prefix decides exactly as the whole case). Every report is
+/// a status write through the (mock) API, slow in a debug build, so by default only the cases
+/// whose prefix has at most 20,000 reports run here (successive halving, threshold, both
+/// Wilcoxon cases: sealing, chunks and rung values through the API); the rest are left to
+/// `tests/pruners_long.rs` (the engine alone). `LOPPER_LONG_OPERATOR_ALL=1` runs them all.
 #[test]
 fn long_cases_decide_as_optuna_through_the_operator_path() {
     let cases = support::long_curves::load_long_cases();
@@ -268,6 +270,10 @@ fn long_cases_decide_as_optuna_through_the_operator_path() {
                     && e.pruned_at_step
                         .is_some_and(|s| s > support::long_curves::LATE_STEP)
             })?;
+            let reports: usize = case.trials[..=late].iter().map(|t| t.steps.len()).sum();
+            if reports > 20_000 && std::env::var_os("LOPPER_LONG_OPERATOR_ALL").is_none() {
+                return None;
+            }
             let mut input = case.input_json();
             input["trials"].as_array_mut().unwrap().truncate(late + 1);
             let counts = counts.clone();
