@@ -96,9 +96,9 @@ pub struct Aggregate {
 
 /// Aggregates trials (of one study) at time `now`.
 /// `records` are `trials` as engine records, in the same order.
-pub fn aggregate(
+pub fn aggregate<T: std::borrow::Borrow<Trial>>(
     study: &Study,
-    trials: &[Trial],
+    trials: &[T],
     records: &[TrialRecord],
     gpus_per_trial: u32,
     now: Timestamp,
@@ -109,6 +109,7 @@ pub fn aggregate(
     let mut pruned_used = Vec::new();
     let gpus = f64::from(gpus_per_trial);
     for t in trials {
+        let t: &Trial = t.borrow();
         a.numbers.insert(t.spec.number);
         a.counts.created += 1;
         let phase = t.phase();
@@ -138,7 +139,10 @@ pub fn aggregate(
     }
     // The same rule the engine's study policy uses (goal checks), so the two never disagree.
     a.best = crate::engine::policy::best(dir, records).and_then(|(number, value)| {
-        let t = trials.iter().find(|t| t.spec.number == number)?;
+        let t: &Trial = trials
+            .iter()
+            .map(|t| t.borrow())
+            .find(|t| t.spec.number == number)?;
         Some(BestTrial {
             trial: t.name_any(),
             number,

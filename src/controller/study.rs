@@ -93,15 +93,15 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
     let study = o.study;
     let generation = study.meta().generation;
     let old = study.status.clone().unwrap_or_default();
-    let mut records: Vec<TrialRecord> = o.records.to_vec();
+    // Copied only when trials are created (the common reconcile creates none).
+    let mut records: std::borrow::Cow<'_, [TrialRecord]> = std::borrow::Cow::Borrowed(o.records);
     let rules = rules(study);
     let gpus = gpus_per_trial(study);
-    let trials: Vec<Trial> = o.trials.iter().map(|t| (**t).clone()).collect();
     let now = Timestamp::from_second(
         o.now.as_second() - o.now.as_second().rem_euclid(GPU_REFRESH_SECONDS),
     )
     .unwrap_or(o.now);
-    let mut agg = aggregate(study, &trials, &records, gpus, now);
+    let mut agg = aggregate(study, o.trials, &records, gpus, now);
     let mut conditions: Vec<_> = old
         .conditions
         .iter()
@@ -156,7 +156,7 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
                                 let mut r = TrialRecord::new(n);
                                 r.params = params;
                                 r.state = TrialState::Running;
-                                records.push(r.clone());
+                                records.to_mut().push(r.clone());
                                 history.push(r);
                                 agg.numbers.insert(n);
                                 agg.counts.created += 1;
