@@ -516,29 +516,38 @@ def main():
     threading.Thread(target=sampler, daemon=True).start()
 
     # -- faults ----------------------------------------------------------------------------
-    waves = math.ceil(a.trials / a.parallel)
-    expected = waves * (a.steps * a.interval + 4)
+    # At random (seeded) points of the run's progress -- the share of all trials that are
+    # terminal, 5 % to 80 % -- so that they land mid-run whatever the speed of the machine.
+    total = a.studies * a.trials
     faults = []
     rng = random.Random(7)
     for _ in range(a.kill):
-        faults.append((rng.uniform(0.1, 0.8) * expected, "kill"))
+        faults.append((rng.uniform(0.05, 0.8), "kill"))
     if a.restart_apiserver:
-        faults.append((0.5 * expected, "apiserver"))
+        faults.append((0.5, "apiserver"))
     faults.sort()
+    done_faults = {"kill": 0, "apiserver": 0}
+
+    def progress():
+        with lock:
+            return sum(d.get("phase") in ("Completed", "Pruned", "Failed") for d in trials.values()) / total
 
     def fault_runner():
         for at, kind in faults:
-            while time.time() - run_start < at and not stop.is_set():
-                time.sleep(0.2)
+            while progress() < at and not stop.is_set():
+                time.sleep(0.1)
             if stop.is_set():
                 return
             if kind == "kill":
                 op.kill_and_restart()
-                print(f"  [{time.time() - run_start:6.1f}s] operator SIGKILLed and restarted", flush=True)
+                print(f"  [{time.time() - run_start:6.1f}s, {progress():.0%} done] operator SIGKILLed and restarted", flush=True)
             else:
+                t = time.time()
                 subprocess.run(["bash", os.path.join(REPO, "e2e", "cluster.sh"), "restart-apiserver"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                print(f"  [{time.time() - run_start:6.1f}s] kube-apiserver restarted", flush=True)
+                print(f"  [{t - run_start:6.1f}s, {progress():.0%} done] kube-apiserver restarted "
+                      f"(down and back in {time.time() - t:.1f} s)", flush=True)
+            done_faults[kind] += 1
 
     threading.Thread(target=fault_runner, daemon=True).start()
 
@@ -570,6 +579,9 @@ def main():
     failures = []
     if not done:
         failures.append(f"not finished within {a.timeout:.0f} s")
+    if done_faults["kill"] < a.kill or done_faults["apiserver"] < int(a.restart_apiserver):
+        failures.append(f"faults missed: {done_faults['kill']} of {a.kill} SIGKILLs, "
+                        f"{done_faults['apiserver']} of {int(a.restart_apiserver)} apiserver restarts")
     code, tl = kube.req("GET", f"/apis/lopper.dev/v1alpha1/namespaces/{ns}/trials")
     code2, jl = kube.req("GET", f"/apis/batch/v1/namespaces/{ns}/jobs")
     by_study = {}
@@ -655,7 +667,7 @@ def main():
     summary = {
         "label": a.label, "studies": a.studies, "maxTrials": a.trials, "parallel": a.parallel,
         "live": slots, "steps": a.steps, "interval_s": a.interval, "kills": op.kills, "operator_exits": op.exits,
-        "apiserver_restart": a.restart_apiserver, "wall_s": round(wall, 1), "reports": reports,
+        "apiserver_restarts": done_faults["apiserver"], "wall_s": round(wall, 1), "reports": reports,
         "answers": answers, "report_p50_ms": ms(pct(latencies, 50), 1),
         "report_p99_ms": ms(pct(latencies, 99), 1), "prunes": len(prunes),
         "prune_to_job_gone_p50_ms": ms(pct(gone, 50)), "prune_to_job_gone_p99_ms": ms(pct(gone, 99)),
@@ -676,7 +688,7 @@ def main():
     }
     print()
     print(f"run: {a.studies} studies x {a.trials} trials, {slots} live, {a.steps} steps every {a.interval}s, "
-          f"{op.kills} SIGKILLs{', apiserver restarted' if a.restart_apiserver else ''}: {wall:.0f} s")
+          f"{op.kills} SIGKILLs{', apiserver restarted' if done_faults['apiserver'] else ''}: {wall:.0f} s")
     print(f"  reports                 {reports} (answers {answers})")
     if op.exits:
         print(f"  operator exited by itself (restarted): {op.exits} (seconds, status)")
