@@ -620,7 +620,7 @@ def main():
 
     # API requests of the operator: the apiserver's audit log (e2e/cluster.sh audits the identity
     # lopper-operator only, at Metadata level), this run's namespace and time window, each auditID once.
-    counts, seen_ids = {}, set()
+    counts, errors, seen_ids = {}, {}, set()
     ns_key = f'"namespace":"{ns}"'
     logdir = os.path.join(CLUSTER, "logs")
     for p in sorted(os.path.join(logdir, f) for f in os.listdir(logdir) if f.startswith("audit")):
@@ -648,6 +648,9 @@ def main():
                 res = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
                 key = f"{e.get('verb')} {res}"
                 counts[key] = counts.get(key, 0) + 1
+                code_ = (e.get("responseStatus") or {}).get("code", 0)
+                if code_ >= 400:
+                    errors[f"{key} {code_}"] = errors.get(f"{key} {code_}", 0) + 1
     reports = len(latencies)
     total_req = sum(counts.values())
     steady = {k: v for k, v in counts.items() if not k.startswith(("list ", "watch "))}
@@ -679,6 +682,7 @@ def main():
         "api_requests_per_report_no_list_watch": round(sum(steady.values()) / max(reports, 1), 3),
         "api_requests_per_report_no_list_watch_lease": round(sum(per_report.values()) / max(reports, 1), 3),
         "api_requests_by_verb": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+        "api_errors_by_verb_code": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
         "operator_peak_rss_mib": round(op.peak_kib / 1024, 1),
         "operator_cpu_ms_per_report": round(cpu * 1000 / max(reports, 1), 3),
         "gpu_slot_utilisation": round(busy / (slots * wall), 3) if wall > 0 else None,
@@ -702,6 +706,8 @@ def main():
           f"{summary['api_requests_per_report_no_list_watch_lease']} without list/watch/leases)")
     for k, v in list(summary["api_requests_by_verb"].items())[:16]:
         print(f"      {k:<28} {v:>7}  ({v / max(reports, 1):.3f} per report)")
+    if errors:
+        print("    of which answered with an error: " + ", ".join(f"{k}: {v}" for k, v in summary["api_errors_by_verb_code"].items()))
     print(f"  operator peak RSS       {summary['operator_peak_rss_mib']} MiB")
     print(f"  operator CPU            {cpu:.1f} s = {summary['operator_cpu_ms_per_report']} ms per report")
     print(f"  GPU slot utilisation    {summary['gpu_slot_utilisation']} (pod-Running GPU-seconds / (studies x parallelism x wall); "
