@@ -149,25 +149,31 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
     }
     ready.set(true);
     let work = async {
-        if let Some(lock) = &lock {
+        let Some(lock) = &lock else {
+            futures::join!(
+                run_controllers(view.clone(), cfg.clone()),
+                run_metric_sources(view.clone())
+            );
+            return Ok(());
+        };
+        // A lost lease (the API unreachable past the renew deadline, another holder) stops
+        // leading, not the process: the controllers stop (all their state is in the API),
+        // the view and the push endpoint stay, and leadership is sought again.
+        loop {
             tracing::info!(lease = %lock.name, identity = %lock.identity, "waiting for leadership");
             lock.acquire().await;
             tracing::info!("leading");
-        }
-        let controllers = async {
-            futures::join!(
-                run_controllers(view.clone(), cfg),
-                run_metric_sources(view.clone())
-            );
-        };
-        match &lock {
-            Some(lock) => tokio::select! {
-                _ = controllers => Ok(()),
-                why = lock.hold_until_lost() => Err(anyhow::anyhow!("lost the leader lease: {why}")),
-            },
-            None => {
-                controllers.await;
-                Ok(())
+            let controllers = async {
+                futures::join!(
+                    run_controllers(view.clone(), cfg.clone()),
+                    run_metric_sources(view.clone())
+                );
+            };
+            tokio::select! {
+                _ = controllers => return Ok::<(), anyhow::Error>(()),
+                why = lock.hold_until_lost() => {
+                    tracing::warn!(reason = %why, "lost the leader lease; stopped leading, seeking it again");
+                }
             }
         }
     };

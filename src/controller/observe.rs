@@ -238,6 +238,8 @@ async fn write_batch(
                 view.wrote(written);
                 if let Some(d) = pruned {
                     act_on_prune(client, ns, &t, &d.reason, &d.message).await?;
+                    let job = t.status.as_ref().and_then(|s| s.job.clone());
+                    view.deleted_job(ns, &job.unwrap_or_else(|| name.to_string()));
                 }
                 let prune = status.phase == Some(TrialPhase::Pruned);
                 return Ok((recorded, prune));

@@ -510,6 +510,7 @@ async fn stop_running_trials(
         }
         let job = s.job.clone().unwrap_or_else(|| name.clone());
         delete_job(&ctx.view.client, ns, &job).await?;
+        ctx.view.deleted_job(ns, &job);
     }
     Ok(())
 }

@@ -152,12 +152,14 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
         if matches!(phase, TrialPhase::Pruned | TrialPhase::Failed)
             && let Some(j) = &job
             && j.meta().deletion_timestamp.is_none()
+            && !ctx.view.job_recently_deleted(&ns, &job_name)
             && !matches!(
                 job_state(j),
                 JobState::Succeeded { .. } | JobState::Failed { .. }
             )
         {
             delete_job(client, &ns, &job_name).await?;
+            ctx.view.deleted_job(&ns, &job_name);
         }
         return Ok(Action::await_change());
     }

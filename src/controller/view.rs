@@ -65,6 +65,9 @@ pub struct View {
     books: Mutex<HashMap<String, Arc<Mutex<Book>>>>,
     /// Push tokens by trial UID (read once from the trial's Secret, or written by us).
     tokens: Mutex<HashMap<String, String>>,
+    /// Jobs we deleted, and when (the store shows them until the deletion arrives; a second
+    /// DELETE of the same Job would only cost a 404).
+    deleted_jobs: Mutex<HashMap<(String, String), std::time::Instant>>,
     /// Each study's sampler, kept between reconciles.
     pub samplers: KeptSamplers,
     /// Per-trial report queues (see [`super::observe`]).
@@ -213,6 +216,7 @@ impl View {
             written: Mutex::new(HashMap::new()),
             books: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            deleted_jobs: Mutex::new(HashMap::new()),
             samplers: KeptSamplers::default(),
             slots: Default::default(),
             tasks,
@@ -257,6 +261,7 @@ impl View {
             written: Mutex::new(HashMap::new()),
             books: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            deleted_jobs: Mutex::new(HashMap::new()),
             samplers: KeptSamplers::default(),
             slots: Default::default(),
             tasks: Vec::new(),
@@ -406,6 +411,21 @@ impl View {
     /// UIDs of the studies with a book.
     pub fn booked_studies(&self) -> Vec<String> {
         lock(&self.books).keys().cloned().collect()
+    }
+
+    /// Records that we deleted Job `ns/name`.
+    pub fn deleted_job(&self, ns: &str, name: &str) {
+        let mut d = lock(&self.deleted_jobs);
+        let now = std::time::Instant::now();
+        d.retain(|_, at| now.duration_since(*at) < Duration::from_secs(60));
+        d.insert((ns.to_string(), name.to_string()), now);
+    }
+
+    /// Whether we deleted Job `ns/name` in the last minute.
+    pub fn job_recently_deleted(&self, ns: &str, name: &str) -> bool {
+        lock(&self.deleted_jobs)
+            .get(&(ns.to_string(), name.to_string()))
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(60))
     }
 
     pub fn token(&self, trial_uid: &str) -> Option<String> {

@@ -474,6 +474,19 @@ struct Follower {
     task: JoinHandle<()>,
 }
 
+// Followers and pollers end with the manager (e.g. when leadership is lost), never linger.
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Runs the metric-source manager on `view` until aborted.
 pub async fn run(view: Arc<View>) {
     let mut studies_rx = view.study_events.subscribe();
