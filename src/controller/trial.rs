@@ -142,8 +142,9 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let job = match ctx.view.job(&ns, &job_name) {
         Some(j) => Some((*j).clone()),
-        // The store may lag a Job we just made: ask before concluding it is gone.
-        None if old.job.is_some() => jobs.get_opt(&job_name).await?,
+        // The store may lag a Job we just made: ask before concluding it is gone (a finished
+        // trial's missing Job needs no answer).
+        None if old.job.is_some() && !phase.is_finished() => jobs.get_opt(&job_name).await?,
         None => None,
     };
 
