@@ -1,13 +1,14 @@
-//! `lopper crd`: prints the Study and Trial CustomResourceDefinitions as multi-document YAML.
+//! `lopper crd`: prints the CustomResourceDefinitions (CurveChunk, Study, Trial) as
+//! multi-document YAML.
 //!
 //! `crds/` holds the same output (one file per CRD); `tests/crds.rs` fails when it is stale.
 
 use std::process::ExitCode;
 
-/// Print the CustomResourceDefinitions (Study, Trial) as YAML.
+/// Print the CustomResourceDefinitions (CurveChunk, Study, Trial) as YAML.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print only this kind (`Study` or `Trial`); default both.
+    /// Print only this kind (`CurveChunk`, `Study` or `Trial`); default all.
     #[arg(long)]
     pub kind: Option<String>,
 }

@@ -19,7 +19,6 @@ use crate::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState};
 /// Where a record came from.
 #[derive(Clone, Debug, Default)]
 struct Entry {
-    name: String,
     uid: Option<String>,
     resource_version: Option<String>,
     /// Sealed chunks whose points the record holds.
@@ -108,7 +107,6 @@ impl Book {
                 let (record, known) = build(t, prefix, chunks);
                 let old = std::mem::replace(&mut self.records[i], record);
                 self.entries[i] = Entry {
-                    name: t.name_any(),
                     uid,
                     resource_version: rv,
                     chunks: known,
@@ -119,7 +117,6 @@ impl Book {
                 let (record, known) = build(t, prefix, chunks);
                 self.records.push(record);
                 self.entries.push(Entry {
-                    name: t.name_any(),
                     uid,
                     resource_version: rv,
                     chunks: known,
@@ -213,23 +210,6 @@ impl Book {
         self.index_dirty = false;
     }
 
-    /// Adds a trial we just created (running, no points yet).
-    pub fn add_created(&mut self, record: TrialRecord, name: String) {
-        if self.pos.contains_key(&record.number) {
-            return;
-        }
-        self.records.push(record);
-        self.entries.push(Entry {
-            name,
-            ..Default::default()
-        });
-        let mut pairs: Vec<(TrialRecord, Entry)> =
-            self.records.drain(..).zip(self.entries.drain(..)).collect();
-        pairs.sort_by_key(|(r, _)| r.number);
-        (self.records, self.entries) = pairs.into_iter().unzip();
-        self.reindex_positions();
-    }
-
     /// Asks the study's pruner about trial `number` with `points` appended to its record
     /// (and the rung values it records). The book is left as it was; see [`Book::commit`].
     pub fn decide(
@@ -300,7 +280,6 @@ impl Book {
         let (record, known) = build(t, (known_chunks == chunks).then_some(prefix), chunks);
         let old = std::mem::replace(&mut self.records[i], record);
         self.entries[i] = Entry {
-            name: t.name_any(),
             uid: t.uid(),
             resource_version: t.resource_version(),
             chunks: known,
@@ -313,13 +292,6 @@ impl Book {
         if let Some(p) = persisted {
             merge_state(&mut self.pruner_state, p);
         }
-    }
-
-    /// Name of the trial with `number`.
-    pub fn name(&self, number: u64) -> Option<&str> {
-        self.pos
-            .get(&number)
-            .map(|&i| self.entries[i].name.as_str())
     }
 }
 

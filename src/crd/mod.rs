@@ -1,6 +1,6 @@
 //! The `lopper.dev/v1alpha1` custom resources: [`Study`] and [`Trial`].
 //!
-//! [`crds`] returns both CustomResourceDefinitions exactly as `lopper crd` prints them and as
+//! [`crds`] returns every CustomResourceDefinition exactly as `lopper crd` prints them and as
 //! `crds/` holds them, with the admission rules of [`schema`] applied.
 
 pub mod curve;
@@ -44,9 +44,10 @@ pub fn curve_chunk_crd() -> CustomResourceDefinition {
     curve::CurveChunk::crd()
 }
 
-/// Every CRD: Study, Trial, CurveChunk.
+/// Every CRD, in the order of their files in `crds/` (by name: curvechunk, study, trial), so
+/// `lopper crd` prints what `cat crds/*.yaml` shows.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![study_crd(), trial_crd(), curve_chunk_crd()]
+    vec![curve_chunk_crd(), study_crd(), trial_crd()]
 }
 
 /// The deterministic name of trial `number` of `study`.
