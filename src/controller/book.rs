@@ -82,7 +82,12 @@ impl Book {
             let chunks = t.curve_chunks();
             if let Some(&i) = self.pos.get(&n) {
                 let e = &self.entries[i];
-                if e.uid == uid && !newer(rv.as_deref(), e.resource_version.as_deref()) {
+                // Unchanged, unless its sealed points were missing last time (a chunk not yet
+                // in the store): then it is read again until they are there.
+                if e.uid == uid
+                    && !newer(rv.as_deref(), e.resource_version.as_deref())
+                    && e.chunks >= chunks
+                {
                     continue;
                 }
                 // Reuse the sealed points we hold when the Trial has no more chunks than we
@@ -442,5 +447,33 @@ mod tests {
         });
         b.sync(&[Arc::new(t2)], &|_, _| panic!("chunks re-read"));
         assert_eq!(b.record(0).unwrap().intermediate.len(), n as usize + 2);
+    }
+
+    #[test]
+    fn a_trial_whose_chunks_were_missing_is_read_again_until_they_arrive() {
+        let mut b = Book::default();
+        let n = crate::crd::curve::CHUNK_POINTS as i64;
+        let mut t = (*trial(0, 5, TrialPhase::Completed, &[(n, 7.0)])).clone();
+        t.status.as_mut().unwrap().curve_chunks = Some(1);
+        let t = Arc::new(t);
+        b.sync(std::slice::from_ref(&t), &|_, _| None);
+        assert_eq!(
+            b.record(0).unwrap().intermediate.len(),
+            1,
+            "only the unsealed point"
+        );
+        // The same Trial (a completed one never changes again) once its chunk is there.
+        let chunk = |_: &Trial, _: u32| {
+            Some(
+                (0..n)
+                    .map(|s| Point {
+                        step: s,
+                        value: Some(1.0),
+                    })
+                    .collect(),
+            )
+        };
+        b.sync(std::slice::from_ref(&t), &chunk);
+        assert_eq!(b.record(0).unwrap().intermediate.len(), n as usize + 1);
     }
 }

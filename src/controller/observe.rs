@@ -223,6 +223,12 @@ async fn write_batch(
         if !sealed.is_empty() {
             status.curve_chunks = Some(chunks_before + sealed.len() as u32);
         }
+        if pruned.is_some() {
+            // Said before the write: the Trial reconcile, woken by this write, must not send
+            // a second DELETE for the Job this path deletes right after it.
+            let job = t.status.as_ref().and_then(|s| s.job.clone());
+            view.deleted_job(ns, &job.unwrap_or_else(|| name.to_string()));
+        }
         let rv = t.resource_version();
         match apply_trial_status(&api, name, &status, rv.as_deref()).await {
             Ok(written) => {
@@ -238,8 +244,6 @@ async fn write_batch(
                 view.wrote(written);
                 if let Some(d) = pruned {
                     act_on_prune(client, ns, &t, &d.reason, &d.message).await?;
-                    let job = t.status.as_ref().and_then(|s| s.job.clone());
-                    view.deleted_job(ns, &job.unwrap_or_else(|| name.to_string()));
                 }
                 let prune = status.phase == Some(TrialPhase::Pruned);
                 return Ok((recorded, prune));
