@@ -51,7 +51,9 @@ pub fn telemetry() -> &'static SourceTelemetry {
                     "lopper_report_duration_seconds",
                     "Latency of push reports, by HTTP status code.",
                 )
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                .buckets(vec![
+                    0.002, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
                 &["code"],
             )
             .expect("metric"),
