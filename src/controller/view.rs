@@ -144,6 +144,13 @@ fn belongs(t: &Trial, ns: &str, study: &str) -> bool {
         && t.labels().get(STUDY_LABEL).is_some_and(|l| l == study)
 }
 
+/// The senders of applied Studies, Trials and Jobs.
+type Events = (
+    broadcast::Sender<Arc<Study>>,
+    broadcast::Sender<Arc<Trial>>,
+    broadcast::Sender<Arc<Job>>,
+);
+
 /// Our last written Trials of one study, by name.
 type Written = HashMap<String, Arc<Trial>>;
 
@@ -207,6 +214,20 @@ impl View {
                 chunks,
             });
         }
+        Self::assemble(
+            client,
+            scopes,
+            (study_events, trial_events, job_events),
+            tasks,
+        )
+    }
+
+    fn assemble(
+        client: Client,
+        scopes: Vec<Scope>,
+        (study_events, trial_events, job_events): Events,
+        tasks: Vec<JoinHandle<()>>,
+    ) -> Arc<View> {
         Arc::new(View {
             client,
             scopes,
@@ -252,20 +273,12 @@ impl View {
             jobs: filled(jobs),
             chunks: filled(Vec::new()),
         };
-        Arc::new(View {
-            client,
-            scopes: vec![scope],
-            study_events: broadcast::channel(16).0,
-            trial_events: broadcast::channel(16).0,
-            job_events: broadcast::channel(16).0,
-            written: Mutex::new(HashMap::new()),
-            books: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
-            deleted_jobs: Mutex::new(HashMap::new()),
-            samplers: KeptSamplers::default(),
-            slots: Default::default(),
-            tasks: Vec::new(),
-        })
+        let events = (
+            broadcast::channel(16).0,
+            broadcast::channel(16).0,
+            broadcast::channel(16).0,
+        );
+        Self::assemble(client, vec![scope], events, Vec::new())
     }
 
     /// Waits until every store has its first full list (or `timeout` passes; false then).
