@@ -5,18 +5,8 @@
 
 use std::path::PathBuf;
 
-use lopper::engine::TrialState;
 use lopper::engine::replay::{ReplayInput, ReplayOutput, replay_with};
 use serde_json::Value;
-
-fn state_name(s: TrialState) -> &'static str {
-    match s {
-        TrialState::Complete => "complete",
-        TrialState::Pruned => "pruned",
-        TrialState::Failed => "failed",
-        TrialState::Running => "running",
-    }
-}
 
 fn value_matches(expected: &Value, ours: Option<f64>) -> bool {
     match (expected, ours) {
@@ -53,7 +43,7 @@ fn check_file(path: &PathBuf) -> (usize, usize, Vec<String>) {
                 }
             };
             for (exp, got) in expected.iter().zip(&out.trials) {
-                let ok = exp["state"].as_str() == Some(state_name(got.state))
+                let ok = exp["state"].as_str() == Some(got.state.as_str())
                     && exp["prunedAtStep"].as_i64() == got.pruned_at_step
                     && value_matches(&exp["value"], got.value);
                 if !ok {
@@ -62,7 +52,7 @@ fn check_file(path: &PathBuf) -> (usize, usize, Vec<String>) {
                         if indexed { "indexed" } else { "scan" },
                         got.number,
                         exp,
-                        state_name(got.state),
+                        got.state.as_str(),
                         got.pruned_at_step,
                         got.value,
                         got.reason.as_deref().unwrap_or(""),

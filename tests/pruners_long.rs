@@ -8,7 +8,6 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use lopper::engine::TrialState;
 use lopper::engine::replay::replay_with;
 use support::long_curves::{LATE_STEP, LongCase, load_long_cases, splitmix64};
 
@@ -21,15 +20,6 @@ const KINDS: [&str; 7] = [
     "patient",
     "wilcoxon",
 ];
-
-fn state_name(s: TrialState) -> &'static str {
-    match s {
-        TrialState::Complete => "complete",
-        TrialState::Pruned => "pruned",
-        TrialState::Failed => "failed",
-        TrialState::Running => "running",
-    }
-}
 
 /// The differences between Optuna's outcomes and ours for one case, both replay paths.
 fn check_case(case: &LongCase) -> Vec<String> {
@@ -53,7 +43,7 @@ fn check_case(case: &LongCase) -> Vec<String> {
             ));
         }
         for (exp, got) in case.expected.iter().zip(&out.trials) {
-            let ok = exp.state == state_name(got.state)
+            let ok = exp.state == got.state.as_str()
                 && exp.pruned_at_step == got.pruned_at_step
                 && exp.value.map(f64::to_bits) == got.value.map(f64::to_bits);
             if !ok {
@@ -64,7 +54,7 @@ fn check_case(case: &LongCase) -> Vec<String> {
                     exp.state,
                     exp.pruned_at_step,
                     exp.value,
-                    state_name(got.state),
+                    got.state.as_str(),
                     got.pruned_at_step,
                     got.value,
                     got.reason.as_deref().unwrap_or(""),

@@ -45,6 +45,16 @@ pub enum TrialState {
 }
 
 impl TrialState {
+    /// The state's name as serialized (`running`, `complete`, `pruned`, `failed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Running => "running",
+            TrialState::Complete => "complete",
+            TrialState::Pruned => "pruned",
+            TrialState::Failed => "failed",
+        }
+    }
+
     pub fn is_finished(self) -> bool {
         !matches!(self, TrialState::Running)
     }

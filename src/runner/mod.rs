@@ -665,12 +665,7 @@ impl Loop {
 pub fn state_counts(trials: &[TrialResult]) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
     for t in trials {
-        let k = match t.state {
-            TrialState::Running => "running",
-            TrialState::Complete => "complete",
-            TrialState::Pruned => "pruned",
-            TrialState::Failed => "failed",
-        };
+        let k = t.state.as_str();
         *m.entry(k).or_insert(0) += 1;
     }
     m

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::engine::{Params, TrialState};
+use crate::engine::Params;
 use crate::runner::results::Results;
 
 pub struct Ui {
@@ -110,12 +110,7 @@ pub fn summary(r: &Results) -> String {
         "trial", "state", r.objective, "steps", "seconds", "params"
     ));
     for t in &r.trials {
-        let state = match t.state {
-            TrialState::Running => "running",
-            TrialState::Complete => "complete",
-            TrialState::Pruned => "pruned",
-            TrialState::Failed => "failed",
-        };
+        let state = t.state.as_str();
         let mark = if r.best.as_ref().is_some_and(|b| b.number == t.number) {
             "*"
         } else {
