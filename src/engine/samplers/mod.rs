@@ -22,10 +22,7 @@
 //! warm-start trials of earlier studies (see [`warm_start`]). A trial with the number being
 //! proposed is ignored if present.
 
-mod continuous;
-mod fgt;
 mod grid;
-mod parzen;
 mod qmc;
 mod random;
 mod sobol_table;

@@ -1,37 +1,23 @@
-//! `tpe`: Optuna 5.0's `TPESampler` (single objective).
-//!
-//! * Until `startupTrials` finished trials (complete, plus pruned when `considerPruned`;
-//!   warm-start trials count) exist, a suggestion is [`RandomSampler`]'s.
-//! * The finished trials are split into "good" (below) and "bad" (above): the best
-//!   `gamma(n) = min(ceil(n / 10), 25)` complete trials by value, topped up with pruned trials
-//!   ranked as Optuna ranks them (furthest last step first, then that step's value; NaN
-//!   last). Failed trials are ignored.
-//! * **Running trials (constant liar)**: with `constantLiar` (the default, as Optuna 5.0's
-//!   `constant_liar=True`) running trials join the bad group with their params, so parallel
-//!   suggestions are pushed away from configurations still being evaluated; they do not count
-//!   in `n`. With `constantLiar: false` they are ignored.
-//! * A Parzen estimator is fitted to each group (see [`super::parzen`]); `candidates` points
-//!   are drawn from l(x) and the one maximising `log l(x) − log g(x)` is proposed.
-//! * By default every parameter is sampled independently, each from the trials where it
-//!   was active (Optuna's `multivariate=False`). `multivariate: true` samples the
-//!   always-active parameters jointly from one estimator (Optuna's intersection search
-//!   space; Optuna 5.0's default for one objective); conditional ones stay independent.
-//!
-//! Randomness comes from (seed, trial number, parameter index) only, so the same history
-//! gives the same suggestion after a restart.
-//!
-//! The sampler keeps each continuous parameter's "above" fit from one suggestion to the
-//! next and extends it as the history grows ([`super::continuous`]): a speed-up only, a
-//! kept fit gives exactly the density a new one would.
+//! The sampler: splits the history into "good" and "bad" trials, fits an estimator to
+//! each and proposes the candidate with the best density ratio (Optuna's `TPESampler`).
 
 use std::cmp::Ordering;
 use std::sync::{Mutex, PoisonError};
 
 use super::continuous::ContinuousFit;
-use super::parzen::{Density, Masses, ParzenEstimator, default_gamma};
-use super::{RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng};
+use super::density::Density;
+use super::estimator::ParzenEstimator;
+use super::truncnorm::Masses;
+use crate::engine::samplers::{
+    RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng,
+};
 use crate::engine::space::{Distribution, SearchSpace, tolerant_bounds};
 use crate::engine::{Direction, ParamValue, TrialRecord, TrialState};
+
+/// Optuna's default gamma: the size of the "good" group.
+pub(super) fn default_gamma(n: usize) -> usize {
+    (n.div_ceil(10)).min(25)
+}
 
 /// Tree-structured Parzen Estimator.
 #[derive(Debug)]

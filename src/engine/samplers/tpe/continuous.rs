@@ -22,11 +22,14 @@
 //! saw before: a kept fit and a new one give identical densities (a test checks it bit for
 //! bit).
 
-use super::fgt::{FGT_TERMS, Group, INV_FACTORIAL, LN_FGT_ERROR, Sums, powers, window};
-use super::parzen::{
-    LN_SQRT_2PI, LSE_CUT, WeightRamp, bucket_index, clip_ratio, exp_nonpositive, ln_sigma,
-    log_truncation, neighbour_sigma, set_sigmas, sorted_order,
+use super::bandwidth::{
+    bucket_index, clip_ratio, ln_sigma, neighbour_sigma, set_sigmas, sorted_order,
 };
+use super::estimator::LSE_CUT;
+use super::fgt::{FGT_TERMS, Group, INV_FACTORIAL, LN_FGT_ERROR, Sums, powers, window};
+use super::special::{LN_SQRT_2PI, exp_nonpositive};
+use super::truncnorm::log_truncation;
+use super::weights::WeightRamp;
 
 /// How far `base_ref` sits above an untruncated narrow kernel's constant term: more than
 /// `ln 2`, the most a truncation adds to it (a kernel centred on a bound keeps half its

@@ -1,4 +1,4 @@
-//! A fast Gauss transform for the one-dimensional densities of [`super::parzen::OneDim`]:
+//! A fast Gauss transform for the one-dimensional densities of [`super::density::OneDim`]:
 //! the narrow kernels (all of one bandwidth σ) grouped in buckets one σ wide, each bucket's
 //! sum of Gaussians replaced by a Taylor series about the bucket's centre.
 //!
@@ -11,7 +11,7 @@
 //! Both the AVX2 and the plain versions do the same operations in the same order, without
 //! fused multiply-add, so a suggestion does not depend on the CPU.
 
-use super::parzen::exp_nonpositive;
+use super::special::exp_nonpositive;
 
 /// Terms of each bucket's series (degree 24).
 pub(crate) const FGT_TERMS: usize = 25;
@@ -86,10 +86,10 @@ pub(crate) fn window(coef: &[Group], u: f64, shift: f64, g0: usize, out: &mut [[
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::super::parzen::{EXP_LN2_HI, EXP_LN2_LO, EXP_MAGIC, EXP_TAYLOR};
+    use super::super::special::{EXP_LN2_HI, EXP_LN2_LO, EXP_MAGIC, EXP_TAYLOR};
     use super::{FGT_TERMS, Group};
 
-    /// [`super::super::parzen::exp_nonpositive`] on four lanes, operation for operation.
+    /// [`super::super::special::exp_nonpositive`] on four lanes, operation for operation.
     #[target_feature(enable = "avx2")]
     fn exp4(x: __m256d) -> __m256d {
         let floor = _mm256_set1_pd(-700.0);
