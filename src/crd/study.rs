@@ -34,12 +34,15 @@ pub struct StudySpec {
     /// What is optimised.
     pub objective: Objective,
     /// The search space (the engine's parameter specs).
+    #[schemars(schema_with = "super::engine_api::parameters_schema")]
     pub parameters: Vec<ParamSpec>,
     /// Exactly one sampler; default `tpe` with default settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::engine_api::sampler_schema")]
     pub sampler: Option<SamplerSpec>,
     /// Exactly one pruner; default `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::engine_api::pruner_schema")]
     pub pruner: Option<PrunerSpec>,
     /// How many trials the study runs in total.
     #[schemars(range(min = 1))]

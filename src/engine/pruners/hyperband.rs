@@ -1,5 +1,8 @@
 //! Optuna's `HyperbandPruner`: successive halving in brackets chosen by CRC-32.
 
+use serde_json::{Value, json};
+
+use super::spec::{Fields, PrunerParams, Resource, SpecError, at_least, invalid};
 use super::successive_halving::{Competitors, SuccessiveHalvingPruner};
 use super::{Decision, Pruner};
 use crate::engine::{PrunerState, StudyView, TrialRecord, TrialState};
@@ -106,5 +109,82 @@ impl Pruner for HyperbandPruner {
         let mut d = sha.decide(study, trial, state, Competitors::Scan(&same), R);
         d.message = format!("bracket {b}: {}", d.message);
         d
+    }
+}
+
+/// `hyperband: {minResource, maxResource, reductionFactor, bootstrapCount}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HyperbandSpec {
+    pub min_resource: i64,
+    pub max_resource: Resource,
+    pub reduction_factor: i64,
+    pub bootstrap_count: i64,
+}
+
+impl Default for HyperbandSpec {
+    fn default() -> Self {
+        HyperbandSpec {
+            min_resource: 1,
+            max_resource: Resource::Auto,
+            reduction_factor: 3,
+            bootstrap_count: 0,
+        }
+    }
+}
+
+impl PrunerParams for HyperbandSpec {
+    const KEY: &str = "hyperband";
+    const NAME: &str = R;
+
+    fn parse(f: &Fields<'_>) -> Result<Self, SpecError> {
+        f.only(&[
+            "minResource",
+            "maxResource",
+            "reductionFactor",
+            "bootstrapCount",
+        ])?;
+        let d = HyperbandSpec::default();
+        Ok(HyperbandSpec {
+            min_resource: f.int("minResource", d.min_resource)?,
+            max_resource: f.resource("maxResource", d.max_resource)?,
+            reduction_factor: f.int("reductionFactor", d.reduction_factor)?,
+            bootstrap_count: f.int("bootstrapCount", d.bootstrap_count)?,
+        })
+    }
+
+    fn to_value(&self) -> Value {
+        json!({
+            "minResource": self.min_resource,
+            "maxResource": self.max_resource.to_value(),
+            "reductionFactor": self.reduction_factor,
+            "bootstrapCount": self.bootstrap_count})
+    }
+
+    fn validate(&self, p: &str) -> Result<(), SpecError> {
+        at_least(p, "minResource", self.min_resource, 1)?;
+        if let Resource::Steps(n) = self.max_resource {
+            at_least(p, "maxResource", n, 1)?;
+        }
+        at_least(p, "reductionFactor", self.reduction_factor, 2)?;
+        at_least(p, "bootstrapCount", self.bootstrap_count, 0)?;
+        if self.bootstrap_count > 0 && self.max_resource == Resource::Auto {
+            return Err(invalid(
+                &format!("{p}.bootstrapCount"),
+                format!(
+                    "must be 0 when maxResource is auto, got {}",
+                    self.bootstrap_count
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Box<dyn Pruner> {
+        Box::new(HyperbandPruner {
+            min_resource: self.min_resource,
+            max_resource: self.max_resource.steps(),
+            reduction_factor: self.reduction_factor,
+            bootstrap_count: self.bootstrap_count.max(0) as u64,
+        })
     }
 }

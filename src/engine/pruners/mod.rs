@@ -1,7 +1,7 @@
 //! Pruners: one file per pruner behind the tiny [`Pruner`] trait, Optuna 5.0 semantics.
-//!
-//! OWNER: pruners engineer (issue 2). Public names below are relied on by the controller,
-//! the local runner and replay; keep them.
+//! Each file holds the pruner and its spec (parameters, defaults, checks); [`spec`] is the
+//! tagged enum `spec.pruner` parses into. The controller, the local runner and replay
+//! decide through these names alike.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,9 @@
 //! Optuna's `PatientPruner`: prune (or ask the wrapped pruner) once the trial has not
 //! improved by `min_delta` for `patience` steps.
 
+use serde_json::{Value, json};
+
+use super::spec::{Fields, PrunerParams, PrunerSpec, SpecError, at_least, invalid};
 use super::{Decision, Pruner, StudyIndex, nan_best};
 use crate::engine::{Direction, PrunerState, StudyView, TrialRecord};
 
@@ -103,5 +106,70 @@ impl Pruner for PatientPruner {
                 self.wrap(msg, inner)
             }
         }
+    }
+}
+
+/// `patient: {patience, minDelta, wrapped}` (`wrapped`: another pruner spec).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatientSpec {
+    pub patience: i64,
+    pub min_delta: f64,
+    pub wrapped: Option<Box<PrunerSpec>>,
+}
+
+impl PrunerParams for PatientSpec {
+    const KEY: &str = "patient";
+    const NAME: &str = R;
+
+    fn parse(f: &Fields<'_>) -> Result<Self, SpecError> {
+        f.only(&["patience", "minDelta", "wrapped"])?;
+        let patience = match f.get("patience") {
+            None => {
+                return Err(SpecError::Missing {
+                    path: f.path.to_string(),
+                    field: "patience".into(),
+                });
+            }
+            Some(_) => f.int("patience", 0)?,
+        };
+        let wrapped = match f.get("wrapped") {
+            None => None,
+            Some(w) => Some(Box::new(PrunerSpec::from_value(w, &f.at("wrapped"))?)),
+        };
+        Ok(PatientSpec {
+            patience,
+            min_delta: f.float("minDelta", 0.0)?,
+            wrapped,
+        })
+    }
+
+    fn to_value(&self) -> Value {
+        let mut m = json!({"patience": self.patience, "minDelta": self.min_delta});
+        if let Some(w) = &self.wrapped {
+            m["wrapped"] = w.to_value();
+        }
+        m
+    }
+
+    fn validate(&self, p: &str) -> Result<(), SpecError> {
+        at_least(p, "patience", self.patience, 0)?;
+        if self.min_delta < 0.0 {
+            return Err(invalid(
+                &format!("{p}.minDelta"),
+                format!("must not be negative, got {}", self.min_delta),
+            ));
+        }
+        match &self.wrapped {
+            Some(w) => w.validate_at(&format!("{p}.wrapped")),
+            None => Ok(()),
+        }
+    }
+
+    fn build(&self) -> Box<dyn Pruner> {
+        Box::new(PatientPruner {
+            wrapped: self.wrapped.as_deref().map(PrunerSpec::build_unchecked),
+            patience: self.patience.max(0) as u64,
+            min_delta: self.min_delta,
+        })
     }
 }

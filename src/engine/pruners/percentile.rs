@@ -1,6 +1,9 @@
 //! Optuna's `PercentilePruner`: keep a trial whose best value so far is within the given
 //! percentile of the completed trials' values at the same step.
 
+use serde_json::{Value, json};
+
+use super::spec::{Fields, PrunerParams, SpecError, at_least, invalid};
 use super::{Decision, Pruner, StudyIndex, is_first_in_interval_step, nan_best};
 use crate::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState};
 
@@ -174,5 +177,109 @@ pub fn nanpercentile_sorted(sorted: &[f64], pct: f64) -> f64 {
         b - diff * (1.0 - gamma)
     } else {
         a + diff * gamma
+    }
+}
+
+/// The checks Optuna's percentile and median pruners share: `startupTrials`,
+/// `warmupSteps`, `intervalSteps`, `minTrials`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gate {
+    pub startup_trials: i64,
+    pub warmup_steps: i64,
+    pub interval_steps: i64,
+    pub min_trials: i64,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            startup_trials: 5,
+            warmup_steps: 0,
+            interval_steps: 1,
+            min_trials: 1,
+        }
+    }
+}
+
+impl Gate {
+    pub(super) const FIELDS: [&str; 4] =
+        ["startupTrials", "warmupSteps", "intervalSteps", "minTrials"];
+
+    pub(super) fn parse(f: &Fields<'_>) -> Result<Self, SpecError> {
+        let d = Gate::default();
+        Ok(Gate {
+            startup_trials: f.int("startupTrials", d.startup_trials)?,
+            warmup_steps: f.int("warmupSteps", d.warmup_steps)?,
+            interval_steps: f.int("intervalSteps", d.interval_steps)?,
+            min_trials: f.int("minTrials", d.min_trials)?,
+        })
+    }
+
+    pub(super) fn insert_into(&self, v: &mut Value) {
+        v["startupTrials"] = json!(self.startup_trials);
+        v["warmupSteps"] = json!(self.warmup_steps);
+        v["intervalSteps"] = json!(self.interval_steps);
+        v["minTrials"] = json!(self.min_trials);
+    }
+
+    pub(super) fn validate(&self, p: &str) -> Result<(), SpecError> {
+        at_least(p, "startupTrials", self.startup_trials, 0)?;
+        at_least(p, "warmupSteps", self.warmup_steps, 0)?;
+        at_least(p, "intervalSteps", self.interval_steps, 1)?;
+        at_least(p, "minTrials", self.min_trials, 1)
+    }
+
+    /// The pruner at `percentile` with these checks.
+    pub(super) fn pruner(&self, percentile: f64) -> PercentilePruner {
+        let u = |v: i64| v.max(0) as u64;
+        PercentilePruner::new(
+            percentile,
+            u(self.startup_trials),
+            self.warmup_steps,
+            self.interval_steps,
+            u(self.min_trials),
+        )
+    }
+}
+
+/// `percentile: {percentile, startupTrials, warmupSteps, intervalSteps, minTrials}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PercentileSpec {
+    pub percentile: f64,
+    pub gate: Gate,
+}
+
+impl PrunerParams for PercentileSpec {
+    const KEY: &str = "percentile";
+    const NAME: &str = "PercentilePruner";
+
+    fn parse(f: &Fields<'_>) -> Result<Self, SpecError> {
+        let mut allowed = vec!["percentile"];
+        allowed.extend(Gate::FIELDS);
+        f.only(&allowed)?;
+        Ok(PercentileSpec {
+            percentile: f.required_float("percentile")?,
+            gate: Gate::parse(f)?,
+        })
+    }
+
+    fn to_value(&self) -> Value {
+        let mut v = json!({"percentile": self.percentile});
+        self.gate.insert_into(&mut v);
+        v
+    }
+
+    fn validate(&self, p: &str) -> Result<(), SpecError> {
+        if !(0.0..=100.0).contains(&self.percentile) {
+            return Err(invalid(
+                &format!("{p}.percentile"),
+                format!("must be within [0, 100], got {}", self.percentile),
+            ));
+        }
+        self.gate.validate(p)
+    }
+
+    fn build(&self) -> Box<dyn Pruner> {
+        Box::new(self.gate.pruner(self.percentile))
     }
 }

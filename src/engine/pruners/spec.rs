@@ -1,23 +1,23 @@
 //! The pruner spec: the `spec.pruner` field of a Study, one key naming the pruner,
-//! camelCase parameters, Optuna's defaults. Parsing checks shape and types (naming the
-//! field path on error); [`PrunerSpec::validate`] checks every rule Optuna's
-//! constructors enforce; [`build`] turns a valid spec into a [`Pruner`].
+//! camelCase parameters, Optuna's defaults. Each pruner's file owns its parameters, their
+//! defaults and checks ([`PrunerParams`]); this file is the tagged enum that dispatches to
+//! them. Parsing checks shape and types (naming the field path on error);
+//! [`PrunerSpec::validate`] checks every rule Optuna's constructors enforce; [`build`]
+//! turns a valid spec into a [`Pruner`].
 
-use std::borrow::Cow;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use super::Pruner;
-use super::hyperband::HyperbandPruner;
-use super::median::median_pruner;
 use super::none::NopPruner;
-use super::patient::PatientPruner;
-use super::percentile::PercentilePruner;
-use super::successive_halving::SuccessiveHalvingPruner;
-use super::threshold::ThresholdPruner;
-use super::wilcoxon::WilcoxonPruner;
+
+pub use super::hyperband::HyperbandSpec;
+pub use super::median::MedianSpec;
+pub use super::patient::PatientSpec;
+pub use super::percentile::{Gate, PercentileSpec};
+pub use super::successive_halving::SuccessiveHalvingSpec;
+pub use super::threshold::ThresholdSpec;
+pub use super::wilcoxon::WilcoxonSpec;
 
 /// A spec error; its Display names the field path and the rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -34,10 +34,22 @@ pub enum SpecError {
     Missing { path: String, field: String },
 }
 
-fn invalid(path: &str, message: impl Into<String>) -> SpecError {
+pub(super) fn invalid(path: &str, message: impl Into<String>) -> SpecError {
     SpecError::Invalid {
         path: path.to_string(),
         message: message.into(),
+    }
+}
+
+/// `{p}.{field}` must be at least `min`.
+pub(super) fn at_least(p: &str, field: &str, v: i64, min: i64) -> Result<(), SpecError> {
+    if v < min {
+        Err(invalid(
+            &format!("{p}.{field}"),
+            format!("must be at least {min}, got {v}"),
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -49,100 +61,35 @@ pub enum Resource {
     Steps(i64),
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct MedianSpec {
-    pub startup_trials: i64,
-    pub warmup_steps: i64,
-    pub interval_steps: i64,
-    pub min_trials: i64,
-}
+impl Resource {
+    /// `None` for `auto`.
+    pub fn steps(self) -> Option<i64> {
+        match self {
+            Resource::Auto => None,
+            Resource::Steps(n) => Some(n),
+        }
+    }
 
-impl Default for MedianSpec {
-    fn default() -> Self {
-        MedianSpec {
-            startup_trials: 5,
-            warmup_steps: 0,
-            interval_steps: 1,
-            min_trials: 1,
+    pub(super) fn to_value(self) -> Value {
+        match self {
+            Resource::Auto => json!("auto"),
+            Resource::Steps(n) => json!(n),
         }
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct PercentileSpec {
-    pub percentile: f64,
-    pub startup_trials: i64,
-    pub warmup_steps: i64,
-    pub interval_steps: i64,
-    pub min_trials: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct SuccessiveHalvingSpec {
-    pub min_resource: Resource,
-    pub reduction_factor: i64,
-    pub min_early_stopping_rate: i64,
-    pub bootstrap_count: i64,
-}
-
-impl Default for SuccessiveHalvingSpec {
-    fn default() -> Self {
-        SuccessiveHalvingSpec {
-            min_resource: Resource::Auto,
-            reduction_factor: 4,
-            min_early_stopping_rate: 0,
-            bootstrap_count: 0,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct HyperbandSpec {
-    pub min_resource: i64,
-    pub max_resource: Resource,
-    pub reduction_factor: i64,
-    pub bootstrap_count: i64,
-}
-
-impl Default for HyperbandSpec {
-    fn default() -> Self {
-        HyperbandSpec {
-            min_resource: 1,
-            max_resource: Resource::Auto,
-            reduction_factor: 3,
-            bootstrap_count: 0,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ThresholdSpec {
-    pub lower: Option<f64>,
-    pub upper: Option<f64>,
-    pub warmup_steps: i64,
-    pub interval_steps: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct PatientSpec {
-    pub patience: i64,
-    pub min_delta: f64,
-    pub wrapped: Option<Box<PrunerSpec>>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct WilcoxonSpec {
-    pub p_threshold: f64,
-    pub startup_steps: i64,
-}
-
-impl Default for WilcoxonSpec {
-    fn default() -> Self {
-        WilcoxonSpec {
-            p_threshold: 0.1,
-            startup_steps: 2,
-        }
-    }
+/// One pruner's parameters: its key in the spec, Optuna's class name, parsing (errors
+/// naming the field), the explicit form, Optuna's constructor checks, and the pruner.
+pub(crate) trait PrunerParams: Sized {
+    const KEY: &str;
+    const NAME: &str;
+    fn parse(fields: &Fields<'_>) -> Result<Self, SpecError>;
+    /// Every parameter explicit.
+    fn to_value(&self) -> Value;
+    /// `p` is the path of this pruner's object, e.g. `pruner.median`.
+    fn validate(&self, p: &str) -> Result<(), SpecError>;
+    /// The pruner, from parameters that passed [`PrunerParams::validate`].
+    fn build(&self) -> Box<dyn Pruner>;
 }
 
 /// Which pruner a study uses, with its parameters (exactly one key in YAML/JSON).
@@ -159,36 +106,44 @@ pub enum PrunerSpec {
     Nop,
 }
 
-const KEYS: &str =
+/// The spec's keys, as error messages list them.
+pub const KEYS: &str =
     "median, percentile, successiveHalving, hyperband, threshold, patient, wilcoxon, none";
+
+/// `$body` with `$s` bound to the variant's parameters (`PrunerParams`), or `$nop`.
+macro_rules! dispatch {
+    ($spec:expr, $s:ident => $body:expr, none => $nop:expr) => {
+        match $spec {
+            PrunerSpec::Median($s) => $body,
+            PrunerSpec::Percentile($s) => $body,
+            PrunerSpec::SuccessiveHalving($s) => $body,
+            PrunerSpec::Hyperband($s) => $body,
+            PrunerSpec::Threshold($s) => $body,
+            PrunerSpec::Patient($s) => $body,
+            PrunerSpec::Wilcoxon($s) => $body,
+            PrunerSpec::Nop => $nop,
+        }
+    };
+}
+
+/// The variant's `PrunerParams` constant.
+fn key_of<P: PrunerParams>(_: &P) -> &'static str {
+    P::KEY
+}
+
+fn name_of<P: PrunerParams>(_: &P) -> &'static str {
+    P::NAME
+}
 
 impl PrunerSpec {
     /// The spec's key (`median`, `successiveHalving`, ...).
     pub fn key(&self) -> &'static str {
-        match self {
-            PrunerSpec::Median(_) => "median",
-            PrunerSpec::Percentile(_) => "percentile",
-            PrunerSpec::SuccessiveHalving(_) => "successiveHalving",
-            PrunerSpec::Hyperband(_) => "hyperband",
-            PrunerSpec::Threshold(_) => "threshold",
-            PrunerSpec::Patient(_) => "patient",
-            PrunerSpec::Wilcoxon(_) => "wilcoxon",
-            PrunerSpec::Nop => "none",
-        }
+        dispatch!(self, s => key_of(s), none => "none")
     }
 
     /// Optuna's class name of the pruner (`MedianPruner`, `SuccessiveHalvingPruner`, ...).
     pub fn name(&self) -> &'static str {
-        match self {
-            PrunerSpec::Median(_) => "MedianPruner",
-            PrunerSpec::Percentile(_) => "PercentilePruner",
-            PrunerSpec::SuccessiveHalving(_) => "SuccessiveHalvingPruner",
-            PrunerSpec::Hyperband(_) => "HyperbandPruner",
-            PrunerSpec::Threshold(_) => "ThresholdPruner",
-            PrunerSpec::Patient(_) => "PatientPruner",
-            PrunerSpec::Wilcoxon(_) => "WilcoxonPruner",
-            PrunerSpec::Nop => "NopPruner",
-        }
+        dispatch!(self, s => name_of(s), none => "NopPruner")
     }
 
     /// Parses a JSON value (as from JSON or YAML), naming `path` (e.g. `pruner`) in errors.
@@ -211,115 +166,22 @@ impl PrunerSpec {
         let (key, inner) = obj.iter().next().expect("one key");
         let p = format!("{path}.{key}");
         let empty = Map::new();
-        let fields = match inner {
+        let map = match inner {
             Value::Null => &empty,
             Value::Object(m) => m,
             _ => return Err(invalid(&p, "must be an object")),
         };
-        let f = Fields {
-            path: &p,
-            map: fields,
-        };
-        let spec = match key.as_str() {
-            "median" => {
-                f.only(&["startupTrials", "warmupSteps", "intervalSteps", "minTrials"])?;
-                let d = MedianSpec::default();
-                PrunerSpec::Median(MedianSpec {
-                    startup_trials: f.int("startupTrials", d.startup_trials)?,
-                    warmup_steps: f.int("warmupSteps", d.warmup_steps)?,
-                    interval_steps: f.int("intervalSteps", d.interval_steps)?,
-                    min_trials: f.int("minTrials", d.min_trials)?,
-                })
+        let f = Fields { path: &p, map };
+        Ok(match key.as_str() {
+            MedianSpec::KEY => PrunerSpec::Median(MedianSpec::parse(&f)?),
+            PercentileSpec::KEY => PrunerSpec::Percentile(PercentileSpec::parse(&f)?),
+            SuccessiveHalvingSpec::KEY => {
+                PrunerSpec::SuccessiveHalving(SuccessiveHalvingSpec::parse(&f)?)
             }
-            "percentile" => {
-                f.only(&[
-                    "percentile",
-                    "startupTrials",
-                    "warmupSteps",
-                    "intervalSteps",
-                    "minTrials",
-                ])?;
-                let d = MedianSpec::default();
-                PrunerSpec::Percentile(PercentileSpec {
-                    percentile: f.required_float("percentile")?,
-                    startup_trials: f.int("startupTrials", d.startup_trials)?,
-                    warmup_steps: f.int("warmupSteps", d.warmup_steps)?,
-                    interval_steps: f.int("intervalSteps", d.interval_steps)?,
-                    min_trials: f.int("minTrials", d.min_trials)?,
-                })
-            }
-            "successiveHalving" => {
-                f.only(&[
-                    "minResource",
-                    "reductionFactor",
-                    "minEarlyStoppingRate",
-                    "bootstrapCount",
-                ])?;
-                let d = SuccessiveHalvingSpec::default();
-                PrunerSpec::SuccessiveHalving(SuccessiveHalvingSpec {
-                    min_resource: f.resource("minResource", d.min_resource)?,
-                    reduction_factor: f.int("reductionFactor", d.reduction_factor)?,
-                    min_early_stopping_rate: f
-                        .int("minEarlyStoppingRate", d.min_early_stopping_rate)?,
-                    bootstrap_count: f.int("bootstrapCount", d.bootstrap_count)?,
-                })
-            }
-            "hyperband" => {
-                f.only(&[
-                    "minResource",
-                    "maxResource",
-                    "reductionFactor",
-                    "bootstrapCount",
-                ])?;
-                let d = HyperbandSpec::default();
-                PrunerSpec::Hyperband(HyperbandSpec {
-                    min_resource: f.int("minResource", d.min_resource)?,
-                    max_resource: f.resource("maxResource", d.max_resource)?,
-                    reduction_factor: f.int("reductionFactor", d.reduction_factor)?,
-                    bootstrap_count: f.int("bootstrapCount", d.bootstrap_count)?,
-                })
-            }
-            "threshold" => {
-                f.only(&["lower", "upper", "warmupSteps", "intervalSteps"])?;
-                PrunerSpec::Threshold(ThresholdSpec {
-                    lower: f.opt_float("lower")?,
-                    upper: f.opt_float("upper")?,
-                    warmup_steps: f.int("warmupSteps", 0)?,
-                    interval_steps: f.int("intervalSteps", 1)?,
-                })
-            }
-            "patient" => {
-                f.only(&["patience", "minDelta", "wrapped"])?;
-                let patience = match fields.get("patience") {
-                    None | Some(Value::Null) => {
-                        return Err(SpecError::Missing {
-                            path: p.clone(),
-                            field: "patience".into(),
-                        });
-                    }
-                    Some(_) => f.int("patience", 0)?,
-                };
-                let wrapped = match fields.get("wrapped") {
-                    None | Some(Value::Null) => None,
-                    Some(w) => Some(Box::new(PrunerSpec::from_value(
-                        w,
-                        &format!("{p}.wrapped"),
-                    )?)),
-                };
-                PrunerSpec::Patient(PatientSpec {
-                    patience,
-                    min_delta: f.float("minDelta", 0.0)?,
-                    wrapped,
-                })
-            }
-            "wilcoxon" => {
-                f.only(&["pThreshold", "startupSteps"])?;
-                let d = WilcoxonSpec::default();
-                PrunerSpec::Wilcoxon(WilcoxonSpec {
-                    p_threshold: f.float("pThreshold", d.p_threshold)?,
-                    startup_steps: f.int("startupSteps", d.startup_steps)?,
-                })
-            }
+            HyperbandSpec::KEY => PrunerSpec::Hyperband(HyperbandSpec::parse(&f)?),
+            ThresholdSpec::KEY => PrunerSpec::Threshold(ThresholdSpec::parse(&f)?),
+            PatientSpec::KEY => PrunerSpec::Patient(PatientSpec::parse(&f)?),
+            WilcoxonSpec::KEY => PrunerSpec::Wilcoxon(WilcoxonSpec::parse(&f)?),
             "none" => {
                 f.only(&[])?;
                 PrunerSpec::Nop
@@ -331,45 +193,12 @@ impl PrunerSpec {
                     expected: KEYS.to_string(),
                 });
             }
-        };
-        Ok(spec)
+        })
     }
 
     /// The spec as a JSON value, every parameter explicit.
     pub fn to_value(&self) -> Value {
-        let res = |r: &Resource| match r {
-            Resource::Auto => json!("auto"),
-            Resource::Steps(n) => json!(n),
-        };
-        let inner = match self {
-            PrunerSpec::Median(s) => json!({
-                "startupTrials": s.startup_trials, "warmupSteps": s.warmup_steps,
-                "intervalSteps": s.interval_steps, "minTrials": s.min_trials}),
-            PrunerSpec::Percentile(s) => json!({
-                "percentile": s.percentile, "startupTrials": s.startup_trials,
-                "warmupSteps": s.warmup_steps, "intervalSteps": s.interval_steps,
-                "minTrials": s.min_trials}),
-            PrunerSpec::SuccessiveHalving(s) => json!({
-                "minResource": res(&s.min_resource), "reductionFactor": s.reduction_factor,
-                "minEarlyStoppingRate": s.min_early_stopping_rate,
-                "bootstrapCount": s.bootstrap_count}),
-            PrunerSpec::Hyperband(s) => json!({
-                "minResource": s.min_resource, "maxResource": res(&s.max_resource),
-                "reductionFactor": s.reduction_factor, "bootstrapCount": s.bootstrap_count}),
-            PrunerSpec::Threshold(s) => json!({
-                "lower": s.lower, "upper": s.upper, "warmupSteps": s.warmup_steps,
-                "intervalSteps": s.interval_steps}),
-            PrunerSpec::Patient(s) => {
-                let mut m = json!({"patience": s.patience, "minDelta": s.min_delta});
-                if let Some(w) = &s.wrapped {
-                    m["wrapped"] = w.to_value();
-                }
-                m
-            }
-            PrunerSpec::Wilcoxon(s) => json!({
-                "pThreshold": s.p_threshold, "startupSteps": s.startup_steps}),
-            PrunerSpec::Nop => json!({}),
-        };
+        let inner = dispatch!(self, s => s.to_value(), none => json!({}));
         let mut m = Map::new();
         m.insert(self.key().to_string(), inner);
         Value::Object(m)
@@ -382,192 +211,37 @@ impl PrunerSpec {
 
     pub fn validate_at(&self, root: &str) -> Result<(), SpecError> {
         let p = format!("{root}.{}", self.key());
-        let at_least = |field: &str, v: i64, min: i64| {
-            if v < min {
-                Err(invalid(
-                    &format!("{p}.{field}"),
-                    format!("must be at least {min}, got {v}"),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        let gate = |startup: i64, warmup: i64, interval: i64, min_trials: i64| {
-            at_least("startupTrials", startup, 0)?;
-            at_least("warmupSteps", warmup, 0)?;
-            at_least("intervalSteps", interval, 1)?;
-            at_least("minTrials", min_trials, 1)
-        };
-        match self {
-            PrunerSpec::Median(s) => gate(
-                s.startup_trials,
-                s.warmup_steps,
-                s.interval_steps,
-                s.min_trials,
-            ),
-            PrunerSpec::Percentile(s) => {
-                if !(0.0..=100.0).contains(&s.percentile) {
-                    return Err(invalid(
-                        &format!("{p}.percentile"),
-                        format!("must be within [0, 100], got {}", s.percentile),
-                    ));
-                }
-                gate(
-                    s.startup_trials,
-                    s.warmup_steps,
-                    s.interval_steps,
-                    s.min_trials,
-                )
-            }
-            PrunerSpec::SuccessiveHalving(s) => {
-                if let Resource::Steps(n) = s.min_resource {
-                    at_least("minResource", n, 1)?;
-                }
-                at_least("reductionFactor", s.reduction_factor, 2)?;
-                at_least("minEarlyStoppingRate", s.min_early_stopping_rate, 0)?;
-                at_least("bootstrapCount", s.bootstrap_count, 0)?;
-                if s.bootstrap_count > 0 && s.min_resource == Resource::Auto {
-                    return Err(invalid(
-                        &format!("{p}.bootstrapCount"),
-                        format!(
-                            "must be 0 when minResource is auto, got {}",
-                            s.bootstrap_count
-                        ),
-                    ));
-                }
-                Ok(())
-            }
-            PrunerSpec::Hyperband(s) => {
-                at_least("minResource", s.min_resource, 1)?;
-                if let Resource::Steps(n) = s.max_resource {
-                    at_least("maxResource", n, 1)?;
-                }
-                at_least("reductionFactor", s.reduction_factor, 2)?;
-                at_least("bootstrapCount", s.bootstrap_count, 0)?;
-                if s.bootstrap_count > 0 && s.max_resource == Resource::Auto {
-                    return Err(invalid(
-                        &format!("{p}.bootstrapCount"),
-                        format!(
-                            "must be 0 when maxResource is auto, got {}",
-                            s.bootstrap_count
-                        ),
-                    ));
-                }
-                Ok(())
-            }
-            PrunerSpec::Threshold(s) => {
-                if s.lower.is_none() && s.upper.is_none() {
-                    return Err(invalid(&p, "at least one of lower and upper must be set"));
-                }
-                if let (Some(l), Some(u)) = (s.lower, s.upper)
-                    && l > u
-                {
-                    return Err(invalid(
-                        &format!("{p}.lower"),
-                        format!("must not be greater than upper ({u}), got {l}"),
-                    ));
-                }
-                at_least("warmupSteps", s.warmup_steps, 0)?;
-                at_least("intervalSteps", s.interval_steps, 1)
-            }
-            PrunerSpec::Patient(s) => {
-                at_least("patience", s.patience, 0)?;
-                if s.min_delta < 0.0 {
-                    return Err(invalid(
-                        &format!("{p}.minDelta"),
-                        format!("must not be negative, got {}", s.min_delta),
-                    ));
-                }
-                match &s.wrapped {
-                    Some(w) => w.validate_at(&format!("{p}.wrapped")),
-                    None => Ok(()),
-                }
-            }
-            PrunerSpec::Wilcoxon(s) => {
-                if !(0.0..=1.0).contains(&s.p_threshold) {
-                    return Err(invalid(
-                        &format!("{p}.pThreshold"),
-                        format!("must be within [0, 1], got {}", s.p_threshold),
-                    ));
-                }
-                at_least("startupSteps", s.startup_steps, 0)
-            }
-            PrunerSpec::Nop => Ok(()),
-        }
+        dispatch!(self, s => s.validate(&p), none => Ok(()))
+    }
+
+    pub(super) fn build_unchecked(&self) -> Box<dyn Pruner> {
+        dispatch!(self, s => s.build(), none => Box::new(NopPruner))
     }
 }
 
 /// Builds the pruner a (validated) spec describes.
 pub fn build(spec: &PrunerSpec) -> Result<Box<dyn Pruner>, SpecError> {
     spec.validate()?;
-    Ok(build_unchecked(spec))
-}
-
-fn build_unchecked(spec: &PrunerSpec) -> Box<dyn Pruner> {
-    let u = |v: i64| v.max(0) as u64;
-    match spec {
-        PrunerSpec::Median(s) => Box::new(median_pruner(
-            u(s.startup_trials),
-            s.warmup_steps,
-            s.interval_steps,
-            u(s.min_trials),
-        )),
-        PrunerSpec::Percentile(s) => Box::new(PercentilePruner::new(
-            s.percentile,
-            u(s.startup_trials),
-            s.warmup_steps,
-            s.interval_steps,
-            u(s.min_trials),
-        )),
-        PrunerSpec::SuccessiveHalving(s) => Box::new(SuccessiveHalvingPruner {
-            min_resource: match s.min_resource {
-                Resource::Auto => None,
-                Resource::Steps(n) => Some(n),
-            },
-            reduction_factor: s.reduction_factor,
-            min_early_stopping_rate: s.min_early_stopping_rate,
-            bootstrap_count: u(s.bootstrap_count),
-        }),
-        PrunerSpec::Hyperband(s) => Box::new(HyperbandPruner {
-            min_resource: s.min_resource,
-            max_resource: match s.max_resource {
-                Resource::Auto => None,
-                Resource::Steps(n) => Some(n),
-            },
-            reduction_factor: s.reduction_factor,
-            bootstrap_count: u(s.bootstrap_count),
-        }),
-        PrunerSpec::Threshold(s) => Box::new(ThresholdPruner {
-            lower: s.lower.unwrap_or(f64::NEG_INFINITY),
-            upper: s.upper.unwrap_or(f64::INFINITY),
-            n_warmup_steps: s.warmup_steps,
-            interval_steps: s.interval_steps,
-        }),
-        PrunerSpec::Patient(s) => Box::new(PatientPruner {
-            wrapped: s.wrapped.as_deref().map(build_unchecked),
-            patience: u(s.patience),
-            min_delta: s.min_delta,
-        }),
-        PrunerSpec::Wilcoxon(s) => Box::new(WilcoxonPruner {
-            p_threshold: s.p_threshold,
-            n_startup_steps: u(s.startup_steps),
-        }),
-        PrunerSpec::Nop => Box::new(NopPruner),
-    }
+    Ok(spec.build_unchecked())
 }
 
 /// Typed access to one pruner's fields, errors naming `path.field`.
-struct Fields<'a> {
-    path: &'a str,
+pub(crate) struct Fields<'a> {
+    pub(super) path: &'a str,
     map: &'a Map<String, Value>,
 }
 
 impl Fields<'_> {
-    fn at(&self, field: &str) -> String {
+    /// The field's value, `null` read as absent.
+    pub(super) fn get(&self, field: &str) -> Option<&Value> {
+        self.map.get(field).filter(|v| !v.is_null())
+    }
+
+    pub(super) fn at(&self, field: &str) -> String {
         format!("{}.{field}", self.path)
     }
 
-    fn only(&self, allowed: &[&str]) -> Result<(), SpecError> {
+    pub(super) fn only(&self, allowed: &[&str]) -> Result<(), SpecError> {
         for k in self.map.keys() {
             if !allowed.contains(&k.as_str()) {
                 return Err(SpecError::UnknownField {
@@ -584,7 +258,7 @@ impl Fields<'_> {
         Ok(())
     }
 
-    fn int(&self, field: &str, default: i64) -> Result<i64, SpecError> {
+    pub(super) fn int(&self, field: &str, default: i64) -> Result<i64, SpecError> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(default),
             Some(v) => as_int(v)
@@ -592,11 +266,11 @@ impl Fields<'_> {
         }
     }
 
-    fn float(&self, field: &str, default: f64) -> Result<f64, SpecError> {
+    pub(super) fn float(&self, field: &str, default: f64) -> Result<f64, SpecError> {
         Ok(self.opt_float(field)?.unwrap_or(default))
     }
 
-    fn opt_float(&self, field: &str) -> Result<Option<f64>, SpecError> {
+    pub(super) fn opt_float(&self, field: &str) -> Result<Option<f64>, SpecError> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => v
@@ -606,14 +280,14 @@ impl Fields<'_> {
         }
     }
 
-    fn required_float(&self, field: &str) -> Result<f64, SpecError> {
+    pub(super) fn required_float(&self, field: &str) -> Result<f64, SpecError> {
         self.opt_float(field)?.ok_or_else(|| SpecError::Missing {
             path: self.path.to_string(),
             field: field.to_string(),
         })
     }
 
-    fn resource(&self, field: &str, default: Resource) -> Result<Resource, SpecError> {
+    pub(super) fn resource(&self, field: &str, default: Resource) -> Result<Resource, SpecError> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(default),
             Some(Value::String(s)) if s == "auto" => Ok(Resource::Auto),
@@ -648,124 +322,6 @@ impl<'de> Deserialize<'de> for PrunerSpec {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(deserializer)?;
         PrunerSpec::from_value(&v, "pruner").map_err(serde::de::Error::custom)
-    }
-}
-
-impl JsonSchema for PrunerSpec {
-    fn schema_name() -> Cow<'static, str> {
-        "PrunerSpec".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        let int = |min: i64, default: i64, desc: &str| json!({"type": "integer", "format": "int64", "minimum": min, "default": default, "description": desc});
-        let gate = |m: &mut Map<String, Value>| {
-            m.insert(
-                "startupTrials".into(),
-                int(
-                    0,
-                    5,
-                    "Pruning is disabled until this many trials completed.",
-                ),
-            );
-            m.insert(
-                "warmupSteps".into(),
-                int(0, 0, "No pruning before this step."),
-            );
-            m.insert(
-                "intervalSteps".into(),
-                int(1, 1, "Steps between pruning checks, offset by warmupSteps."),
-            );
-            m.insert(
-                "minTrials".into(),
-                int(1, 1, "Minimum completed trials reporting the step."),
-            );
-        };
-        let resource =
-            |desc: &str| json!({"x-kubernetes-int-or-string": true, "description": desc});
-        let mut median = Map::new();
-        gate(&mut median);
-        let mut percentile = Map::new();
-        percentile.insert(
-            "percentile".into(),
-            json!({"type": "number", "format": "double", "minimum": 0.0, "maximum": 100.0,
-                   "description": "Percentile of trials kept (0-100)."}),
-        );
-        gate(&mut percentile);
-        let obj = |props: Map<String, Value>, required: &[&str], desc: &str| {
-            let mut o = json!({"type": "object", "description": desc, "properties": props});
-            if !required.is_empty() {
-                o["required"] = json!(required);
-            }
-            o
-        };
-        let schema = json!({
-            "type": "object",
-            "description": "Pruner deciding early stopping of trials (exactly one key), Optuna 5.0 semantics.",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "properties": {
-                "median": obj(median, &[], "Optuna MedianPruner."),
-                "percentile": obj(percentile, &["percentile"], "Optuna PercentilePruner."),
-                "successiveHalving": {
-                    "type": "object",
-                    "description": "Optuna SuccessiveHalvingPruner (ASHA).",
-                    "properties": {
-                        "minResource": resource("\"auto\" or the first rung's step (>= 1)."),
-                        "reductionFactor": int(2, 4, "Reduction factor eta."),
-                        "minEarlyStoppingRate": int(0, 0, "Minimum early-stopping rate."),
-                        "bootstrapCount": int(0, 0, "Trials needed at a rung before promotion (requires an integer minResource)."),
-                    }
-                },
-                "hyperband": {
-                    "type": "object",
-                    "description": "Optuna HyperbandPruner.",
-                    "properties": {
-                        "minResource": int(1, 1, "Minimum resource (steps)."),
-                        "maxResource": resource("\"auto\" or the maximum resource (steps, >= 1)."),
-                        "reductionFactor": int(2, 3, "Reduction factor eta."),
-                        "bootstrapCount": int(0, 0, "Trials needed at a rung before promotion (requires an integer maxResource)."),
-                    }
-                },
-                "threshold": {
-                    "type": "object",
-                    "description": "Optuna ThresholdPruner (at least one bound).",
-                    "properties": {
-                        "lower": {"type": "number", "format": "double", "nullable": true, "description": "Prune below this value."},
-                        "upper": {"type": "number", "format": "double", "nullable": true, "description": "Prune above this value."},
-                        "warmupSteps": int(0, 0, "No pruning before this step."),
-                        "intervalSteps": int(1, 1, "Steps between pruning checks."),
-                    }
-                },
-                "patient": {
-                    "type": "object",
-                    "description": "Optuna PatientPruner.",
-                    "required": ["patience"],
-                    "properties": {
-                        "patience": {"type": "integer", "format": "int64", "minimum": 0, "description": "Steps without improvement tolerated."},
-                        "minDelta": {"type": "number", "format": "double", "minimum": 0.0, "default": 0.0, "description": "Minimum improvement."},
-                        "wrapped": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
-                                    "description": "Pruner consulted once patience is exhausted (same shape as pruner)."},
-                    }
-                },
-                "wilcoxon": {
-                    "type": "object",
-                    "description": "Optuna WilcoxonPruner.",
-                    "properties": {
-                        "pThreshold": {"type": "number", "format": "double", "minimum": 0.0, "maximum": 1.0, "default": 0.1, "description": "Prune when the p-value is below this."},
-                        "startupSteps": int(0, 2, "Shared steps needed before testing."),
-                    }
-                },
-                "none": {"type": "object", "description": "Never prune.", "properties": {}},
-            }
-        });
-        let Value::Object(map) = schema else {
-            unreachable!("schema is an object")
-        };
-        Schema::from(map)
     }
 }
 
@@ -820,13 +376,5 @@ mod tests {
                 .to_string()
                 .starts_with("pruner.patient.wrapped.median.intervalSteps")
         );
-    }
-
-    #[test]
-    fn schema_is_structural() {
-        let schema = schemars::SchemaGenerator::default().into_root_schema_for::<PrunerSpec>();
-        let text = serde_json::to_string(&schema).unwrap();
-        assert!(!text.contains("$ref") && !text.contains("oneOf") && !text.contains("anyOf"));
-        assert!(text.contains("\"maxProperties\":1"));
     }
 }

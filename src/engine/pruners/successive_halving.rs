@@ -2,6 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::{Value, json};
+
+use super::spec::{Fields, PrunerParams, Resource, SpecError, at_least, invalid};
 use super::{Decision, Pruner, StudyIndex};
 use crate::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState};
 
@@ -188,5 +191,82 @@ impl Pruner for SuccessiveHalvingPruner {
             Some(ix) => self.decide(study, trial, state, Competitors::Index(ix), R),
             None => self.prune(study, trial, state),
         }
+    }
+}
+
+/// `successiveHalving: {minResource, reductionFactor, minEarlyStoppingRate, bootstrapCount}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SuccessiveHalvingSpec {
+    pub min_resource: Resource,
+    pub reduction_factor: i64,
+    pub min_early_stopping_rate: i64,
+    pub bootstrap_count: i64,
+}
+
+impl Default for SuccessiveHalvingSpec {
+    fn default() -> Self {
+        SuccessiveHalvingSpec {
+            min_resource: Resource::Auto,
+            reduction_factor: 4,
+            min_early_stopping_rate: 0,
+            bootstrap_count: 0,
+        }
+    }
+}
+
+impl PrunerParams for SuccessiveHalvingSpec {
+    const KEY: &str = "successiveHalving";
+    const NAME: &str = R;
+
+    fn parse(f: &Fields<'_>) -> Result<Self, SpecError> {
+        f.only(&[
+            "minResource",
+            "reductionFactor",
+            "minEarlyStoppingRate",
+            "bootstrapCount",
+        ])?;
+        let d = SuccessiveHalvingSpec::default();
+        Ok(SuccessiveHalvingSpec {
+            min_resource: f.resource("minResource", d.min_resource)?,
+            reduction_factor: f.int("reductionFactor", d.reduction_factor)?,
+            min_early_stopping_rate: f.int("minEarlyStoppingRate", d.min_early_stopping_rate)?,
+            bootstrap_count: f.int("bootstrapCount", d.bootstrap_count)?,
+        })
+    }
+
+    fn to_value(&self) -> Value {
+        json!({
+            "minResource": self.min_resource.to_value(),
+            "reductionFactor": self.reduction_factor,
+            "minEarlyStoppingRate": self.min_early_stopping_rate,
+            "bootstrapCount": self.bootstrap_count})
+    }
+
+    fn validate(&self, p: &str) -> Result<(), SpecError> {
+        if let Resource::Steps(n) = self.min_resource {
+            at_least(p, "minResource", n, 1)?;
+        }
+        at_least(p, "reductionFactor", self.reduction_factor, 2)?;
+        at_least(p, "minEarlyStoppingRate", self.min_early_stopping_rate, 0)?;
+        at_least(p, "bootstrapCount", self.bootstrap_count, 0)?;
+        if self.bootstrap_count > 0 && self.min_resource == Resource::Auto {
+            return Err(invalid(
+                &format!("{p}.bootstrapCount"),
+                format!(
+                    "must be 0 when minResource is auto, got {}",
+                    self.bootstrap_count
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Box<dyn Pruner> {
+        Box::new(SuccessiveHalvingPruner {
+            min_resource: self.min_resource.steps(),
+            reduction_factor: self.reduction_factor,
+            min_early_stopping_rate: self.min_early_stopping_rate,
+            bootstrap_count: self.bootstrap_count.max(0) as u64,
+        })
     }
 }

@@ -6,6 +6,9 @@
 // The cephes coefficients below are kept digit for digit as scipy's sources write them.
 #![allow(clippy::excessive_precision)]
 
+use serde_json::{Value, json};
+
+use super::spec::{Fields, PrunerParams, SpecError, at_least, invalid};
 use super::{Decision, Pruner};
 use crate::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState};
 
@@ -437,6 +440,57 @@ pub fn wilcoxon_pvalue(d: &[f64], alt: Alternative) -> f64 {
             }
             hits as f64 / total as f64
         }
+    }
+}
+
+/// `wilcoxon: {pThreshold, startupSteps}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WilcoxonSpec {
+    pub p_threshold: f64,
+    pub startup_steps: i64,
+}
+
+impl Default for WilcoxonSpec {
+    fn default() -> Self {
+        WilcoxonSpec {
+            p_threshold: 0.1,
+            startup_steps: 2,
+        }
+    }
+}
+
+impl PrunerParams for WilcoxonSpec {
+    const KEY: &str = "wilcoxon";
+    const NAME: &str = R;
+
+    fn parse(f: &Fields<'_>) -> Result<Self, SpecError> {
+        f.only(&["pThreshold", "startupSteps"])?;
+        let d = WilcoxonSpec::default();
+        Ok(WilcoxonSpec {
+            p_threshold: f.float("pThreshold", d.p_threshold)?,
+            startup_steps: f.int("startupSteps", d.startup_steps)?,
+        })
+    }
+
+    fn to_value(&self) -> Value {
+        json!({"pThreshold": self.p_threshold, "startupSteps": self.startup_steps})
+    }
+
+    fn validate(&self, p: &str) -> Result<(), SpecError> {
+        if !(0.0..=1.0).contains(&self.p_threshold) {
+            return Err(invalid(
+                &format!("{p}.pThreshold"),
+                format!("must be within [0, 1], got {}", self.p_threshold),
+            ));
+        }
+        at_least(p, "startupSteps", self.startup_steps, 0)
+    }
+
+    fn build(&self) -> Box<dyn Pruner> {
+        Box::new(WilcoxonPruner {
+            p_threshold: self.p_threshold,
+            n_startup_steps: self.startup_steps.max(0) as u64,
+        })
     }
 }
 

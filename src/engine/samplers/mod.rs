@@ -1,4 +1,4 @@
-//! Samplers (issue 3): propose the next trial's parameters from the study's history.
+//! Samplers: propose the next trial's parameters from the study's history.
 //!
 //! `spec.sampler` holds exactly one key:
 //!
@@ -28,11 +28,9 @@ mod random;
 mod sobol_table;
 mod tpe;
 
-use std::borrow::Cow;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use super::space::SearchSpace;
@@ -274,54 +272,6 @@ impl SamplerSpec {
     }
 }
 
-impl JsonSchema for SamplerSpec {
-    fn schema_name() -> Cow<'static, str> {
-        Cow::Borrowed("SamplerSpec")
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "object",
-            "description": "Exactly one of random, grid, tpe, qmc. Default: tpe.",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "properties": {
-                "random": {
-                    "type": "object",
-                    "properties": {"seed": {"type": "integer", "format": "uint64", "minimum": 0}}
-                },
-                "grid": {
-                    "type": "object",
-                    "properties": {"seed": {"type": "integer", "format": "uint64", "minimum": 0}}
-                },
-                "tpe": {
-                    "type": "object",
-                    "properties": {
-                        "seed": {"type": "integer", "format": "uint64", "minimum": 0},
-                        "startupTrials": {"type": "integer", "format": "uint32", "minimum": 0},
-                        "candidates": {"type": "integer", "format": "uint32", "minimum": 1},
-                        "multivariate": {"type": "boolean"},
-                        "considerPruned": {"type": "boolean"},
-                        "constantLiar": {"type": "boolean"}
-                    }
-                },
-                "qmc": {
-                    "type": "object",
-                    "properties": {
-                        "seed": {"type": "integer", "format": "uint64", "minimum": 0},
-                        "kind": {"type": "string", "enum": ["sobol", "halton"]},
-                        "scramble": {"type": "boolean"}
-                    }
-                }
-            }
-        })
-    }
-}
-
 /// Builds the sampler a spec describes.
 pub fn build(spec: &SamplerSpec) -> Result<Box<dyn Sampler>, SamplerError> {
     Ok(match spec {
@@ -432,17 +382,6 @@ mod tests {
         assert!(e.contains("exactly one of random, grid, tpe or qmc"), "{e}");
         let y = serde_yaml::to_string(&SamplerSpec::Grid(GridSpec::default())).unwrap();
         assert_eq!(y.trim(), "grid: {}");
-    }
-
-    #[test]
-    fn schema_is_structural() {
-        let v = serde_json::to_value(schemars::schema_for!(SamplerSpec)).unwrap();
-        let text = v.to_string();
-        for bad in ["oneOf", "anyOf", "$ref", "allOf"] {
-            assert!(!text.contains(bad), "{bad} in {text}");
-        }
-        assert_eq!(v["maxProperties"], 1);
-        assert_eq!(v["type"], "object");
     }
 
     #[test]
