@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use lopper::engine::samplers::{
-    self, QmcKind, QmcSpec, RandomSpec, Sampler, SamplerSpec, Suggestion, TpeSpec,
+    self, History, QmcKind, QmcSpec, RandomSpec, Sampler, SamplerSpec, Suggestion, TpeSpec,
 };
 use lopper::engine::space::{ParamSpec, SearchSpace};
 use lopper::engine::{Direction, ParamValue, Params, TrialRecord, TrialState};
@@ -186,7 +186,7 @@ fn samplers_for(seed: u64) -> Vec<(&'static str, SamplerSpec)> {
 }
 
 fn suggest(sampler: &dyn Sampler, space: &SearchSpace, h: &[TrialRecord], n: u64) -> Params {
-    match sampler.suggest(space, Direction::Minimize, h, n) {
+    match sampler.suggest(space, Direction::Minimize, History::new(h), n) {
         Ok(Suggestion::Params(p)) => p,
         other => {
             eprintln!("unexpected suggestion {other:?}");

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use lopper::engine::samplers::{
-    self, GridSpec, QmcKind, QmcSpec, RandomSpec, SamplerError, SamplerSpec, Suggestion, TpeSpec,
+    self, GridSpec, History, QmcKind, QmcSpec, RandomSpec, SamplerError, SamplerSpec, Suggestion,
+    TpeSpec,
 };
 use lopper::engine::space::{ParamSpec, SearchSpace};
 use lopper::engine::{Direction, ParamValue, Params, TrialRecord, TrialState};
@@ -80,7 +81,7 @@ fn run(spec: &SamplerSpec, space: &SearchSpace, n: u64) -> Vec<TrialRecord> {
     for number in 0..n {
         let p = params_of(
             sampler
-                .suggest(space, Direction::Minimize, &history, number)
+                .suggest(space, Direction::Minimize, History::new(&history), number)
                 .unwrap(),
         );
         space.contains(&p).unwrap();
@@ -103,7 +104,7 @@ fn every_sampler_is_deterministic_and_stays_in_the_space() {
         // a fresh sampler (a restarted operator) proposes the same for the same history
         let again = samplers::build(&spec).unwrap();
         let p = again
-            .suggest(&space, Direction::Minimize, &a[..20], 20)
+            .suggest(&space, Direction::Minimize, History::new(&a[..20]), 20)
             .unwrap();
         assert_eq!(p, Suggestion::Params(a[20].params.clone()), "{spec:?}");
         let distinct: BTreeSet<String> = a.iter().map(|t| format!("{:?}", t.params)).collect();
@@ -150,7 +151,7 @@ fn grid_visits_every_combination_once_then_exhausts() {
     for number in 0..12 {
         let p = params_of(
             sampler
-                .suggest(&space, Direction::Minimize, &history, number)
+                .suggest(&space, Direction::Minimize, History::new(&history), number)
                 .unwrap(),
         );
         space.contains(&p).unwrap();
@@ -168,16 +169,21 @@ fn grid_visits_every_combination_once_then_exhausts() {
     }
     assert_eq!(
         sampler
-            .suggest(&space, Direction::Minimize, &history, 12)
+            .suggest(&space, Direction::Minimize, History::new(&history), 12)
             .unwrap(),
         Suggestion::Exhausted
     );
     // the trial being proposed (already recorded before a restart) gets the same answer
     let again = sampler
-        .suggest(&space, Direction::Minimize, &history[..11], 11)
+        .suggest(
+            &space,
+            Direction::Minimize,
+            History::new(&history[..11]),
+            11,
+        )
         .unwrap();
     let again2 = sampler
-        .suggest(&space, Direction::Minimize, &history, 11)
+        .suggest(&space, Direction::Minimize, History::new(&history), 11)
         .unwrap();
     assert_eq!(again, again2);
     assert_eq!(again, Suggestion::Params(history[11].params.clone()));
@@ -188,7 +194,7 @@ fn grid_needs_steps() {
     let space = SearchSpace::new(vec![ParamSpec::float("x", 0.0, 1.0)]).unwrap();
     let sampler = samplers::build(&SamplerSpec::Grid(GridSpec::default())).unwrap();
     assert_eq!(
-        sampler.suggest(&space, Direction::Minimize, &[], 0),
+        sampler.suggest(&space, Direction::Minimize, History::new(&[]), 0),
         Err(SamplerError::GridNeedsStep("x".into()))
     );
     let ints = SearchSpace::new(vec![
@@ -197,7 +203,7 @@ fn grid_needs_steps() {
     ])
     .unwrap();
     assert!(matches!(
-        sampler.suggest(&ints, Direction::Minimize, &[], 0),
+        sampler.suggest(&ints, Direction::Minimize, History::new(&[]), 0),
         Err(SamplerError::GridTooLarge(..))
     ));
 }
@@ -240,11 +246,22 @@ fn warm_start_skips_trials_outside_the_space_with_reasons() {
     }))
     .unwrap();
     let random = samplers::build(&SamplerSpec::Random(RandomSpec { seed: Some(1) })).unwrap();
-    let warm = tpe.suggest(&space, Direction::Minimize, &kept, 0).unwrap();
-    let cold = tpe.suggest(&space, Direction::Minimize, &[], 0).unwrap();
+    let warm = tpe
+        .suggest(
+            &space,
+            Direction::Minimize,
+            History::with_warm(&kept, &[]),
+            0,
+        )
+        .unwrap();
+    let cold = tpe
+        .suggest(&space, Direction::Minimize, History::new(&[]), 0)
+        .unwrap();
     assert_eq!(
         cold,
-        random.suggest(&space, Direction::Minimize, &[], 0).unwrap()
+        random
+            .suggest(&space, Direction::Minimize, History::new(&[]), 0)
+            .unwrap()
     );
     assert_ne!(warm, cold);
 }
@@ -324,10 +341,16 @@ fn tpe_handles_running_pruned_and_failed_trials() {
     ] {
         let sampler = samplers::build(&SamplerSpec::Tpe(spec.clone())).unwrap();
         for dir in [Direction::Minimize, Direction::Maximize] {
-            let p = params_of(sampler.suggest(&space, dir, &history, 30).unwrap());
+            let p = params_of(
+                sampler
+                    .suggest(&space, dir, History::new(&history), 30)
+                    .unwrap(),
+            );
             space.contains(&p).unwrap();
             assert_eq!(
-                sampler.suggest(&space, dir, &history, 30).unwrap(),
+                sampler
+                    .suggest(&space, dir, History::new(&history), 30)
+                    .unwrap(),
                 Suggestion::Params(p)
             );
         }
@@ -345,10 +368,10 @@ fn tpe_handles_running_pruned_and_failed_trials() {
     }))
     .unwrap();
     assert_ne!(
-        liar.suggest(&space, Direction::Minimize, &history, 30)
+        liar.suggest(&space, Direction::Minimize, History::new(&history), 30)
             .unwrap(),
         honest
-            .suggest(&space, Direction::Minimize, &history, 30)
+            .suggest(&space, Direction::Minimize, History::new(&history), 30)
             .unwrap()
     );
 }
@@ -365,7 +388,7 @@ fn maximize_direction_is_honoured() {
     for number in 0..60 {
         let p = params_of(
             sampler
-                .suggest(&space, Direction::Maximize, &history, number)
+                .suggest(&space, Direction::Maximize, History::new(&history), number)
                 .unwrap(),
         );
         let ParamValue::Float(x) = p["x"] else {
@@ -379,4 +402,81 @@ fn maximize_direction_is_honoured() {
     }
     let late: f64 = history[40..].iter().filter_map(|t| t.value).sum::<f64>() / 20.0;
     assert!(late > 0.8, "late mean {late}");
+}
+
+/// Warm-start trials keep their own studies' numbers. Whatever those are, even the number
+/// of the trial being suggested, every warm-start trial counts, and counts first.
+#[test]
+fn warm_start_trials_count_whatever_their_numbers() {
+    let space = issue_space();
+    // Numbers 0..12 (earlier study) and 0..5 (this study): they collide.
+    let earlier = run(
+        &SamplerSpec::Random(RandomSpec { seed: Some(9) }),
+        &space,
+        12,
+    );
+    let own = run(
+        &SamplerSpec::Random(RandomSpec { seed: Some(4) }),
+        &space,
+        5,
+    );
+    let mut renumbered = earlier.clone();
+    for t in &mut renumbered {
+        t.number += 1000;
+    }
+    for multivariate in [false, true] {
+        let tpe = samplers::build(&SamplerSpec::Tpe(TpeSpec {
+            seed: Some(2),
+            multivariate,
+            ..TpeSpec::default()
+        }))
+        .unwrap();
+        for number in [5, 7] {
+            let colliding = tpe
+                .suggest(
+                    &space,
+                    Direction::Minimize,
+                    History::with_warm(&earlier, &own),
+                    number,
+                )
+                .unwrap();
+            let apart = tpe
+                .suggest(
+                    &space,
+                    Direction::Minimize,
+                    History::with_warm(&renumbered, &own),
+                    number,
+                )
+                .unwrap();
+            assert_eq!(
+                colliding, apart,
+                "trial {number}, multivariate {multivariate}"
+            );
+        }
+    }
+
+    // Grid: a warm-start combination is taken whatever its number.
+    let small = SearchSpace::new(vec![ParamSpec::int("x", 0, 3, 1)]).unwrap();
+    let warm: Vec<TrialRecord> = (0..3)
+        .map(|x| {
+            let mut t = TrialRecord::new(x as u64);
+            t.params.insert("x".into(), ParamValue::Int(x));
+            t.value = Some(x as f64);
+            t.state = TrialState::Complete;
+            t
+        })
+        .collect();
+    for seed in 0..16 {
+        let grid = samplers::build(&SamplerSpec::Grid(GridSpec { seed: Some(seed) })).unwrap();
+        let p = params_of(
+            grid.suggest(
+                &small,
+                Direction::Minimize,
+                History::with_warm(&warm, &[]),
+                0,
+            )
+            .unwrap(),
+        );
+        assert_eq!(p["x"], ParamValue::Int(3), "seed {seed}");
+    }
 }

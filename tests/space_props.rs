@@ -2,7 +2,7 @@
 //! integer-ness, choices) and respects `when`; transforms never leave the bounds.
 
 use lopper::engine::samplers::{
-    self, GridSpec, QmcKind, QmcSpec, RandomSpec, SamplerSpec, Suggestion, TpeSpec,
+    self, GridSpec, History, QmcKind, QmcSpec, RandomSpec, SamplerSpec, Suggestion, TpeSpec,
 };
 use lopper::engine::space::{ParamSpec, SearchSpace};
 use lopper::engine::{Direction, ParamValue, TrialRecord, TrialState};
@@ -121,7 +121,7 @@ proptest! {
             let sampler = samplers::build(&spec).unwrap();
             let mut history: Vec<TrialRecord> = Vec::new();
             for number in 0..n {
-                let p = match sampler.suggest(&space, Direction::Minimize, &history, number).unwrap() {
+                let p = match sampler.suggest(&space, Direction::Minimize, History::new(&history), number).unwrap() {
                     Suggestion::Params(p) => p,
                     Suggestion::Exhausted => panic!("only grid exhausts"),
                 };
@@ -144,7 +144,7 @@ proptest! {
         let mut history: Vec<TrialRecord> = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for number in 0..40 {
-            match sampler.suggest(&space, Direction::Minimize, &history, number).unwrap() {
+            match sampler.suggest(&space, Direction::Minimize, History::new(&history), number).unwrap() {
                 Suggestion::Params(p) => {
                     prop_assert_eq!(space.contains(&p), Ok(()));
                     check_when(&space, &p);

@@ -29,7 +29,7 @@ use crate::crd::{
     trial_name,
 };
 use crate::engine::policy::{self, End, StudyCounts};
-use crate::engine::samplers::{self, Sampler, Suggestion};
+use crate::engine::samplers::{self, History, Sampler, Suggestion};
 use crate::engine::space::SearchSpace;
 use crate::engine::{Params, TrialRecord, TrialState};
 
@@ -147,17 +147,15 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
                 let slots = policy::slots(&rules, &counts, counts.running) as usize;
                 let numbers = next_numbers(&agg.numbers, max, slots);
                 if !numbers.is_empty() {
-                    let mut history: Vec<TrialRecord> = o.warm.to_vec();
-                    history.extend(records.iter().cloned());
                     for n in numbers {
-                        match sampler.suggest(space, study.spec.objective.direction, &history, n) {
+                        let history = History::with_warm(o.warm, &records);
+                        match sampler.suggest(space, study.spec.objective.direction, history, n) {
                             Ok(Suggestion::Params(params)) => {
                                 create.push((n, params.clone()));
                                 let mut r = TrialRecord::new(n);
                                 r.params = params;
                                 r.state = TrialState::Running;
-                                records.to_mut().push(r.clone());
-                                history.push(r);
+                                records.to_mut().push(r);
                                 agg.numbers.insert(n);
                                 agg.counts.created += 1;
                                 agg.counts.running += 1;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::engine::policy::{self, End, Rules, StudyCounts};
 use crate::engine::pruners::Pruner;
-use crate::engine::samplers::{Sampler, Suggestion};
+use crate::engine::samplers::{History, Sampler, Suggestion};
 use crate::engine::space::SearchSpace;
 use crate::engine::{PrunerState, StudyView, TrialRecord, TrialState};
 use crate::metrics::{LineParser, MetricsSpec};
@@ -280,11 +280,10 @@ impl Loop {
                 return Ok(());
             }
             let number = self.trials.len() as u64;
-            let mut history = self.warm.clone();
-            history.extend(self.trials.iter().cloned());
+            let history = History::with_warm(&self.warm, &self.trials);
             let suggestion = self
                 .sampler
-                .suggest(&self.space, self.study.direction, &history, number)
+                .suggest(&self.space, self.study.direction, history, number)
                 .map_err(|e| anyhow::anyhow!("sampler: {e}"))?;
             let params = match suggestion {
                 Suggestion::Params(p) => p,

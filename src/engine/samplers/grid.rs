@@ -11,9 +11,9 @@ use std::collections::BTreeSet;
 
 use rand::Rng;
 
-use super::{Sampler, SamplerError, Suggestion, trial_rng};
+use super::{History, Sampler, SamplerError, Suggestion, trial_rng};
 use crate::engine::space::{Distribution, SearchSpace};
-use crate::engine::{Direction, Params, TrialRecord};
+use crate::engine::{Direction, Params};
 
 /// Largest grid enumerated (combinations).
 pub const GRID_LIMIT: u64 = 1_000_000;
@@ -119,13 +119,15 @@ impl Sampler for GridSampler {
         &self,
         space: &SearchSpace,
         _direction: Direction,
-        history: &[TrialRecord],
+        history: History<'_>,
         number: u64,
     ) -> Result<Suggestion, SamplerError> {
         let all = enumerate(space)?;
+        let own = history.trials.iter().filter(|t| t.number != number);
         let taken: BTreeSet<Combo> = history
+            .warm
             .iter()
-            .filter(|t| t.number != number)
+            .chain(own)
             .filter_map(|t| combo_of(space, &t.params))
             .collect();
         let free: Vec<&Combo> = all.iter().filter(|c| !taken.contains(*c)).collect();

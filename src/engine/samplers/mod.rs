@@ -18,16 +18,17 @@
 //! study's suggestions stay cheap; what it keeps never changes a suggestion (tests compare a
 //! kept sampler with a new one, suggestion for suggestion).
 //!
-//! `history` is every trial of the study (running ones included), followed by the
-//! warm-start trials of earlier studies (see [`warm_start`]). A trial with the number being
-//! proposed is ignored if present.
+//! The [`History`] is the warm-start trials of earlier studies (see [`warm_start`]), which
+//! come first, as trials added to an Optuna study before it runs, then every trial of the
+//! study (running ones included). A trial of the study with the number being proposed is
+//! ignored if present; warm-start trials keep their own studies' numbers and never collide
+//! with it.
 
 mod grid;
 mod qmc;
 mod random;
 mod sobol_table;
 mod tpe;
-
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -63,13 +64,40 @@ pub enum SamplerError {
     InvalidSpec(String),
 }
 
+/// What a sampler learns from: the warm-start trials, then the study's own.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct History<'a> {
+    /// Finished trials of earlier studies, in their order, before the study's own (their
+    /// numbers are their own studies').
+    pub warm: &'a [TrialRecord],
+    /// The study's trials, running ones included.
+    pub trials: &'a [TrialRecord],
+}
+
+impl<'a> History<'a> {
+    /// The study's trials, without a warm start.
+    pub fn new(trials: &'a [TrialRecord]) -> Self {
+        History { warm: &[], trials }
+    }
+
+    /// Warm-start trials, then the study's.
+    pub fn with_warm(warm: &'a [TrialRecord], trials: &'a [TrialRecord]) -> Self {
+        History { warm, trials }
+    }
+
+    /// Every trial, warm-start trials first.
+    pub fn iter(&self) -> impl Iterator<Item = &'a TrialRecord> + use<'a> {
+        self.warm.iter().chain(self.trials)
+    }
+}
+
 /// Proposes the next configuration. Implementations are pure: same inputs, same output.
 pub trait Sampler: Send + Sync {
     fn suggest(
         &self,
         space: &SearchSpace,
         direction: Direction,
-        history: &[TrialRecord],
+        history: History<'_>,
         number: u64,
     ) -> Result<Suggestion, SamplerError>;
 }

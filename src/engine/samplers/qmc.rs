@@ -19,9 +19,9 @@
 use rand::{Rng, RngCore};
 
 use super::sobol_table::{self, POLY, VINIT};
-use super::{QmcKind, QmcSpec, Sampler, SamplerError, Suggestion, trial_rng};
+use super::{History, QmcKind, QmcSpec, Sampler, SamplerError, Suggestion, trial_rng};
 use crate::engine::space::SearchSpace;
-use crate::engine::{Direction, ParamValue, TrialRecord};
+use crate::engine::{Direction, ParamValue};
 
 /// Largest number of Halton dimensions (primes up to 8161).
 pub const HALTON_DIMS: usize = 1024;
@@ -193,7 +193,7 @@ impl Sampler for QmcSampler {
         &self,
         space: &SearchSpace,
         _direction: Direction,
-        _history: &[TrialRecord],
+        _history: History<'_>,
         number: u64,
     ) -> Result<Suggestion, SamplerError> {
         let u = self.point(space.len(), number)?;

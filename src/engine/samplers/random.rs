@@ -1,9 +1,9 @@
 //! `random`: every active parameter drawn independently and uniformly (log-uniform for log
 //! ranges, equal mass per step for stepped and integer ranges), as Optuna's `RandomSampler`.
 
-use super::{Sampler, SamplerError, Suggestion, trial_rng, unit};
+use super::{History, Sampler, SamplerError, Suggestion, trial_rng, unit};
 use crate::engine::space::SearchSpace;
-use crate::engine::{Direction, Params, TrialRecord};
+use crate::engine::{Direction, Params};
 
 /// Optuna's `RandomSampler`, with the stream derived from (seed, trial number).
 #[derive(Clone, Debug)]
@@ -30,7 +30,7 @@ impl Sampler for RandomSampler {
         &self,
         space: &SearchSpace,
         _direction: Direction,
-        _history: &[TrialRecord],
+        _history: History<'_>,
         number: u64,
     ) -> Result<Suggestion, SamplerError> {
         Ok(Suggestion::Params(self.sample(space, number)))

@@ -9,7 +9,7 @@ use super::density::Density;
 use super::estimator::ParzenEstimator;
 use super::truncnorm::Masses;
 use crate::engine::samplers::{
-    RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng,
+    History, RandomSampler, Sampler, SamplerError, Suggestion, TpeSpec, trial_rng,
 };
 use crate::engine::space::{Distribution, SearchSpace, tolerant_bounds};
 use crate::engine::{Direction, ParamValue, TrialRecord, TrialState};
@@ -95,7 +95,7 @@ fn cmp_pair(a: (f64, f64), b: (f64, f64)) -> Ordering {
     a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
 }
 
-/// Splits usable trials (sorted by number; `keys` theirs) into (below, above) positions,
+/// Splits usable trials (in history order; `keys` theirs) into (below, above) positions,
 /// each in trial order.
 fn split(
     trials: &[&TrialRecord],
@@ -154,7 +154,7 @@ fn split(
     (below, above)
 }
 
-/// Brings `cache.columns` to the internal values of `trials` (sorted by number; `keys`
+/// Brings `cache.columns` to the internal values of `trials` (in history order; `keys`
 /// theirs): one column per parameter of the space, one row per trial, NaN where the trial
 /// lacks the parameter or holds a value outside it. Rows of trials seen by the previous
 /// suggestion are reused (see [`RowCache`]); others come from one merge of the trial's
@@ -180,9 +180,10 @@ fn internal_matrix(
         .map(|(i, p)| (p.name.as_str(), i, Conversion::of(&p.dist)))
         .collect();
     names.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    // A number held by two trials (a warm-start trial's and this study's; adjacent, as
-    // trials are sorted by number): its key would not say which, so neither is reused.
-    let shared = keys.windows(2).any(|w| w[0].number == w[1].number);
+    // A place held by two trials (only if the caller passes two study trials of one
+    // number; adjacent, as trials are sorted): its key would not say which, so neither is
+    // reused.
+    let shared = keys.windows(2).any(|w| w[0].ord == w[1].ord);
     let old = cache.keys.len();
     if !shared && !cache.shared && keys.len() >= old && keys[..old] == cache.keys[..] {
         // The usual case: the previous trials, then new ones.
@@ -199,15 +200,15 @@ fn internal_matrix(
     }
     let unique = |keys: &[RowKey], shared: bool, at: usize| {
         !shared
-            || (keys.get(at + 1).is_none_or(|n| n.number != keys[at].number)
-                && (at == 0 || keys[at - 1].number != keys[at].number))
+            || (keys.get(at + 1).is_none_or(|n| n.ord != keys[at].ord)
+                && (at == 0 || keys[at - 1].ord != keys[at].ord))
     };
     let mut columns = vec![Vec::with_capacity(trials.len()); d];
     let mut row = vec![f64::NAN; d];
     let mut c = 0;
     for (at, t) in trials.iter().enumerate() {
         let key = keys[at];
-        while c < old && cache.keys[c].number < key.number {
+        while c < old && cache.keys[c].ord < key.ord {
             c += 1;
         }
         if c < old
@@ -258,7 +259,7 @@ fn fill_row(names: &[(&str, usize, Conversion)], t: &TrialRecord, row: &mut [f64
 #[derive(Debug, Default)]
 struct RowCache {
     space: Option<SearchSpace>,
-    /// The previous suggestion's usable trials, sorted by number.
+    /// The previous suggestion's usable trials, in history order.
     keys: Vec<RowKey>,
     /// Whether two of them share a number.
     shared: bool,
@@ -267,10 +268,16 @@ struct RowCache {
     columns: Vec<Vec<f64>>,
 }
 
+/// A study's own trial's place in the history order: after every warm-start trial
+/// (placed by position), by number.
+const OWN: u64 = 1 << 63;
+
 /// What identifies a trial's row, and what the split reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RowKey {
-    number: u64,
+    /// The trial's place in the history: a warm-start trial's position, or [`OWN`] with a
+    /// study trial's number.
+    ord: u64,
     state: TrialState,
     /// The value's bits.
     value: Option<u64>,
@@ -278,9 +285,9 @@ struct RowKey {
 }
 
 impl RowKey {
-    fn of(t: &TrialRecord) -> Self {
+    fn of(ord: u64, t: &TrialRecord) -> Self {
         RowKey {
-            number: t.number,
+            ord,
             state: t.state,
             value: t.value.map(f64::to_bits),
             params: t.params.len(),
@@ -462,25 +469,31 @@ impl Sampler for TpeSampler {
         &self,
         space: &SearchSpace,
         direction: Direction,
-        history: &[TrialRecord],
+        history: History<'_>,
         number: u64,
     ) -> Result<Suggestion, SamplerError> {
         // One pass: the usable trials and their keys, how many have finished, whether they
-        // are in order.
-        let mut trials: Vec<&TrialRecord> = Vec::with_capacity(history.len());
-        let mut keys: Vec<RowKey> = Vec::with_capacity(history.len());
+        // are in order (warm-start trials first, by position, then the study's by number).
+        let len = history.warm.len() + history.trials.len();
+        let mut trials: Vec<&TrialRecord> = Vec::with_capacity(len);
+        let mut keys: Vec<RowKey> = Vec::with_capacity(len);
         let (mut n, mut sorted) = (0, true);
-        for t in history {
-            if t.number != number && self.usable(t) {
+        let warm = history.warm.iter().enumerate().map(|(i, t)| (i as u64, t));
+        let own = (history.trials.iter())
+            .filter(|t| t.number != number)
+            .map(|t| (OWN | t.number, t));
+        for (ord, t) in warm.chain(own) {
+            if self.usable(t) {
                 n += usize::from(t.state != TrialState::Running);
-                sorted &= trials.last().is_none_or(|l| l.number <= t.number);
+                sorted &= keys.last().is_none_or(|l: &RowKey| l.ord <= ord);
                 trials.push(t);
-                keys.push(RowKey::of(t));
+                keys.push(RowKey::of(ord, t));
             }
         }
         if !sorted {
-            trials.sort_by_key(|t| t.number);
-            keys = trials.iter().map(|t| RowKey::of(t)).collect();
+            let mut both: Vec<(RowKey, &TrialRecord)> = keys.into_iter().zip(trials).collect();
+            both.sort_by_key(|(k, _)| k.ord);
+            (keys, trials) = both.into_iter().unzip();
         }
         if n < self.spec.startup_trials as usize {
             let random = RandomSampler::new(self.seed());
@@ -550,7 +563,7 @@ mod tests {
         ];
         let refs: Vec<&TrialRecord> = ts.iter().collect();
         let nums = |v: Vec<usize>| v.iter().map(|&i| refs[i].number).collect::<Vec<_>>();
-        let keys: Vec<RowKey> = refs.iter().map(|t| RowKey::of(t)).collect();
+        let keys: Vec<RowKey> = refs.iter().map(|t| RowKey::of(t.number, t)).collect();
         let (b, a) = split(&refs, &keys, 3, Direction::Minimize);
         // both complete, then the pruned trial that reached step 5 with the lower value
         assert_eq!(nums(b), vec![0, 3, 5]);
@@ -613,7 +626,7 @@ mod tests {
             let mut trials: Vec<&TrialRecord> = h.iter().collect();
             trials.sort_by_key(|t| t.number);
             let bits = |m: &[f64]| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            let keys: Vec<RowKey> = trials.iter().map(|t| RowKey::of(t)).collect();
+            let keys: Vec<RowKey> = trials.iter().map(|t| RowKey::of(t.number, t)).collect();
             let mut fresh = RowCache::default();
             internal_matrix(&space, &trials, keys.clone(), &mut rows);
             internal_matrix(&space, &trials, keys, &mut fresh);
@@ -623,10 +636,20 @@ mod tests {
                 "trial {number}"
             );
             let ours = kept
-                .suggest(&space, Direction::Minimize, &h, number)
+                .suggest(
+                    &space,
+                    Direction::Minimize,
+                    History::with_warm(&warm, &history),
+                    number,
+                )
                 .unwrap();
             let fresh = TpeSampler::new(spec.clone())
-                .suggest(&space, Direction::Minimize, &h, number)
+                .suggest(
+                    &space,
+                    Direction::Minimize,
+                    History::with_warm(&warm, &history),
+                    number,
+                )
                 .unwrap();
             assert_eq!(ours, fresh, "trial {number}");
             let Suggestion::Params(p) = ours else {
