@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Lopper's samplers next to Optuna's, in one go (issue 3).
+"""Lopper's samplers next to Optuna's, in one go.
 
 Runs `cargo bench --bench samplers` (Lopper: random, TPE with defaults (independent per
 parameter), TPE with `multivariate: true`, scrambled Sobol QMC) and Optuna's RandomSampler,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The operator at scale and through faults (issue 16): one command.
+# The operator at scale and through faults: one command.
 #
 #   bash bench/scale.sh [--small | --hundred | --thousand | --long | --faults] [harness options]
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lopper's local Kubernetes control plane with fake GPU nodes (issue 4).
+# Lopper's local Kubernetes control plane with fake GPU nodes.
 #
 #   e2e/cluster.sh build    build (once) the pinned binaries into the cache
 #   e2e/cluster.sh up       build if needed, start etcd, kube-apiserver, kube-controller-manager,

@@ -1,4 +1,4 @@
-//! The Helm chart on the real local control plane (issue 8): `helm lint`, `helm template` applied
+//! The Helm chart on the real local control plane: `helm lint`, `helm template` applied
 //! with server-side dry run, values rejected by `values.schema.json`, chart CRDs equal to
 //! `lopper crd`, samples valid against the CRDs, and the chart's RBAC checked with
 //! `kubectl auth can-i` — both what it allows and what it must not allow.

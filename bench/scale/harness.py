@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Scale and fault harness for the Lopper operator (issue 16). Run through bench/scale.sh.
+"""Scale and fault harness for the Lopper operator. Run through bench/scale.sh.
 
 Against the local control plane (e2e/cluster.sh) with the release binary:
   - adds kwok GPU nodes, creates S push studies x M trials with P in parallel each;

@@ -1,4 +1,4 @@
-//! Long-curve pruner conformance cases (`tests/oracle/long_cases.json`, issue 16): Optuna 5.0's
+//! Long-curve pruner conformance cases (`tests/oracle/long_cases.json`): Optuna 5.0's
 //! outcome for trials whose curves span 5,000-20,000 steps, with decisions after step 1,000.
 //!
 //! The file stores no curves, only the parameters of an integer-only generator
