@@ -27,7 +27,7 @@ use crate::engine::space::Distribution;
 /// One dimension of the mixture. Per-kernel constants (log weight, normalisers) are folded
 /// into [`ParzenEstimator::base`].
 #[derive(Clone, Debug)]
-enum Dim {
+pub(super) enum Dim {
     /// Truncated normal kernels in (possibly log-) transformed space.
     Continuous {
         mus: Vec<f64>,
@@ -66,9 +66,9 @@ pub(crate) struct ParzenEstimator {
     /// Per kernel: the dimensions' constant log-density terms.
     base: Vec<f64>,
     /// Normalised mixture weights (applied linearly in the log-sum-exp: no logarithms).
-    linear_weights: Vec<f64>,
+    pub(super) linear_weights: Vec<f64>,
     cum_weights: Vec<f64>,
-    dims: Vec<Dim>,
+    pub(super) dims: Vec<Dim>,
 }
 
 impl ParzenEstimator {

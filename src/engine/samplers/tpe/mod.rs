@@ -43,5 +43,6 @@ mod weights;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)] mod oracle_tests;
 
 pub use sampler::TpeSampler;

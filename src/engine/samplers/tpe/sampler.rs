@@ -64,7 +64,7 @@ impl TpeSampler {
         self.spec.seed.unwrap_or(0)
     }
 
-    fn usable(&self, t: &TrialRecord) -> bool {
+    pub(super) fn usable(&self, t: &TrialRecord) -> bool {
         match t.state {
             TrialState::Complete => t.value.is_some_and(|v| !v.is_nan()),
             TrialState::Pruned => self.spec.consider_pruned,
@@ -85,7 +85,8 @@ fn pruned_key(t: &TrialRecord, direction: Direction) -> (f64, f64) {
             } else {
                 -v
             };
-            (-(step as f64), v)
+            // `+ 0.0`: -0.0 ties with 0.0, as Python compares them.
+            (-(step as f64), v + 0.0)
         }
         None => (1.0, 0.0),
     }
@@ -97,7 +98,7 @@ fn cmp_pair(a: (f64, f64), b: (f64, f64)) -> Ordering {
 
 /// Splits usable trials (in history order; `keys` theirs) into (below, above) positions,
 /// each in trial order.
-fn split(
+pub(super) fn split(
     trials: &[&TrialRecord],
     keys: &[RowKey],
     n_below: usize,
@@ -116,7 +117,8 @@ fn split(
     for (i, key) in keys.iter().enumerate() {
         match key.state {
             TrialState::Complete if n_below > 0 => {
-                let k = sign * key.value().unwrap_or(f64::INFINITY);
+                // `+ 0.0`: -0.0 ties with 0.0, as Python compares them.
+                let k = sign * key.value().unwrap_or(f64::INFINITY) + 0.0;
                 // Later positions lose ties, so only a strictly smaller value can enter a
                 // full list (most values do not).
                 if best.len() == n_below && best[n_below - 1].0.total_cmp(&k).is_le() {
@@ -274,7 +276,7 @@ const OWN: u64 = 1 << 63;
 
 /// What identifies a trial's row, and what the split reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct RowKey {
+pub(super) struct RowKey {
     /// The trial's place in the history: a warm-start trial's position, or [`OWN`] with a
     /// study trial's number.
     ord: u64,
@@ -285,7 +287,7 @@ struct RowKey {
 }
 
 impl RowKey {
-    fn of(ord: u64, t: &TrialRecord) -> Self {
+    pub(super) fn of(ord: u64, t: &TrialRecord) -> Self {
         RowKey {
             ord,
             state: t.state,
