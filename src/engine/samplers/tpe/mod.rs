@@ -42,7 +42,8 @@ mod truncnorm;
 mod weights;
 
 #[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
 mod tests;
-#[cfg(test)] mod oracle_tests;
 
 pub use sampler::TpeSampler;
