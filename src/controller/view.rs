@@ -45,6 +45,9 @@ pub struct Scope {
     pub namespace: Option<String>,
     pub studies: Store<Study>,
     pub trials: Store<Trial>,
+    /// The same Trials by study, so a report reads its study's trials without scanning the
+    /// namespace's.
+    pub by_study: Arc<TrialsByStudy>,
     pub jobs: Store<Job>,
     pub chunks: Store<CurveChunk>,
 }
@@ -99,6 +102,7 @@ fn watch<K>(
     api: Api<K>,
     cfg: watcher::Config,
     tx: Option<broadcast::Sender<Arc<K>>>,
+    on_event: impl Fn(&watcher::Event<K>, &Store<K>) + Send + 'static,
 ) -> (Store<K>, JoinHandle<()>)
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
@@ -111,6 +115,9 @@ where
             .default_backoff()
             .reflect(writer)
             .for_each(move |ev| {
+                if let Ok(ev) = &ev {
+                    on_event(ev, &r);
+                }
                 if let (Some(tx), Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) =
                     (&tx, &ev)
                     && let Some(a) = r.get(&ObjectRef::from_obj(o))
@@ -121,6 +128,73 @@ where
             }),
     );
     (reader, task)
+}
+
+/// For watches that keep nothing beside their store.
+fn ignore<K>(_: &watcher::Event<K>, _: &Store<K>)
+where
+    K: Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+}
+
+/// A study's key in [`TrialsByStudy`]: (namespace, study name).
+type StudyKey = (String, String);
+
+/// The Trials of a store by study, kept from the same watch events as the store (after the
+/// store applied each), and rebuilt from the store after every full list.
+#[derive(Default)]
+pub struct TrialsByStudy(Mutex<HashMap<StudyKey, HashMap<String, Arc<Trial>>>>);
+
+impl TrialsByStudy {
+    fn key(t: &Trial) -> StudyKey {
+        (t.namespace().unwrap_or_default(), t.spec.study.clone())
+    }
+
+    /// Follows one watch event (`store` has applied it already).
+    fn on_event(&self, ev: &watcher::Event<Trial>, store: &Store<Trial>) {
+        match ev {
+            watcher::Event::Apply(o) => {
+                if let Some(a) = store.get(&ObjectRef::from_obj(o)) {
+                    lock(&self.0)
+                        .entry(Self::key(&a))
+                        .or_default()
+                        .insert(a.name_any(), a);
+                }
+            }
+            watcher::Event::Delete(o) => {
+                let mut all = lock(&self.0);
+                let key = Self::key(o);
+                if let Some(m) = all.get_mut(&key) {
+                    m.remove(&o.name_any());
+                    if m.is_empty() {
+                        all.remove(&key);
+                    }
+                }
+            }
+            // A full list replaced the store: objects deleted meanwhile sent no event.
+            watcher::Event::InitDone => self.rebuild(store.state()),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    fn rebuild(&self, trials: Vec<Arc<Trial>>) {
+        let mut all: HashMap<StudyKey, HashMap<String, Arc<Trial>>> = HashMap::new();
+        for t in trials {
+            all.entry(Self::key(&t))
+                .or_default()
+                .insert(t.name_any(), t);
+        }
+        *lock(&self.0) = all;
+    }
+
+    /// The Trials naming `study` in `ns`.
+    fn of(&self, ns: &str, study: &str) -> Vec<Arc<Trial>> {
+        lock(&self.0)
+            .get(&(ns.to_string(), study.to_string()))
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Whether `a` was written after `b` (resourceVersions are etcd revisions; when either does
@@ -193,23 +267,38 @@ impl View {
         let all = watcher::Config::default();
         for ns in scopes_ns {
             let n = ns.as_deref();
-            let (studies, a) = watch(api(&client, n), all.clone(), Some(study_events.clone()));
-            let (trials, b) = watch(api(&client, n), all.clone(), Some(trial_events.clone()));
+            let (studies, a) = watch(
+                api(&client, n),
+                all.clone(),
+                Some(study_events.clone()),
+                ignore,
+            );
+            let by_study = Arc::new(TrialsByStudy::default());
+            let index = by_study.clone();
+            let (trials, b) = watch(
+                api(&client, n),
+                all.clone(),
+                Some(trial_events.clone()),
+                move |ev, store| index.on_event(ev, store),
+            );
             let (jobs, c) = watch(
                 api(&client, n),
                 watcher::Config::default().labels(TRIAL_LABEL),
                 Some(job_events.clone()),
+                ignore,
             );
             let (chunks, d) = watch::<CurveChunk>(
                 api(&client, n),
                 watcher::Config::default().labels(CHUNK_LABEL),
                 None,
+                ignore,
             );
             tasks.extend([a, b, c, d]);
             scopes.push(Scope {
                 namespace: ns,
                 studies,
                 trials,
+                by_study,
                 jobs,
                 chunks,
             });
@@ -266,10 +355,14 @@ impl View {
             w.apply_watcher_event(&watcher::Event::InitDone);
             w.as_reader()
         }
+        let trials = filled(trials);
+        let by_study = Arc::new(TrialsByStudy::default());
+        by_study.rebuild(trials.state());
         let scope = Scope {
             namespace: Some(ns.to_string()),
             studies: filled(studies),
-            trials: filled(trials),
+            trials,
+            by_study,
             jobs: filled(jobs),
             chunks: filled(Vec::new()),
         };
@@ -351,8 +444,8 @@ impl View {
             return Vec::new();
         };
         let stored: Vec<Arc<Trial>> = scope
-            .trials
-            .state()
+            .by_study
+            .of(ns, study)
             .into_iter()
             .filter(|t| belongs(t, ns, study))
             .collect();
@@ -467,7 +560,65 @@ impl View {
 
 #[cfg(test)]
 mod tests {
-    use super::newer;
+    use super::*;
+    use crate::crd::TrialSpec;
+
+    fn trial(ns: &str, study: &str, n: u64) -> Trial {
+        let mut t = Trial::new(
+            &format!("{study}-{n}"),
+            TrialSpec {
+                study: study.into(),
+                number: n,
+                params: Default::default(),
+                invalid: None,
+            },
+        );
+        t.metadata.namespace = Some(ns.into());
+        t.metadata.resource_version = Some(n.to_string());
+        t
+    }
+
+    fn names(v: Vec<Arc<Trial>>) -> Vec<String> {
+        let mut v: Vec<String> = v.iter().map(|t| t.name_any()).collect();
+        v.sort();
+        v
+    }
+
+    /// The index follows the store: applied, deleted, and a relist that misses a deletion.
+    #[test]
+    fn trials_by_study_follow_the_store() {
+        let mut w = reflector::store::Writer::<Trial>::default();
+        let store = w.as_reader();
+        let index = TrialsByStudy::default();
+        let mut feed = |ev: watcher::Event<Trial>| {
+            w.apply_watcher_event(&ev);
+            index.on_event(&ev, &store);
+        };
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(trial("a", "s", 0)));
+        feed(watcher::Event::InitDone);
+        feed(watcher::Event::Apply(trial("a", "s", 1)));
+        feed(watcher::Event::Apply(trial("a", "t", 0)));
+        feed(watcher::Event::Apply(trial("b", "s", 5)));
+        assert_eq!(names(index.of("a", "s")), ["s-0", "s-1"]);
+        assert_eq!(names(index.of("a", "t")), ["t-0"]);
+        assert_eq!(names(index.of("b", "s")), ["s-5"]);
+        feed(watcher::Event::Delete(trial("a", "s", 0)));
+        assert_eq!(names(index.of("a", "s")), ["s-1"]);
+        // A relist without `a/t-0` (deleted while the watch was down): gone from the index.
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(trial("a", "s", 1)));
+        feed(watcher::Event::InitApply(trial("b", "s", 5)));
+        feed(watcher::Event::InitDone);
+        assert!(index.of("a", "t").is_empty());
+        assert_eq!(names(index.of("a", "s")), ["s-1"]);
+        // The index holds the store's own objects.
+        let s1 = index.of("a", "s").pop().unwrap();
+        assert!(Arc::ptr_eq(
+            &s1,
+            &store.get(&ObjectRef::from_obj(&*s1)).unwrap()
+        ));
+    }
 
     #[test]
     fn resource_versions_compare_as_numbers() {
