@@ -20,10 +20,10 @@ fn curves(n_trials: usize, n_steps: usize) -> Vec<Curve> {
         .map(|_| {
             let (a, b, c) = (0.2 + 1.8 * next(), 0.01 + 0.29 * next(), next() - 0.5);
             let values = (0..n_steps)
-                .map(|s| Some(a * (-b * s as f64).exp() + c + 0.02 * (next() - 0.5)))
+                .map(|s| a * (-b * s as f64).exp() + c + 0.02 * (next() - 0.5))
                 .collect();
             Curve {
-                steps: (0..n_steps as i64).collect(),
+                steps: None,
                 values,
             }
         })

@@ -147,8 +147,8 @@ async fn run_case(raw: &Value, counts: Arc<Mutex<BTreeMap<String, u64>>>) -> Vec
             .expect("the storing API takes the Trial");
         view.wrote(created);
         let mut pruned = None;
-        for (&step, v) in curve.steps.iter().zip(&curve.values) {
-            match observe(&view, "ns", &tn, &[(step, v.unwrap_or(f64::NAN))]).await {
+        for (step, v) in curve.points() {
+            match observe(&view, "ns", &tn, &[(step, v)]).await {
                 Ok(o) if o.prune => {
                     pruned = Some(step);
                     break;
@@ -167,7 +167,7 @@ async fn run_case(raw: &Value, counts: Arc<Mutex<BTreeMap<String, u64>>>) -> Vec
         // The Job succeeded: the Trial completes with its last value (a NaN one fails, as
         // Optuna fails a trial told NaN); the Trial reconciler's rule.
         let mut done = (*now).clone();
-        let last = curve.values.last().copied().flatten();
+        let last = curve.values.last().copied().filter(|v| !v.is_nan());
         let s2 = done.status.get_or_insert_with(Default::default);
         match last {
             Some(v) => {

@@ -7,20 +7,16 @@ use lopper::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState}
 use proptest::prelude::*;
 use serde_json::json;
 
-fn value() -> impl Strategy<Value = Option<f64>> {
+fn value() -> impl Strategy<Value = f64> {
     prop_oneof![
-        20 => (-100i32..100).prop_map(|v| Some(v as f64 / 10.0)),
-        1 => Just(None),
+        20 => (-100i32..100).prop_map(|v| v as f64 / 10.0),
+        1 => Just(f64::NAN),
     ]
 }
 
 fn curve() -> impl Strategy<Value = Curve> {
     (prop::collection::vec(value(), 1..25), any::<bool>()).prop_map(|(values, sparse)| {
-        let steps = if sparse {
-            (0..values.len() as i64).map(|i| i * 3 + (i % 2)).collect()
-        } else {
-            (0..values.len() as i64).collect()
-        };
+        let steps = sparse.then(|| (0..values.len() as i64).map(|i| i * 3 + (i % 2)).collect());
         Curve { steps, values }
     })
 }
@@ -89,7 +85,7 @@ proptest! {
             match t.pruned_at_step {
                 Some(step) => {
                     prop_assert_eq!(t.state, TrialState::Pruned);
-                    prop_assert_eq!(c.steps[t.steps_run as usize - 1], step);
+                    prop_assert_eq!(c.points().nth(t.steps_run as usize - 1).unwrap().0, step);
                 }
                 None => prop_assert_eq!(t.steps_run as usize, c.values.len()),
             }
@@ -127,17 +123,17 @@ proptest! {
         let (lo, hi) = if p1 <= p2 { (p1, p2) } else { (p2, p1) };
         let mut trials: Vec<TrialRecord> = done.iter().enumerate().map(|(i, c)| {
             let mut t = TrialRecord::new(i as u64);
-            t.intermediate = c.steps.iter().zip(&c.values).map(|(&s, v)| (s, v.unwrap_or(f64::NAN))).collect();
+            t.intermediate = c.points().collect();
             t.state = TrialState::Complete;
-            t.value = c.values.last().copied().flatten();
+            t.value = c.values.last().copied().filter(|v| !v.is_nan());
             t
         }).collect();
         let n = trials.len() as u64;
         trials.push(TrialRecord::new(n));
         let strict = PercentilePruner::new(lo, 0, 0, 1, 1);
         let loose = PercentilePruner::new(hi, 0, 0, 1, 1);
-        for (&s, v) in current.steps.iter().zip(&current.values) {
-            trials.last_mut().unwrap().intermediate.insert(s, v.unwrap_or(f64::NAN));
+        for (s, v) in current.points() {
+            trials.last_mut().unwrap().intermediate.insert(s, v);
             let view = StudyView { name: "p", direction: d, trials: &trials };
             let cur = trials.last().unwrap();
             let a = strict.prune(&view, cur, &mut PrunerState::default());
@@ -153,7 +149,7 @@ proptest! {
         let out = replay(&input(s, d, trials.clone())).unwrap();
         for (t, c) in out.trials.iter().zip(&trials) {
             if t.state == TrialState::Pruned {
-                prop_assert!(c.values[t.steps_run as usize - 1].is_none());
+                prop_assert!(c.values[t.steps_run as usize - 1].is_nan());
             } else {
                 prop_assert_eq!(t.steps_run as usize, c.values.len());
             }

@@ -243,7 +243,7 @@ async fn write_batch(
                 }
                 view.wrote(written);
                 if let Some(d) = pruned {
-                    act_on_prune(client, ns, &t, &d.reason, &d.message).await?;
+                    act_on_prune(client, ns, &t, d.reason, &d.message).await?;
                 }
                 let prune = status.phase == Some(TrialPhase::Pruned);
                 return Ok((recorded, prune));
@@ -317,7 +317,7 @@ fn decide(
     let label = if d.reason.is_empty() {
         spec.key().to_string()
     } else {
-        d.reason.clone()
+        d.reason.to_string()
     };
     telemetry()
         .prune_decisions
@@ -361,7 +361,7 @@ pub fn mark_pruned(status: &mut TrialStatus, d: &Decision, generation: Option<i6
     let reason = if d.reason.is_empty() {
         "Pruned"
     } else {
-        &d.reason
+        d.reason
     };
     set_condition(
         &mut status.conditions,

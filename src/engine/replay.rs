@@ -7,6 +7,8 @@
 //! intermediate value), a trial never pruned completes with its last value (a NaN or
 //! missing last value makes it FAILED, as Optuna's `tell` does).
 
+mod fast_json;
+
 use std::cell::Cell;
 use std::fmt;
 
@@ -38,11 +40,37 @@ fn invalid(path: impl Into<String>, message: impl Into<String>) -> ReplayError {
     }
 }
 
-/// One recorded learning curve: values by step (`None` = a reported NaN).
-#[derive(Clone, Debug, PartialEq)]
+/// One recorded learning curve: the values reported, in order (NaN, `null` in the input,
+/// is a reported NaN), and their steps. Kept compact: a replay holds thousands of curves
+/// and reads few of their values.
+#[derive(Clone, Debug)]
 pub struct Curve {
-    pub steps: Vec<i64>,
-    pub values: Vec<Option<f64>>,
+    /// The step of each value; `None`: 0, 1, 2, ... (the input gave none).
+    pub steps: Option<Vec<i64>>,
+    pub values: Vec<f64>,
+}
+
+impl Curve {
+    /// `(step, value)` in report order.
+    pub fn points(&self) -> impl Iterator<Item = (i64, f64)> + '_ {
+        let step = |i: usize| self.steps.as_ref().map_or(i as i64, |s| s[i]);
+        self.values
+            .iter()
+            .enumerate()
+            .map(move |(i, &v)| (step(i), v))
+    }
+}
+
+/// Curves are equal when they report the same values (NaN as NaN) at the same steps,
+/// whether or not the steps were given.
+impl PartialEq for Curve {
+    fn eq(&self, other: &Self) -> bool {
+        self.values.len() == other.values.len()
+            && self
+                .points()
+                .zip(other.points())
+                .all(|((s, a), (t, b))| s == t && (a == b || (a.is_nan() && b.is_nan())))
+    }
 }
 
 /// What to replay.
@@ -95,32 +123,43 @@ impl ReplayInput {
     /// cost several times the replay itself on large inputs). Errors name the place, e.g.
     /// `trials[2].values[5]`; malformed JSON or YAML names the line and column.
     pub fn parse(text: &str) -> Result<Self, ReplayError> {
-        let first = FirstError::default();
         if text.trim_start().starts_with('{') {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let parsed = InputSeed(&first)
-                .deserialize(&mut de)
-                .and_then(|input| de.end().map(|()| input));
-            parsed.map_err(|e| {
-                first.take().unwrap_or_else(|| {
-                    invalid(
-                        format!("line {} column {}", e.line(), e.column()),
-                        format!("invalid JSON: {e}"),
-                    )
-                })
-            })
+            // The usual input (JSON of plain numbers) in one tight pass; anything else, and
+            // every error, through the general parser.
+            fast_json::parse(text).map_or_else(|| Self::parse_json(text), Ok)
         } else {
-            let de = serde_yaml::Deserializer::from_str(text);
-            InputSeed(&first).deserialize(de).map_err(|e| {
-                first.take().unwrap_or_else(|| {
-                    let at = e
-                        .location()
-                        .map(|l| format!("line {} column {}", l.line(), l.column()))
-                        .unwrap_or_else(|| "(document)".into());
-                    invalid(at, format!("invalid YAML: {e}"))
-                })
-            })
+            Self::parse_yaml(text)
         }
+    }
+
+    fn parse_json(text: &str) -> Result<Self, ReplayError> {
+        let first = FirstError::default();
+        let mut de = serde_json::Deserializer::from_str(text);
+        let parsed = InputSeed(&first)
+            .deserialize(&mut de)
+            .and_then(|input| de.end().map(|()| input));
+        parsed.map_err(|e| {
+            first.take().unwrap_or_else(|| {
+                invalid(
+                    format!("line {} column {}", e.line(), e.column()),
+                    format!("invalid JSON: {e}"),
+                )
+            })
+        })
+    }
+
+    fn parse_yaml(text: &str) -> Result<Self, ReplayError> {
+        let first = FirstError::default();
+        let de = serde_yaml::Deserializer::from_str(text);
+        InputSeed(&first).deserialize(de).map_err(|e| {
+            first.take().unwrap_or_else(|| {
+                let at = e
+                    .location()
+                    .map(|l| format!("line {} column {}", l.line(), l.column()))
+                    .unwrap_or_else(|| "(document)".into());
+                invalid(at, format!("invalid YAML: {e}"))
+            })
+        })
     }
 
     /// Parses a JSON value (as from JSON or YAML), with the errors [`ReplayInput::parse`] gives.
@@ -414,7 +453,7 @@ impl<'de> Compound<'de> for CurveSeed<'_> {
             return Err(first.fail(invalid(path, "missing required field")));
         };
         let steps = match steps.flatten() {
-            None => (0..values.len() as i64).collect(),
+            None => None,
             Some(steps) if steps.len() != values.len() => {
                 let msg = format!(
                     "has {} entries but values has {}",
@@ -423,7 +462,7 @@ impl<'de> Compound<'de> for CurveSeed<'_> {
                 );
                 return Err(first.fail(invalid(format!("trials[{i}].steps"), msg)));
             }
-            Some(steps) => steps,
+            Some(steps) => Some(steps),
         };
         Ok(Curve { steps, values })
     }
@@ -433,14 +472,14 @@ impl<'de> Compound<'de> for CurveSeed<'_> {
 struct ValuesSeed<'a>(CurveSeed<'a>);
 
 impl<'de> DeserializeSeed<'de> for ValuesSeed<'_> {
-    type Value = Vec<Option<f64>>;
+    type Value = Vec<f64>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         compound(self, d)
     }
 }
 
 impl<'de> Compound<'de> for ValuesSeed<'_> {
-    type Out = Vec<Option<f64>>;
+    type Out = Vec<f64>;
     fn first(&self) -> &FirstError {
         self.0.first
     }
@@ -452,19 +491,20 @@ impl<'de> Compound<'de> for ValuesSeed<'_> {
         let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(self.0.len_hint));
         while let Some(x) = seq.next_element::<Leaf>()? {
             values.push(match x {
-                Leaf::U64(n) => Some(n as f64),
-                Leaf::I64(n) => Some(n as f64),
+                Leaf::U64(n) => n as f64,
+                Leaf::I64(n) => n as f64,
                 // Non-finite only from YAML (`.inf`, `.nan`): NaN, as a value tree made it.
-                Leaf::F64(x) => Some(x).filter(|x| x.is_finite()),
-                Leaf::Other(Value::Null) => None,
-                Leaf::Other(Value::String(s)) if s.eq_ignore_ascii_case("nan") => None,
+                Leaf::F64(x) if x.is_finite() => x,
+                Leaf::F64(_) => f64::NAN,
+                Leaf::Other(Value::Null) => f64::NAN,
+                Leaf::Other(Value::String(s)) if s.eq_ignore_ascii_case("nan") => f64::NAN,
                 Leaf::Other(Value::String(s))
                     if matches!(s.as_str(), "inf" | "Infinity" | "+inf") =>
                 {
-                    Some(f64::INFINITY)
+                    f64::INFINITY
                 }
                 Leaf::Other(Value::String(s)) if matches!(s.as_str(), "-inf" | "-Infinity") => {
-                    Some(f64::NEG_INFINITY)
+                    f64::NEG_INFINITY
                 }
                 Leaf::Other(other) => {
                     let path = format!("trials[{}].values[{}]", self.0.trial, values.len());
@@ -525,6 +565,8 @@ pub fn replay(input: &ReplayInput) -> Result<ReplayOutput, ReplayError> {
 /// controller takes), which must decide identically.
 pub fn replay_with(input: &ReplayInput, indexed: bool) -> Result<ReplayOutput, ReplayError> {
     let pruner = build(&input.pruner)?;
+    // An index the pruner does not read would only cost a sorted insert per value.
+    let indexed = indexed && pruner.uses_index();
     let mut state = PrunerState::default();
     let mut index = StudyIndex::new();
     let mut trials: Vec<TrialRecord> = Vec::with_capacity(input.trials.len());
@@ -534,8 +576,8 @@ pub fn replay_with(input: &ReplayInput, indexed: bool) -> Result<ReplayOutput, R
         trials.push(TrialRecord::new(i as u64));
         let mut pruned: Option<(i64, String)> = None;
         let mut run = 0u64;
-        for (&step, v) in curve.steps.iter().zip(&curve.values) {
-            trials[i].report(step, v.unwrap_or(f64::NAN));
+        for (step, v) in curve.points() {
+            trials[i].report(step, v);
             run += 1;
             let view = StudyView {
                 name: &input.study,
@@ -565,8 +607,7 @@ pub fn replay_with(input: &ReplayInput, indexed: bool) -> Result<ReplayOutput, R
                 (Some(step), Some(msg))
             }
             None => {
-                let last = curve.values.last().map(|v| v.unwrap_or(f64::NAN));
-                match last {
+                match curve.values.last().copied() {
                     Some(v) if !v.is_nan() => {
                         t.state = TrialState::Complete;
                         t.value = Some(v);
@@ -726,28 +767,20 @@ trials:
         assert_eq!(a, serde_json::from_str::<ReplayInput>(json).unwrap());
         assert_eq!(a.study, "s");
         assert_eq!(a.direction, Direction::Maximize);
-        let inf = f64::INFINITY;
+        let (inf, nan) = (f64::INFINITY, f64::NAN);
         assert_eq!(
-            a.trials[0].values,
-            [
-                Some(1.0),
-                Some(0.5),
-                None,
-                None,
-                None,
-                Some(inf),
-                Some(inf),
-                Some(inf),
-                Some(-inf),
-                Some(-inf)
-            ]
+            a.trials[0],
+            Curve {
+                steps: Some((0..10).collect()),
+                values: vec![1.0, 0.5, nan, nan, nan, inf, inf, inf, -inf, -inf],
+            }
         );
-        assert_eq!(a.trials[0].steps, (0..10).collect::<Vec<_>>());
-        assert_eq!(a.trials[1].steps, [0, 3, 7]);
+        assert_eq!(a.trials[0].steps, None);
+        assert_eq!(a.trials[1].steps, Some(vec![0, 3, 7]));
         assert_eq!(
             a.trials[2],
             Curve {
-                steps: vec![],
+                steps: None,
                 values: vec![]
             }
         );
@@ -941,5 +974,186 @@ trials:
             e.starts_with("line ") && e.contains("invalid YAML: "),
             "{e}"
         );
+    }
+
+    /// Whether two inputs are the same, values bit for bit (`-0.0` is not `0.0`).
+    fn identical(a: &ReplayInput, b: &ReplayInput) -> bool {
+        let bits = |c: &Curve| c.values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        (&a.study, a.direction, &a.pruner) == (&b.study, b.direction, &b.pruner)
+            && a.trials.len() == b.trials.len()
+            && a.trials
+                .iter()
+                .zip(&b.trials)
+                .all(|(x, y)| x.steps == y.steps && bits(x) == bits(y))
+    }
+
+    /// `fast_json::parse(text)`, checked against the general parser: where the fast path
+    /// reads the text, the general parser reads the same input from it.
+    fn fast(text: &str) -> Option<ReplayInput> {
+        let fast = fast_json::parse(text)?;
+        match ReplayInput::parse_json(text) {
+            Ok(general) => assert!(identical(&fast, &general), "{text}"),
+            Err(e) => panic!("fast path read what the general parser refuses ({e}): {text}"),
+        }
+        Some(fast)
+    }
+
+    /// A deterministic pseudo-random sequence (xorshift64).
+    fn rng(mut x: u64) -> impl FnMut() -> u64 {
+        move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        }
+    }
+
+    #[test]
+    fn fast_json_reads_the_usual_shape() {
+        let texts = [
+            r#"{"pruner": {"median": {}}, "trials": []}"#,
+            r#" {"study": "s", "direction": "maximize", "pruner": {"median": {"startupTrials": 2}},
+                "trials": [{"values": [1, 0.5, null, -2, -0, 0.0, -0.0, 1e3, 1E-3, 2.5e+2]},
+                           {"steps": [0, 3, 7], "values": [3, 2.5, -1]},
+                           {"steps": null, "values": []}, {"values": [], "steps": []}]}
+            "#,
+            "{\"study\":null,\"direction\":null,\"pruner\":{\"none\":{}},\"trials\":[{\"values\":[1]}]}",
+            "{\r\n\t\"trials\" : [ { \"values\" : [ 1 , null ] } ] , \"pruner\" : {\"none\": {}} }",
+            r#"{"study": "\u00e9t\"ude", "pruner": {"patient": {"patience": 2, "wrapped": {"median": {}}}},
+                "trials": [{"values": [123456789012345678, 0.1234567890123456789, 5e-324, 1e308,
+                                       1.7976931348623157e308, 2.2250738585072014e-308, 9007199254740993,
+                                       46.220536041544236, 4.1882723842698686e-07, 1e-400, -1e-400]}]}"#,
+        ];
+        for text in texts {
+            assert!(fast(text).is_some(), "not read by the fast path: {text}");
+        }
+    }
+
+    #[test]
+    fn fast_json_leaves_the_rest_to_the_general_parser() {
+        let texts = [
+            // Errors the general parser names.
+            r#"{"pruner": {"median": {}}}"#,
+            r#"{"trials": []}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"steps": [0]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1], "steps": [0, 1]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [01]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1.]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [.5]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1e]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [+1]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1e400]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1,]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1]},]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1] "steps": null}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1]}], }"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1]}]} x"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [nul]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [nullx]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1], "steps": [-1]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1], "steps": [1.0]}]}"#,
+            r#"{"pruner": {"median": {"warmup": 1}}, "trials": []}"#,
+            r#"{"pruner": {"median": {}}, "trials": [], "extra": 1}"#,
+            r#"{"study": 3, "pruner": {"median": {}}, "trials": []}"#,
+            r#"{"direction": "up", "pruner": {"median": {}}, "trials": []}"#,
+            r#"{"pruner": {"median": {}}, "trials": {}}"#,
+            r#"{"pruner": {"median": {}}, "trials": [[1]]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": "1"}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [true]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1], "valus": []}]}"#,
+            "{\"pruner\": {\"median\": {}}, \"trials\": [",
+            "{\"pruner\": {\"median\": {}}, \"tri\x01als\": []}",
+            // Valid, but for the general parser: strings, escaped or repeated keys, long numbers.
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1, "nan", "-inf"]}]}"#,
+            r#"{"pruner": {"median": {}}, "tri\u0061ls": [{"values": [1]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [], "trials": [{"values": [1]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1], "values": [2]}]}"#,
+            r#"{"pruner": {"median": {}}, "trials": [{"values": [1], "steps": [0000000000000000001]}]}"#,
+        ];
+        for text in texts {
+            assert!(fast(text).is_none(), "read by the fast path: {text}");
+        }
+        // Long numbers are read through serde_json itself.
+        let long = r#"{"pruner": {"none": {}}, "trials": [{"values": [
+            123456789012345678901234567890, 0.12345678901234567890123, 1.5e00001, -12345678901234567890.5e-3]}]}"#;
+        assert!(fast(long).is_some());
+    }
+
+    /// Numbers of every shape read bit for bit as serde_json reads them.
+    #[test]
+    fn fast_json_numbers_are_serde_jsons() {
+        let mut next = rng(0x2545_f491_4f6c_dd1d);
+        let mut numbers = Vec::new();
+        for _ in 0..20_000 {
+            let r = next();
+            let x = f64::from_bits(next());
+            if !x.is_finite() {
+                continue;
+            }
+            numbers.push(match r % 4 {
+                0 => format!("{x}"),
+                1 => format!("{x:e}"),
+                2 => format!("{x:.*e}", (r >> 8) as usize % 20),
+                _ => {
+                    let digits = (r >> 8) % 10u64.pow(((r >> 40) % 20) as u32);
+                    let point = (r >> 24) as usize % 5;
+                    let mut s = digits.to_string();
+                    if point > 0 && point < s.len() {
+                        s.insert(point, '.');
+                    }
+                    match (r >> 32) % 3 {
+                        0 => s,
+                        1 => format!("{s}e{}", (r >> 48) as i64 % 330),
+                        _ => format!("-{s}E+{}", (r >> 48) % 25),
+                    }
+                }
+            });
+        }
+        let doc = |values: &str| {
+            format!(r#"{{"pruner": {{"none": {{}}}}, "trials": [{{"values": [{values}]}}]}}"#)
+        };
+        for n in &numbers {
+            // Out of range for serde_json (`1e400`): an error the general parser names.
+            let text = doc(n);
+            if fast(&text).is_none() {
+                assert!(ReplayInput::parse_json(&text).is_err(), "not read: {n}");
+            }
+        }
+        let in_range: Vec<&str> = numbers
+            .iter()
+            .map(String::as_str)
+            .filter(|n| ReplayInput::parse_json(&doc(n)).is_ok())
+            .collect();
+        assert!(in_range.len() > 19_000, "{}", in_range.len());
+        let input = fast(&doc(&in_range.join(", "))).expect("read by the fast path");
+        assert_eq!(input.trials[0].values.len(), in_range.len());
+    }
+
+    /// Damaged texts are either left to the general parser or read exactly as it reads them.
+    #[test]
+    fn fast_json_never_reads_differently() {
+        let base = r#"{"study": "s", "direction": "minimize", "pruner": {"median": {"startupTrials": 1}},
+            "trials": [{"values": [0.5, 1, null, -2.5e-3]}, {"steps": [0, 2], "values": [1, 0]}]}"#;
+        let alphabet = b"{}[],:\" \n0123456789.-+eEnul\\x";
+        let mut next = rng(0x9e37_79b9_7f4a_7c15);
+        let mut read = 0;
+        for _ in 0..20_000 {
+            let mut b = base.as_bytes().to_vec();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % b.len() as u64) as usize;
+                let c = alphabet[(next() % alphabet.len() as u64) as usize];
+                match next() % 3 {
+                    0 => b[at] = c,
+                    1 => b.insert(at, c),
+                    _ => {
+                        b.remove(at);
+                    }
+                }
+            }
+            if let Ok(text) = std::str::from_utf8(&b) {
+                read += usize::from(fast(text).is_some());
+            }
+        }
+        assert!(read > 500, "only {read} damaged texts were read");
     }
 }

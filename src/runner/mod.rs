@@ -420,8 +420,8 @@ impl Loop {
         t.value = t.last_value();
         let l = &mut self.local[idx];
         l.pruned_at_step = Some(step);
-        l.reason = Some(decision.reason.clone());
-        l.message = Some(decision.message.clone());
+        l.reason = Some(decision.reason.to_string());
+        l.message = Some(decision.message.to_string());
         if let Some(pgid) = l.pgid {
             process::terminate(pgid, self.grace());
         }

@@ -147,8 +147,8 @@ impl LongCase {
             .trials
             .iter()
             .map(|t| Curve {
-                steps: t.steps.clone(),
-                values: t.values.clone(),
+                steps: Some(t.steps.clone()),
+                values: t.values.iter().map(|v| v.unwrap_or(f64::NAN)).collect(),
             })
             .collect();
         input

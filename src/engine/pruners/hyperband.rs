@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::spec::{Fields, PrunerParams, Resource, SpecError, at_least, invalid};
 use super::successive_halving::{Competitors, SuccessiveHalvingPruner};
-use super::{Decision, Pruner};
+use super::{Decision, Message, Pruner};
 use crate::engine::{PrunerState, StudyView, TrialRecord, TrialState};
 
 const R: &str = "HyperbandPruner";
@@ -57,7 +57,24 @@ impl Brackets {
         if self.total == 0 {
             return 0;
         }
-        let crc = crc32fast::hash(format!("{study}_{number}").as_bytes()) as u128;
+        // The CRC-32 of `"{study}_{number}"`, fed in pieces: a decision asks this for every
+        // trial of the study, so no string is built.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = number;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(study.as_bytes());
+        h.update(b"_");
+        h.update(&digits[at..]);
+        let crc = h.finalize() as u128;
         let mut n = (crc % self.total) as i128;
         for (i, &b) in self.budgets.iter().enumerate() {
             n -= b as i128;
@@ -107,7 +124,7 @@ impl Pruner for HyperbandPruner {
         };
         let same = |t: &TrialRecord| brackets.bracket_of(study.name, t.number) == b;
         let mut d = sha.decide(study, trial, state, Competitors::Scan(&same), R);
-        d.message = format!("bracket {b}: {}", d.message);
+        d.message = Message::joined(message!("bracket {b}", b), ": ", d.message);
         d
     }
 }

@@ -5,6 +5,10 @@ use std::collections::HashMap;
 
 use crate::engine::{TrialRecord, TrialState};
 
+/// Small integer keys, looked up at every decision: a fast fixed hasher (no DoS concern,
+/// the keys are the study's own steps and rungs).
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
 /// Non-NaN values sorted ascending plus the number of NaNs, for one step or rung.
 #[derive(Clone, Debug, Default)]
 pub struct SortedValues {
@@ -40,9 +44,9 @@ pub struct StudyIndex {
     /// Largest last step of a COMPLETE trial.
     pub max_complete_last_step: Option<i64>,
     /// Raw intermediate values of COMPLETE trials at each step.
-    pub by_step: HashMap<i64, SortedValues>,
+    pub by_step: Map<i64, SortedValues>,
     /// Recorded rung values of all trials (successive halving, no brackets).
-    pub rungs: HashMap<u32, SortedValues>,
+    pub rungs: Map<u32, SortedValues>,
 }
 
 impl StudyIndex {

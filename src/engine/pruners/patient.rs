@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::spec::{Fields, PrunerParams, PrunerSpec, SpecError, at_least, invalid};
-use super::{Decision, Pruner, StudyIndex, nan_best};
+use super::{Decision, Message, Pruner, StudyIndex, nan_better};
 use crate::engine::{Direction, PrunerState, StudyView, TrialRecord};
 
 const R: &str = "PatientPruner";
@@ -26,47 +26,60 @@ impl std::fmt::Debug for PatientPruner {
 }
 
 impl PatientPruner {
-    /// `Some(message)` when the trial failed to improve within the patience.
-    fn stalled(&self, study: &StudyView<'_>, trial: &TrialRecord) -> Result<String, String> {
+    /// Whether the trial failed to improve within the patience, and the message saying so
+    /// (or why not).
+    fn stalled(&self, study: &StudyView<'_>, trial: &TrialRecord) -> (bool, Message) {
         let Some(step) = trial.last_step() else {
-            return Err("no intermediate value reported".into());
+            return (false, "no intermediate value reported".into());
         };
         let n = trial.intermediate.len() as u64;
         if n <= self.patience.saturating_add(1) {
-            return Err(format!(
-                "only {n} steps reported, patience {}",
-                self.patience
-            ));
+            let why = message!(
+                "only {n} steps reported, patience {patience}",
+                n,
+                patience = self.patience
+            );
+            return (false, why);
         }
         let split = (n - self.patience - 1) as usize;
-        let before = trial.intermediate.values().take(split).copied();
-        let after = trial.intermediate.values().skip(split).copied();
         let maximize = study.direction == Direction::Maximize;
-        let b = nan_best(before, maximize);
-        let a = nan_best(after, maximize);
+        // The best before the last `patience + 1` values and the best of those, in one pass
+        // (this runs at every report).
+        let (mut b, mut a) = (f64::NAN, f64::NAN);
+        for (i, &v) in trial.intermediate.values().enumerate() {
+            if i < split {
+                b = nan_better(b, v, maximize);
+            } else {
+                a = nan_better(a, v, maximize);
+            }
+        }
         let failed = if maximize {
             b - self.min_delta > a
         } else {
             b + self.min_delta < a
         };
-        if failed {
-            Ok(format!(
-                "no improvement over {b} by {} in the last {} steps up to step {step} (best {a})",
-                self.min_delta,
-                self.patience + 1
-            ))
+        let why = if failed {
+            message!(
+                "no improvement over {b} by {delta} in the last {steps} steps up to step {step} (best {a})",
+                b,
+                delta = self.min_delta,
+                steps = self.patience + 1,
+                step,
+                a
+            )
         } else {
-            Err(format!("improved within the patience at step {step}"))
-        }
+            message!("improved within the patience at step {step}", step)
+        };
+        (failed, why)
     }
 
-    fn wrap(&self, msg: String, inner: Option<Decision>) -> Decision {
+    fn wrap(&self, msg: Message, inner: Option<Decision>) -> Decision {
         match inner {
             None => Decision::prune(R, msg),
             Some(d) => Decision {
                 prune: d.prune,
-                reason: if d.prune { d.reason } else { R.to_string() },
-                message: format!("{msg}; wrapped pruner: {}", d.message),
+                reason: if d.prune { d.reason } else { R },
+                message: Message::joined(msg, "; wrapped pruner: ", d.message),
                 record_rungs: d.record_rungs,
             },
         }
@@ -80,13 +93,12 @@ impl Pruner for PatientPruner {
         trial: &TrialRecord,
         state: &mut PrunerState,
     ) -> Decision {
-        match self.stalled(study, trial) {
-            Err(msg) => Decision::keep(R, msg),
-            Ok(msg) => {
-                let inner = self.wrapped.as_ref().map(|w| w.prune(study, trial, state));
-                self.wrap(msg, inner)
-            }
+        let (stalled, msg) = self.stalled(study, trial);
+        if !stalled {
+            return Decision::keep(R, msg);
         }
+        let inner = self.wrapped.as_ref().map(|w| w.prune(study, trial, state));
+        self.wrap(msg, inner)
     }
 
     fn prune_indexed(
@@ -96,16 +108,19 @@ impl Pruner for PatientPruner {
         state: &mut PrunerState,
         index: Option<&StudyIndex>,
     ) -> Decision {
-        match self.stalled(study, trial) {
-            Err(msg) => Decision::keep(R, msg),
-            Ok(msg) => {
-                let inner = self
-                    .wrapped
-                    .as_ref()
-                    .map(|w| w.prune_indexed(study, trial, state, index));
-                self.wrap(msg, inner)
-            }
+        let (stalled, msg) = self.stalled(study, trial);
+        if !stalled {
+            return Decision::keep(R, msg);
         }
+        let inner = self
+            .wrapped
+            .as_ref()
+            .map(|w| w.prune_indexed(study, trial, state, index));
+        self.wrap(msg, inner)
+    }
+
+    fn uses_index(&self) -> bool {
+        self.wrapped.as_ref().is_some_and(|w| w.uses_index())
     }
 }
 

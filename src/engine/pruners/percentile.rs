@@ -51,9 +51,10 @@ impl PercentilePruner {
         if (completed as u64) < self.n_startup_trials {
             return Decision::keep(
                 r,
-                format!(
-                    "{completed} of {} startup trials completed",
-                    self.n_startup_trials
+                message!(
+                    "{completed} of {startup} startup trials completed",
+                    completed,
+                    startup = self.n_startup_trials
                 ),
             );
         }
@@ -61,36 +62,42 @@ impl PercentilePruner {
             return Decision::keep(r, "no intermediate value reported");
         };
         if step < self.n_warmup_steps {
-            return Decision::keep(r, format!("step {step} is within warm-up"));
+            return Decision::keep(r, message!("step {step} is within warm-up", step));
         }
         if !is_first_in_interval_step(step, trial, self.n_warmup_steps, self.interval_steps) {
-            return Decision::keep(r, format!("step {step} is not a pruning step"));
+            return Decision::keep(r, message!("step {step} is not a pruning step", step));
         }
         let maximize = study.direction == Direction::Maximize;
         let best = nan_best(trial.intermediate.values().copied(), maximize);
         if best.is_nan() {
-            return Decision::prune(r, format!("every value up to step {step} is NaN"));
+            return Decision::prune(r, message!("every value up to step {step} is NaN", step));
         }
         let (n, threshold) = at_step(step);
         if (n as u64) < self.n_min_trials {
-            return Decision::keep(r, format!("only {n} completed trials reported step {step}"));
+            return Decision::keep(
+                r,
+                message!("only {n} completed trials reported step {step}", n, step),
+            );
         }
         if threshold.is_nan() {
-            return Decision::keep(r, format!("no percentile at step {step}"));
+            return Decision::keep(r, message!("no percentile at step {step}", step));
         }
         let prune = if maximize {
             best < threshold
         } else {
             best > threshold
         };
-        let msg = format!(
-            "best value {best} at step {step} is {} than the percentile threshold {threshold}",
-            if prune { "worse" } else { "no worse" }
+        let message = message!(
+            "best value {best} at step {step} is {verdict} than the percentile threshold {threshold}",
+            best,
+            step,
+            verdict = if prune { "worse" } else { "no worse" },
+            threshold
         );
         Decision {
             prune,
-            reason: r.to_string(),
-            message: msg,
+            reason: r,
+            message,
             record_rungs: Default::default(),
         }
     }
@@ -147,6 +154,10 @@ impl Pruner for PercentilePruner {
             None => (0, f64::NAN),
         };
         self.decide(study, trial, index.completed, &at_step)
+    }
+
+    fn uses_index(&self) -> bool {
+        true
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::spec::{Fields, PrunerParams, Resource, SpecError, at_least, invalid};
-use super::{Decision, Pruner, StudyIndex};
+use super::{Decision, Message, Pruner, StudyIndex};
 use crate::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState};
 
 const R: &str = "SuccessiveHalvingPruner";
@@ -57,13 +57,13 @@ impl SuccessiveHalvingPruner {
         trial: &TrialRecord,
         state: &mut PrunerState,
         competitors: Competitors<'_>,
-        reason: &str,
+        reason: &'static str,
     ) -> Decision {
         let mut record = BTreeMap::new();
-        let done = |prune: bool, msg: String, record: BTreeMap<u32, f64>| Decision {
+        let done = |prune: bool, message: Message, record: BTreeMap<u32, f64>| Decision {
             prune,
-            reason: reason.to_string(),
-            message: msg,
+            reason,
+            message,
             record_rungs: record,
         };
         let Some(step) = trial.last_step() else {
@@ -105,17 +105,22 @@ impl SuccessiveHalvingPruner {
                 self.reduction_factor,
                 self.min_early_stopping_rate + rung as i64,
             ) else {
-                return done(false, format!("rung {rung} is out of reach"), record);
+                return done(false, message!("rung {rung} is out of reach", rung), record);
             };
             if step < promotion {
                 return done(
                     false,
-                    format!("step {step} has not reached rung {rung} (step {promotion})"),
+                    message!(
+                        "step {step} has not reached rung {rung} (step {promotion})",
+                        step,
+                        rung,
+                        promotion
+                    ),
                     record,
                 );
             }
             if value.is_nan() {
-                return done(true, format!("value at step {step} is NaN"), record);
+                return done(true, message!("value at step {step} is NaN", step), record);
             }
             record.insert(rung, value);
             let (others, better) = match &competitors {
@@ -148,9 +153,11 @@ impl SuccessiveHalvingPruner {
             if n as u64 <= self.bootstrap_count {
                 return done(
                     true,
-                    format!(
-                        "rung {rung} has {n} values, not more than the bootstrap count {}",
-                        self.bootstrap_count
+                    message!(
+                        "rung {rung} has {n} values, not more than the bootstrap count {bootstrap}",
+                        rung,
+                        n,
+                        bootstrap = self.bootstrap_count
                     ),
                     record,
                 );
@@ -158,9 +165,13 @@ impl SuccessiveHalvingPruner {
             if !promotable(n, self.reduction_factor, better) {
                 return done(
                     true,
-                    format!(
-                        "value {value} at step {step} is not in the top 1/{} of {n} trials at rung {rung}",
-                        self.reduction_factor
+                    message!(
+                        "value {value} at step {step} is not in the top 1/{eta} of {n} trials at rung {rung}",
+                        value,
+                        step,
+                        eta = self.reduction_factor,
+                        n,
+                        rung
                     ),
                     record,
                 );
@@ -191,6 +202,10 @@ impl Pruner for SuccessiveHalvingPruner {
             Some(ix) => self.decide(study, trial, state, Competitors::Index(ix), R),
             None => self.prune(study, trial, state),
         }
+    }
+
+    fn uses_index(&self) -> bool {
+        true
     }
 }
 

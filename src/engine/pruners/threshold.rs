@@ -23,39 +23,46 @@ impl Pruner for ThresholdPruner {
             return Decision::keep(R, "no intermediate value reported");
         };
         if step < self.n_warmup_steps {
-            return Decision::keep(R, format!("step {step} is within warm-up"));
+            return Decision::keep(R, message!("step {step} is within warm-up", step));
         }
         if !is_first_in_interval_step(step, trial, self.n_warmup_steps, self.interval_steps.max(1))
         {
-            return Decision::keep(R, format!("step {step} is not a pruning step"));
+            return Decision::keep(R, message!("step {step} is not a pruning step", step));
         }
         let v = trial.intermediate[&step];
         if v.is_nan() {
-            return Decision::prune(R, format!("value at step {step} is NaN"));
+            return Decision::prune(R, message!("value at step {step} is NaN", step));
         }
         if v < self.lower {
             return Decision::prune(
                 R,
-                format!(
-                    "value {v} at step {step} is below the lower bound {}",
-                    self.lower
+                message!(
+                    "value {v} at step {step} is below the lower bound {lower}",
+                    v,
+                    step,
+                    lower = self.lower
                 ),
             );
         }
         if v > self.upper {
             return Decision::prune(
                 R,
-                format!(
-                    "value {v} at step {step} is above the upper bound {}",
-                    self.upper
+                message!(
+                    "value {v} at step {step} is above the upper bound {upper}",
+                    v,
+                    step,
+                    upper = self.upper
                 ),
             );
         }
         Decision::keep(
             R,
-            format!(
-                "value {v} at step {step} is within [{}, {}]",
-                self.lower, self.upper
+            message!(
+                "value {v} at step {step} is within [{lower}, {upper}]",
+                v,
+                step,
+                lower = self.lower,
+                upper = self.upper
             ),
         )
     }

@@ -74,9 +74,10 @@ impl Pruner for WilcoxonPruner {
         if (diffs.len() as u64) < need {
             return Decision::keep(
                 R,
-                format!(
-                    "{} shared steps with the best trial, {need} needed",
-                    diffs.len()
+                message!(
+                    "{shared} shared steps with the best trial, {need} needed",
+                    shared = diffs.len(),
+                    need
                 ),
             );
         }
@@ -95,12 +96,13 @@ impl Pruner for WilcoxonPruner {
         let p = wilcoxon_pvalue(&diffs, alt);
         let below = p < self.p_threshold;
         let prune = below && !average_is_best;
-        let msg = format!(
-            "p-value {p} against best trial {} over {} steps (threshold {}){}",
-            best.number,
-            diffs.len(),
-            self.p_threshold,
-            if below && average_is_best {
+        let message = message!(
+            "p-value {p} against best trial {best} over {shared} steps (threshold {threshold}){note}",
+            p,
+            best = best.number,
+            shared = diffs.len(),
+            threshold = self.p_threshold,
+            note = if below && average_is_best {
                 "; the trial's mean is at least as good"
             } else {
                 ""
@@ -108,8 +110,8 @@ impl Pruner for WilcoxonPruner {
         );
         Decision {
             prune,
-            reason: R.to_string(),
-            message: msg,
+            reason: R,
+            message,
             record_rungs: Default::default(),
         }
     }
