@@ -84,11 +84,6 @@ impl<'a> History<'a> {
     pub fn with_warm(warm: &'a [TrialRecord], trials: &'a [TrialRecord]) -> Self {
         History { warm, trials }
     }
-
-    /// Every trial, warm-start trials first.
-    pub fn iter(&self) -> impl Iterator<Item = &'a TrialRecord> + use<'a> {
-        self.warm.iter().chain(self.trials)
-    }
 }
 
 /// Proposes the next configuration. Implementations are pure: same inputs, same output.
