@@ -16,7 +16,7 @@ fi
 stamp="$venv/.lopper-requirements"
 want="$(cat "$root"/examples/*/requirements.txt 2>/dev/null | sort -u)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && "$venv/bin/python" -c 'import sklearn, numpy' 2>/dev/null; then
+   && "$venv/bin/python" -c 'import sklearn, numpy, tensorboardX' 2>/dev/null; then
   echo "$venv is up to date"
   exit 0
 fi

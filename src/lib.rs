@@ -9,4 +9,5 @@ pub mod engine;
 pub mod metrics;
 pub mod plot;
 pub mod runner;
+pub mod sidecar;
 pub mod workload;

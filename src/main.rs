@@ -23,6 +23,8 @@ enum Command {
     Replay(cli::replay::Args),
     /// Plot learning curves from a results file or a study in the cluster.
     Plot(cli::plot::Args),
+    /// Follow a trial's metrics file or TensorBoard events and report them (the metrics sidecar).
+    Sidecar(cli::sidecar::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         Command::Run(a) => cli::run::run(a),
         Command::Replay(a) => cli::replay::run(a),
         Command::Plot(a) => cli::plot::run(a),
+        Command::Sidecar(a) => cli::sidecar::run(a),
     };
     match result {
         Ok(code) => code,

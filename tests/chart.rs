@@ -202,6 +202,7 @@ fn deployment_is_hardened_and_wired_to_the_operator_flags() {
         "--lease-namespace=lopper-system",
         "--lease-name=lopper-controller",
         "--report-url=http://lopper.lopper-system.svc:8080",
+        "--sidecar-image=lopper:0.1.0",
     ] {
         assert!(
             args.iter().any(|a| a == want),
@@ -544,7 +545,7 @@ async fn samples_are_valid_studies() {
             "no sample uses the {p} pruner: {pruners:?}"
         );
     }
-    for s in ["logs", "prometheus", "push"] {
+    for s in ["logs", "prometheus", "push", "file", "tensorboard"] {
         assert!(
             sources.contains(s),
             "no sample uses the {s} metric source: {sources:?}"

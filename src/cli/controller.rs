@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::controller::leader::LeaseLock;
 use crate::controller::{Config, View, run_on as run_controllers};
-use crate::metrics::operator::{env_hook, http_router, run as run_metric_sources};
+use crate::metrics::operator::{env_hook_with_sidecar, http_router, run as run_metric_sources};
 use crate::metrics::server::{Ready, install_crypto_provider, serve};
 
 /// Log output format.
@@ -57,6 +57,10 @@ pub struct Args {
     /// `http://lopper.<pod namespace>.svc:<port>`.
     #[arg(long, env = "LOPPER_REPORT_URL")]
     pub report_url: Option<String>,
+    /// Image of the metrics sidecar added to `file` and `tensorboard` trials: the operator's
+    /// own (the chart passes the image it deploys).
+    #[arg(long, env = "LOPPER_SIDECAR_IMAGE", default_value = crate::metrics::operator::DEFAULT_SIDECAR_IMAGE)]
+    pub sidecar_image: String,
 }
 
 fn init_logging(format: LogFormat) {
@@ -110,7 +114,10 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
     let cfg = Config {
         namespaces: args.namespaces.clone(),
         concurrency: args.concurrency,
-        env_hook: Some(env_hook(report_url)),
+        env_hook: Some(env_hook_with_sidecar(
+            report_url,
+            args.sidecar_image.clone(),
+        )),
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -5,3 +5,4 @@ pub mod crd;
 pub mod plot;
 pub mod replay;
 pub mod run;
+pub mod sidecar;

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::EnvVar;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
@@ -37,12 +36,14 @@ pub use observe::{ObserveError, ObserveOutcome, Slots, observe};
 pub use view::View;
 
 use crate::crd::{Study, Trial};
+use crate::workload::job::TrialExtras;
 use view::lock;
 
-/// Extra environment for a trial's containers (e.g. a metric source's token), computed
-/// before its Job is created. An error fails nothing: the Job creation is retried.
+/// Extra environment for a trial's containers (e.g. a metric source's token) and the
+/// metrics sidecar's image, computed before its Job is created. An error fails nothing: the
+/// Job creation is retried.
 pub type EnvHook = Arc<
-    dyn Fn(Arc<View>, Arc<Study>, Trial) -> BoxFuture<'static, Result<Vec<EnvVar>, String>>
+    dyn Fn(Arc<View>, Arc<Study>, Trial) -> BoxFuture<'static, Result<TrialExtras, String>>
         + Send
         + Sync,
 >;

@@ -202,7 +202,7 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
                 Some(h) => h(ctx.view.clone(), Arc::new(study.clone()), trial.clone())
                     .await
                     .map_err(Error::Other)?,
-                None => Vec::new(),
+                None => Default::default(),
             };
             match render_job(study, trial, &extra) {
                 Ok(j) => match jobs.create(&PostParams::default(), &j).await {

@@ -194,6 +194,39 @@ fn range_rules(node: &mut Value, zero: &str) {
     add_rules(node, rules);
 }
 
+/// Admission rules for a path shared with the metrics sidecar (`spec.metrics.<source>.<field>`),
+/// the same as `metrics::spec::check_shared_path`: absolute, no `..`, in a folder other than `/`.
+fn shared_path_rules(metrics: &mut Value, source: &str, field: &str, is_dir: bool) {
+    let Some(node) = props_mut(metrics, source) else {
+        return;
+    };
+    let name = format!("spec.metrics.{source}.{field}");
+    let mut rules = vec![
+        rule(
+            &format!("self.{field}.startsWith('/')"),
+            &format!("{name} must be an absolute path"),
+        ),
+        rule(
+            &format!("!self.{field}.matches('(^|/)[.][.](/|$)')"),
+            &format!("{name} must not contain `..`"),
+        ),
+    ];
+    if is_dir {
+        rules.push(rule(
+            &format!("self.{field}.matches('^/+[^/]')"),
+            &format!("{name} must be a folder other than / (it is shared with the sidecar)"),
+        ));
+    } else {
+        rules.push(rule(
+            &format!("self.{field}.matches('^/+[^/].*/[^/]+$')"),
+            &format!(
+                "{name} must name a file in a folder other than / (e.g. /metrics/metrics.csv; the folder is shared with the sidecar)"
+            ),
+        ));
+    }
+    add_rules(node, rules);
+}
+
 /// Adds list bounds and CEL rules to the Study's `openAPIV3Schema`.
 pub fn study_rules(root: &mut Value) {
     add_rules(
@@ -229,6 +262,10 @@ pub fn study_rules(root: &mut Value) {
         if let Some(n) = props_mut(spec, field) {
             exactly_one(n, what);
         }
+    }
+    if let Some(m) = props_mut(spec, "metrics") {
+        shared_path_rules(m, "file", "path", false);
+        shared_path_rules(m, "tensorboard", "dir", true);
     }
     if let Some(p) = props_mut(spec, "pruner")
         && let Some(th) = props_mut(p, "threshold")

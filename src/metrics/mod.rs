@@ -1,4 +1,6 @@
-//! Metric sources: trial logs through the API, Prometheus queries, and a push endpoint.
+//! Metric sources: trial logs through the API, Prometheus queries, a push endpoint, and the
+//! parsers of the metrics files (`file`) and TensorBoard event files (`tensorboard`) that the
+//! sidecar (`crate::sidecar`) follows.
 //!
 //! - [`spec`]: `spec.metrics` of a Study ([`MetricsSpec`]).
 //! - [`parser`]: the log-line parser shared with `lopper run`.
@@ -6,6 +8,7 @@
 //! - [`server`]: `/metrics`, `/healthz`, `/readyz` plus extra routes.
 //! - [`telemetry`]: observations per source, errors, report latency.
 
+pub mod file;
 pub mod logs;
 pub mod operator;
 pub mod parser;
@@ -14,8 +17,10 @@ pub mod push;
 pub mod server;
 pub mod spec;
 pub mod telemetry;
+pub mod tensorboard;
 
 pub use parser::{LineBuffer, LineParser, RawObservation, SpecError};
 pub use spec::{
-    LogFormat, LogsSpec, MetricsSpec, PrometheusAuth, PrometheusSpec, PushSpec, SecretRef,
+    FileFormat, FileSpec, LogFormat, LogsSpec, MetricsSpec, PrometheusAuth, PrometheusSpec,
+    PushSpec, SecretRef, TensorboardSpec,
 };

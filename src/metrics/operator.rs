@@ -1,8 +1,9 @@
 //! The operator side of the metric sources.
 //!
-//! - [`env_hook`]: for `push` studies, the per-trial token Secret (named like the Trial, key
-//!   `token`, owned by the Trial) and the Job's `LOPPER_TOKEN` (secretKeyRef),
-//!   `LOPPER_REPORT_URL` and `LOPPER_METRIC`.
+//! - [`env_hook`]: for `push`, `file` and `tensorboard` studies, the per-trial token Secret
+//!   (named like the Trial, key `token`, owned by the Trial) and the Job's `LOPPER_TOKEN`
+//!   (secretKeyRef), `LOPPER_REPORT_URL` and `LOPPER_METRIC`; for `file` and `tensorboard`
+//!   also `LOPPER_METRICS_PATH` and the metrics sidecar (`crate::sidecar`).
 //! - [`PushSink`]: the [`ReportSink`] that checks the token and records through `observe`,
 //!   reading only the operator's [`View`] (no API request in the steady state).
 //! - [`run`]: follows the view's Studies and Trials and keeps one log follower per unfinished
@@ -28,6 +29,8 @@ use super::spec::{MetricsSpec, PrometheusSpec};
 use super::telemetry;
 use crate::controller::{EnvHook, ObserveError, View, observe};
 use crate::crd::{Study, Trial, TrialPhase};
+use crate::workload::job::TrialExtras;
+use crate::workload::sidecar::shared_folder;
 
 /// The field manager of the `MetricsUnavailable` condition.
 pub const FIELD_MANAGER: &str = "lopper-metrics";
@@ -45,16 +48,31 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
-/// The env hook for the Trial controller: `push` studies get a token Secret and the env of
-/// the push protocol; other sources get nothing. `report_base_url` is how pods reach the
-/// operator's HTTP port, e.g. `http://lopper.lopper-system.svc:8080`.
+/// The env hook for the Trial controller with the default sidecar image
+/// ([`DEFAULT_SIDECAR_IMAGE`]); see [`env_hook_with_sidecar`].
 pub fn env_hook(report_base_url: String) -> EnvHook {
+    env_hook_with_sidecar(report_base_url, DEFAULT_SIDECAR_IMAGE.to_string())
+}
+
+/// The metrics sidecar's image when none is given: the operator's own, as the chart names it
+/// by default (`lopper:<appVersion>`).
+pub const DEFAULT_SIDECAR_IMAGE: &str = concat!("lopper:", env!("CARGO_PKG_VERSION"));
+
+/// The env hook for the Trial controller: studies whose trials report through the push
+/// endpoint (`push`, and `file` / `tensorboard` through their sidecar, whose image is
+/// `sidecar_image`) get a token Secret and the env of the push protocol; other sources get
+/// nothing. `report_base_url` is how pods reach the operator's HTTP port, e.g.
+/// `http://lopper.lopper-system.svc:8080`.
+pub fn env_hook_with_sidecar(report_base_url: String, sidecar_image: String) -> EnvHook {
     let base = Arc::new(report_base_url.trim_end_matches('/').to_string());
+    let image = Arc::new(sidecar_image);
     Arc::new(move |view: Arc<View>, study: Arc<Study>, trial: Trial| {
         let base = base.clone();
+        let image = image.clone();
         Box::pin(async move {
-            if !matches!(study.metrics(), MetricsSpec::Push(_)) {
-                return Ok(Vec::new());
+            let metrics = study.metrics();
+            if !metrics.uses_push_endpoint() {
+                return Ok(TrialExtras::default());
             }
             let ns = trial
                 .namespace()
@@ -66,10 +84,27 @@ pub fn env_hook(report_base_url: String) -> EnvHook {
             if let Some(uid) = trial.uid() {
                 view.set_token(&uid, token);
             }
-            Ok(push_env(&base, &ns, &name, &study.spec.objective.metric))
+            let mut env = push_env(&base, &ns, &name, &study.spec.objective.metric);
+            let sidecar = shared_folder(&metrics).map(|(_, followed)| {
+                // The trainer can write where the sidecar reads without repeating the path.
+                env.push(EnvVar {
+                    name: METRICS_PATH_ENV.into(),
+                    value: Some(followed),
+                    ..Default::default()
+                });
+                image.to_string()
+            });
+            Ok(TrialExtras {
+                env,
+                sidecar_image: sidecar,
+            })
         })
     })
 }
+
+/// The variable naming the metrics file (or TensorBoard folder) of a `file` or `tensorboard`
+/// trial, in the pod and under `lopper run`.
+pub const METRICS_PATH_ENV: &str = "LOPPER_METRICS_PATH";
 
 /// The env of a push trial (`LOPPER_TOKEN` from the Secret named like the Trial).
 pub fn push_env(base: &str, namespace: &str, trial: &str, metric: &str) -> Vec<EnvVar> {
@@ -495,12 +530,13 @@ pub async fn run(view: Arc<View>) {
     let mut done: HashSet<String> = HashSet::new(); // trial uids whose follower ended
     let mut pollers: HashMap<(String, String), Poller> = HashMap::new();
     loop {
-        // Only `logs` and `prometheus` studies need anything here; push studies (the common
-        // case at scale) are skipped before their trials are even looked at.
+        // Only `logs` and `prometheus` studies need anything here; studies reporting through
+        // the push endpoint (push, file, tensorboard: the common case at scale) are skipped
+        // before their trials are even looked at.
         let studies: HashMap<(String, String), Arc<Study>> = view
             .all_studies()
             .into_iter()
-            .filter(|s| !matches!(s.metrics(), MetricsSpec::Push(_)))
+            .filter(|s| !s.metrics().uses_push_endpoint())
             .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s))
             .collect();
         let names: HashSet<&str> = studies.keys().map(|(_, n)| n.as_str()).collect();

@@ -219,7 +219,7 @@ impl LineParser {
 }
 
 /// A metric value: a float, NaN and ±inf kept, garbage rejected.
-fn parse_value(s: &str) -> Option<f64> {
+pub(crate) fn parse_value(s: &str) -> Option<f64> {
     let s = s
         .trim()
         .trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | '[' | ']' | '{' | '}'));
@@ -227,7 +227,7 @@ fn parse_value(s: &str) -> Option<f64> {
 }
 
 /// A step: a non-negative integer (also `3.0`; a fractional or negative step is rejected).
-fn parse_step(s: &str) -> Option<i64> {
+pub(crate) fn parse_step(s: &str) -> Option<i64> {
     let s = s
         .trim()
         .trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | '[' | ']' | '{' | '}'));

@@ -1,6 +1,6 @@
 //! `spec.metrics` of a Study: where a trial's intermediate objective values come from.
 //!
-//! Exactly one of `logs` (the default), `prometheus` or `push`.
+//! Exactly one of `logs` (the default), `prometheus`, `push`, `file` or `tensorboard`.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -107,7 +107,87 @@ impl PrometheusSpec {
 #[serde(rename_all = "camelCase")]
 pub struct PushSpec {}
 
-/// `spec.metrics`: exactly one of `logs`, `prometheus`, `push`. Default: `logs` with defaults.
+/// How the lines of a metrics file are parsed (`spec.metrics.file.format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FileFormat {
+    // (plain comments on variants: doc comments would turn the schema into a `oneOf`)
+    // Comma-separated values with a header line naming the columns (PyTorch Lightning's CSVLogger).
+    #[default]
+    Csv,
+    // One JSON object per line.
+    Jsonl,
+    // `epoch=3 val_loss=0.41` lines, as the `logs` source reads them.
+    KeyValue,
+}
+
+/// `spec.metrics.file`: a native sidecar follows a metrics file the trainer writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileSpec {
+    /// Absolute path of the file in the primary container, below a folder other than `/`
+    /// (e.g. `/metrics/metrics.csv`); that folder is shared with the sidecar.
+    pub path: String,
+    /// `csv` (default, a header line names the columns), `jsonl` or `keyValue`.
+    #[serde(default)]
+    pub format: FileFormat,
+    /// The column or key holding the step (default `step`). A record without it counts as
+    /// the next step.
+    #[serde(default = "default_step_key")]
+    pub step_key: String,
+}
+
+/// `spec.metrics.tensorboard`: a native sidecar follows the TensorBoard event files the
+/// trainer writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TensorboardSpec {
+    /// Absolute path of the log directory in the primary container (e.g. `/logs`); event files
+    /// (`*tfevents*`) in it and its subfolders are read. It is shared with the sidecar.
+    pub dir: String,
+    /// The scalar tag that carries the objective (default: the objective's metric name); the
+    /// step is the event's step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl TensorboardSpec {
+    /// The tag to read: `tag`, else the objective metric.
+    pub fn tag_or<'a>(&'a self, metric: &'a str) -> &'a str {
+        self.tag.as_deref().unwrap_or(metric)
+    }
+}
+
+/// Checks a path shared with a sidecar: absolute, no `..`, in a folder other than `/`.
+/// `field` names it in the message; `is_dir` says whether the path itself is the folder.
+pub fn check_shared_path(field: &str, path: &str, is_dir: bool) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("{field} must be an absolute path (got {path:?})"));
+    }
+    if path.split('/').any(|c| c == "..") {
+        return Err(format!("{field} must not contain `..` (got {path:?})"));
+    }
+    let trimmed = path.trim_end_matches('/');
+    let folder = if is_dir {
+        trimmed
+    } else {
+        if path.ends_with('/') {
+            return Err(format!(
+                "{field} must name a file, not a folder (got {path:?})"
+            ));
+        }
+        trimmed.rsplit_once('/').map_or("", |(d, _)| d)
+    };
+    if folder.is_empty() {
+        return Err(format!(
+            "{field} must sit in a folder other than / (got {path:?}): the folder is shared with the sidecar"
+        ));
+    }
+    Ok(())
+}
+
+/// `spec.metrics`: exactly one of `logs`, `prometheus`, `push`, `file`, `tensorboard`.
+/// Default: `logs` with defaults.
 ///
 /// (De)serialized as a map with exactly one key (through [`MetricsSpecMap`], so that YAML
 /// deserializers that want tags for enums also accept `{push: {}}`).
@@ -117,6 +197,8 @@ pub enum MetricsSpec {
     Logs(LogsSpec),
     Prometheus(PrometheusSpec),
     Push(PushSpec),
+    File(FileSpec),
+    Tensorboard(TensorboardSpec),
 }
 
 /// The wire form of [`MetricsSpec`].
@@ -129,19 +211,25 @@ pub struct MetricsSpecMap {
     pub prometheus: Option<PrometheusSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<PushSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<TensorboardSpec>,
 }
 
 impl TryFrom<MetricsSpecMap> for MetricsSpec {
     type Error = String;
     fn try_from(m: MetricsSpecMap) -> Result<Self, String> {
-        match (m.logs, m.prometheus, m.push) {
-            (Some(l), None, None) => Ok(MetricsSpec::Logs(l)),
-            (None, Some(p), None) => Ok(MetricsSpec::Prometheus(p)),
-            (None, None, Some(p)) => Ok(MetricsSpec::Push(p)),
-            (None, None, None) => {
-                Err("spec.metrics needs exactly one of logs, prometheus, push (none given)".into())
-            }
-            _ => Err("spec.metrics needs exactly one of logs, prometheus, push".into()),
+        const ONE_OF: &str =
+            "spec.metrics needs exactly one of logs, prometheus, push, file, tensorboard";
+        match (m.logs, m.prometheus, m.push, m.file, m.tensorboard) {
+            (Some(l), None, None, None, None) => Ok(MetricsSpec::Logs(l)),
+            (None, Some(p), None, None, None) => Ok(MetricsSpec::Prometheus(p)),
+            (None, None, Some(p), None, None) => Ok(MetricsSpec::Push(p)),
+            (None, None, None, Some(f), None) => Ok(MetricsSpec::File(f)),
+            (None, None, None, None, Some(t)) => Ok(MetricsSpec::Tensorboard(t)),
+            (None, None, None, None, None) => Err(format!("{ONE_OF} (none given)")),
+            _ => Err(ONE_OF.into()),
         }
     }
 }
@@ -161,6 +249,14 @@ impl From<MetricsSpec> for MetricsSpecMap {
                 push: Some(p),
                 ..Default::default()
             },
+            MetricsSpec::File(f) => MetricsSpecMap {
+                file: Some(f),
+                ..Default::default()
+            },
+            MetricsSpec::Tensorboard(t) => MetricsSpecMap {
+                tensorboard: Some(t),
+                ..Default::default()
+            },
         }
     }
 }
@@ -172,13 +268,25 @@ impl Default for MetricsSpec {
 }
 
 impl MetricsSpec {
-    /// The source name used in telemetry labels: `logs`, `prometheus` or `push`.
+    /// The source name used in telemetry labels: `logs`, `prometheus`, `push`, `file` or
+    /// `tensorboard`.
     pub fn source(&self) -> &'static str {
         match self {
             MetricsSpec::Logs(_) => "logs",
             MetricsSpec::Prometheus(_) => "prometheus",
             MetricsSpec::Push(_) => "push",
+            MetricsSpec::File(_) => "file",
+            MetricsSpec::Tensorboard(_) => "tensorboard",
         }
+    }
+
+    /// Whether trials report through the push endpoint (the trainer itself, or the metrics
+    /// sidecar for `file` and `tensorboard`), and so get a token.
+    pub fn uses_push_endpoint(&self) -> bool {
+        matches!(
+            self,
+            MetricsSpec::Push(_) | MetricsSpec::File(_) | MetricsSpec::Tensorboard(_)
+        )
     }
 
     /// Checks what the schema cannot: the regex compiles and has a `value` group, the interval parses.
@@ -195,6 +303,20 @@ impl MetricsSpec {
                 p.interval().map(|_| ())
             }
             MetricsSpec::Push(_) => Ok(()),
+            MetricsSpec::File(f) => {
+                check_shared_path("spec.metrics.file.path", &f.path, false)?;
+                if f.step_key.trim().is_empty() {
+                    return Err("spec.metrics.file.stepKey must not be empty".into());
+                }
+                Ok(())
+            }
+            MetricsSpec::Tensorboard(t) => {
+                check_shared_path("spec.metrics.tensorboard.dir", &t.dir, true)?;
+                if t.tag.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                    return Err("spec.metrics.tensorboard.tag must not be empty".into());
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -208,7 +330,7 @@ impl LogsSpec {
     }
 }
 
-/// Hand-written so that the result is a Kubernetes *structural* schema: an object with three
+/// Hand-written so that the result is a Kubernetes *structural* schema: an object with five
 /// optional properties and `minProperties`/`maxProperties` 1 (no `oneOf`, no `$ref`).
 impl JsonSchema for MetricsSpec {
     fn schema_name() -> Cow<'static, str> {
@@ -219,13 +341,17 @@ impl JsonSchema for MetricsSpec {
         let logs = inline::<LogsSpec>(generator);
         let prometheus = inline::<PrometheusSpec>(generator);
         let push = inline::<PushSpec>(generator);
+        let file = inline::<FileSpec>(generator);
+        let tensorboard = inline::<TensorboardSpec>(generator);
         json_schema!({
-            "description": "Where intermediate metrics come from: exactly one of logs (default), prometheus, push.",
+            "description": "Where intermediate metrics come from: exactly one of logs (default), prometheus, push, file, tensorboard.",
             "type": "object",
             "properties": {
                 "logs": logs,
                 "prometheus": prometheus,
                 "push": push,
+                "file": file,
+                "tensorboard": tensorboard,
             },
             "minProperties": 1,
             "maxProperties": 1,
@@ -305,5 +431,45 @@ mod tests {
             ..Default::default()
         });
         assert!(bad.validate().unwrap_err().contains("pattern"));
+    }
+
+    #[test]
+    fn file_and_tensorboard_sources() {
+        let m: MetricsSpec = serde_yaml::from_str("file: {path: /m/metrics.csv}").unwrap();
+        assert_eq!(
+            m,
+            MetricsSpec::File(FileSpec {
+                path: "/m/metrics.csv".into(),
+                format: FileFormat::Csv,
+                step_key: "step".into(),
+            })
+        );
+        assert!(m.validate().is_ok() && m.uses_push_endpoint());
+        let m: MetricsSpec = serde_yaml::from_str("tensorboard: {dir: /logs}").unwrap();
+        let MetricsSpec::Tensorboard(t) = &m else {
+            panic!()
+        };
+        assert_eq!(t.tag_or("val_loss"), "val_loss");
+        assert_eq!(m.source(), "tensorboard");
+        assert!(serde_yaml::from_str::<MetricsSpec>("{file: {path: /a/b}, push: {}}").is_err());
+        assert!(serde_yaml::from_str::<MetricsSpec>("file: {path: /a/b, format: xml}").is_err());
+        for (field, path, is_dir, err) in [
+            ("f", "m.csv", false, Some("absolute")),
+            ("f", "/m.csv", false, Some("folder other than /")),
+            ("f", "/a/../b.csv", false, Some("..")),
+            ("f", "/a/", false, Some("not a folder")),
+            ("f", "/a/b.csv", false, None),
+            ("d", "/", true, Some("folder other than /")),
+            ("d", "/logs/", true, None),
+        ] {
+            let got = check_shared_path(field, path, is_dir);
+            match err {
+                None => assert!(got.is_ok(), "{path}: {got:?}"),
+                Some(e) => {
+                    let msg = got.unwrap_err();
+                    assert!(msg.contains(e) && msg.starts_with(field), "{path}: {msg}");
+                }
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@
 //! SIGTERM to the group then SIGKILL after the pod's `terminationGracePeriodSeconds`, and
 //! Ctrl-C stops every trial and still writes the results.
 
+pub mod files;
 pub mod manifest;
 pub mod process;
 pub mod push;
@@ -142,9 +143,9 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> anyhow::Result<Res
     let (tx, rx) = mpsc::unbounded_channel();
     let push = match &study.metrics {
         MetricsSpec::Push(_) => Some(push::PushServer::start(tx.clone(), &study.metric).await?),
-        MetricsSpec::Logs(_) => None,
+        MetricsSpec::Logs(_) | MetricsSpec::File(_) | MetricsSpec::Tensorboard(_) => None,
         MetricsSpec::Prometheus(_) => anyhow::bail!(
-            "spec.metrics.prometheus is not supported by `lopper run`: use logs or push locally"
+            "spec.metrics.prometheus is not supported by `lopper run`: use logs, push, file or tensorboard locally"
         ),
     };
     let ui = ui::Ui::new(opts.progress, study.max_trials as u64);
@@ -310,6 +311,15 @@ impl Loop {
         if let Some(p) = &self.push {
             env.extend(p.register(idx, &name));
         }
+        let workdir = self.opts.workdir.clone().unwrap_or_default();
+        let metrics_path = files::prepare(&workdir, &name, &self.study.metrics)
+            .with_context(|| format!("preparing the metrics folder of {name}"))?;
+        if let Some(p) = &metrics_path {
+            env.push((
+                crate::metrics::operator::METRICS_PATH_ENV.to_string(),
+                p.display().to_string(),
+            ));
+        }
         let mut argv = rendered.argv.into_iter();
         let launch = process::Launch {
             program: argv
@@ -317,7 +327,7 @@ impl Loop {
                 .context("the primary container has no command")?,
             args: argv.collect(),
             env,
-            workdir: self.opts.workdir.clone().unwrap_or_default(),
+            workdir,
         };
         self.ui.line(&format!(
             "{name} started: {}",
@@ -346,6 +356,14 @@ impl Loop {
             MetricsSpec::Logs(spec) => Some(LineParser::new(spec, &self.study.metric)?),
             _ => None,
         };
+        let following = match &metrics_path {
+            Some(p) => Some(files::Following::start(
+                crate::sidecar::Follower::new(&self.study.metrics, &self.study.metric, p)?,
+                idx,
+                tx.clone(),
+            )),
+            None => None,
+        };
         let verbose = self.opts.verbose;
         tokio::spawn(async move {
             let exit = process::supervise(child, pgid, |line| {
@@ -359,6 +377,9 @@ impl Loop {
                 }
             })
             .await;
+            if let Some(f) = following {
+                f.finish().await;
+            }
             let _ = tx.send(Event::Exited { idx, exit });
         });
         Ok(())

@@ -6,7 +6,7 @@
 
 use crate::crd::{Study, Trial, TrialSpec};
 use crate::engine::Params;
-use crate::workload::job::{RenderError, primary_index, render_job};
+use crate::workload::job::{RenderError, TrialExtras, primary_index, render_job};
 
 pub use crate::crd::{param_env_name, trial_name};
 
@@ -38,7 +38,7 @@ pub fn command_line(
             invalid: None,
         },
     );
-    let job = render_job(study, &trial, &[])?;
+    let job = render_job(study, &trial, &TrialExtras::default())?;
     let mut pod = job
         .spec
         .and_then(|s| s.template.spec)

@@ -33,6 +33,19 @@ pub enum RenderError {
     NoContainers,
     #[error("spec.trialTemplate.primaryContainer {0:?} names no container")]
     NoPrimary(String),
+    #[error("spec.trialTemplate.spec: no room for the metrics sidecar: {0}")]
+    Sidecar(String),
+}
+
+/// What the operator adds to a trial's Job beyond the template.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrialExtras {
+    /// Variables for every container (e.g. a metric source's `LOPPER_TOKEN`), after the
+    /// built-in ones.
+    pub env: Vec<EnvVar>,
+    /// The image of the metrics sidecar (the operator's own) for `file` and `tensorboard`
+    /// studies; none renders no sidecar (`lopper run` follows the file itself).
+    pub sidecar_image: Option<String>,
 }
 
 /// The values placeholders can take for one trial.
@@ -130,9 +143,10 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
     }
 }
 
-/// Renders the Job of `trial`. `extra_env` (e.g. a metric source's `LOPPER_TOKEN`) is added
-/// to every container after the built-in variables.
-pub fn render_job(study: &Study, trial: &Trial, extra_env: &[EnvVar]) -> Result<Job, RenderError> {
+/// Renders the Job of `trial`. `extras.env` (e.g. a metric source's `LOPPER_TOKEN`) is added
+/// to every container after the built-in variables; with `extras.sidecar_image`, a `file` or
+/// `tensorboard` study's pod gets the metrics sidecar ([`super::sidecar`]).
+pub fn render_job(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<Job, RenderError> {
     let tt = &study.spec.trial_template;
     let trial_name = trial.name_any();
     let subs = Substitutions {
@@ -198,7 +212,7 @@ pub fn render_job(study: &Study, trial: &Trial, extra_env: &[EnvVar]) -> Result<
     .into_iter()
     .map(|(k, v)| env(&k, v))
     .collect();
-    vars.extend(extra_env.iter().cloned());
+    vars.extend(extras.env.iter().cloned());
     for c in &mut pod.containers {
         let e = c.env.get_or_insert_with(Vec::new);
         e.retain(|x| !vars.iter().any(|v| v.name == x.name));
@@ -218,6 +232,9 @@ pub fn render_job(study: &Study, trial: &Trial, extra_env: &[EnvVar]) -> Result<
         {
             req.insert(res, Quantity(gpus.to_string()));
         }
+    }
+    if let Some(image) = &extras.sidecar_image {
+        super::sidecar::add(pod, primary, &study.metrics(), image, &vars)?;
     }
     // A trial runs once: retries would burn GPU time on a configuration already judged.
     spec.backoff_limit.get_or_insert(0);
@@ -340,7 +357,12 @@ pub(crate) mod tests {
 
     #[test]
     fn renders_placeholders_env_gpus_labels_owner() {
-        let job = render_job(&study(template(), Some(2)), &trial(), &[]).unwrap();
+        let job = render_job(
+            &study(template(), Some(2)),
+            &trial(),
+            &TrialExtras::default(),
+        )
+        .unwrap();
         assert_eq!(job.metadata.name.as_deref(), Some("digits-7"));
         let labels = job.metadata.labels.as_ref().unwrap();
         assert_eq!(labels[STUDY_LABEL], "digits");
@@ -393,18 +415,18 @@ pub(crate) mod tests {
         let t = serde_json::json!({"template": {"spec": {"containers": [
             {"name": "a", "image": "x", "args": ["${params.nope}"]}]}}});
         assert_eq!(
-            render_job(&study(t, None), &trial(), &[]).unwrap_err(),
+            render_job(&study(t, None), &trial(), &TrialExtras::default()).unwrap_err(),
             RenderError::UnknownPlaceholder("params.nope".into())
         );
         let t = serde_json::json!({"template": {"spec": {"containers": [
             {"name": "a", "image": "x", "args": ["${trial.name"]}]}}});
         assert!(matches!(
-            render_job(&study(t, None), &trial(), &[]),
+            render_job(&study(t, None), &trial(), &TrialExtras::default()),
             Err(RenderError::Unterminated(_))
         ));
         let t = serde_json::json!({"template": {"spec": {"containers": "nope"}}});
         assert!(matches!(
-            render_job(&study(t, None), &trial(), &[]),
+            render_job(&study(t, None), &trial(), &TrialExtras::default()),
             Err(RenderError::InvalidJobSpec(_))
         ));
     }

@@ -44,7 +44,7 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
             invalid: None,
         },
     );
-    super::job::render_job(study, &probe, &[]).map_err(|e| e.to_string())?;
+    super::job::render_job(study, &probe, &Default::default()).map_err(|e| e.to_string())?;
     Ok((space, sampler_spec, sampler))
 }
 
