@@ -21,6 +21,8 @@ enum Command {
     Run(cli::run::Args),
     /// Replay recorded learning curves through a pruner.
     Replay(cli::replay::Args),
+    /// Print a Trial's whole learning curve from the cluster (sealed chunks included).
+    Curve(cli::curve::Args),
     /// Plot learning curves from a results file or a study in the cluster.
     Plot(cli::plot::Args),
     /// Follow a trial's metrics file or TensorBoard events and report them (the metrics sidecar).
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Crd(a) => cli::crd::run(a),
         Command::Run(a) => cli::run::run(a),
         Command::Replay(a) => cli::replay::run(a),
+        Command::Curve(a) => cli::curve::run(a),
         Command::Plot(a) => cli::plot::run(a),
         Command::Sidecar(a) => cli::sidecar::run(a),
     };

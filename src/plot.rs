@@ -439,10 +439,86 @@ mod tests {
 /// `lopper plot --study NAME`: the Trials of a Study in the cluster, as a results file.
 pub mod cluster {
     use anyhow::Context;
+    use kube::ResourceExt;
     use kube::api::{Api, ListParams};
 
-    use crate::crd::{STUDY_LABEL, Study, Trial};
+    use std::collections::HashMap;
+
+    use crate::crd::curve::{self, CurveChunk};
+    use crate::crd::{Point, STUDY_LABEL, Study, TRIAL_LABEL, Trial};
     use crate::runner::results::{Results, TrialResult};
+
+    /// The sealed points of the trials whose chunks match `selector`, by trial name (chunks
+    /// in index order; only the chunks each Trial's status counts are used by the callers).
+    pub async fn sealed_points(
+        client: kube::Client,
+        ns: &str,
+        selector: &str,
+    ) -> anyhow::Result<HashMap<String, Vec<(u32, Vec<Point>)>>> {
+        let chunks: Api<CurveChunk> = Api::namespaced(client, ns);
+        let list = chunks
+            .list(&ListParams::default().labels(selector))
+            .await
+            .with_context(|| format!("listing curve chunks ({selector}) in {ns}"))?;
+        let mut by_trial: HashMap<String, Vec<(u32, Vec<Point>)>> = HashMap::new();
+        for c in &list.items {
+            let points = curve::chunk_points(c)?;
+            by_trial
+                .entry(c.spec.trial.clone())
+                .or_default()
+                .push((c.spec.index, points));
+        }
+        for v in by_trial.values_mut() {
+            v.sort_by_key(|(k, _)| *k);
+        }
+        Ok(by_trial)
+    }
+
+    /// The points of a trial's chunks that its status counts, in order.
+    fn counted(t: &Trial, sealed: Option<&Vec<(u32, Vec<Point>)>>) -> Vec<Point> {
+        let count = t.curve_chunks();
+        sealed
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k < count)
+            .flat_map(|(_, p)| p.iter().cloned())
+            .collect()
+    }
+
+    /// A trial's whole curve: its counted chunks, then `status.intermediate`.
+    pub fn whole_curve(t: &Trial, sealed: Option<&Vec<(u32, Vec<Point>)>>) -> Vec<Point> {
+        let mut out = counted(t, sealed);
+        if let Some(s) = &t.status {
+            out.extend(s.intermediate.iter().cloned());
+        }
+        out
+    }
+
+    /// `lopper curve`: one Trial's whole curve from the cluster (chunks included).
+    pub async fn curve_of_trial(name: &str, namespace: Option<&str>) -> anyhow::Result<Vec<Point>> {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the cluster (kubeconfig or in-cluster config)")?;
+        let ns = namespace.unwrap_or(client.default_namespace()).to_string();
+        let trials: Api<Trial> = Api::namespaced(client.clone(), &ns);
+        let t = trials
+            .get(name)
+            .await
+            .with_context(|| format!("reading Trial {ns}/{name}"))?;
+        let sealed = if t.curve_chunks() > 0 {
+            sealed_points(client, &ns, &format!("{TRIAL_LABEL}={name}")).await?
+        } else {
+            HashMap::new()
+        };
+        let points = whole_curve(&t, sealed.get(name));
+        let expected = t.curve_chunks() as usize * curve::CHUNK_POINTS;
+        anyhow::ensure!(
+            points.len() >= expected,
+            "Trial {ns}/{name}: status.curveChunks counts {} chunks but fewer are readable",
+            t.curve_chunks()
+        );
+        Ok(points)
+    }
 
     pub async fn results_of_study(name: &str, namespace: Option<&str>) -> anyhow::Result<Results> {
         let client = kube::Client::try_default()
@@ -454,12 +530,23 @@ pub mod cluster {
             .get(name)
             .await
             .with_context(|| format!("reading Study {ns}/{name}"))?;
-        let trials: Api<Trial> = Api::namespaced(client, &ns);
+        let trials: Api<Trial> = Api::namespaced(client.clone(), &ns);
+        let selector = format!("{STUDY_LABEL}={name}");
         let list = trials
-            .list(&ListParams::default().labels(&format!("{STUDY_LABEL}={name}")))
+            .list(&ListParams::default().labels(&selector))
             .await
             .with_context(|| format!("listing the Trials of Study {ns}/{name}"))?;
-        let mut rs: Vec<TrialResult> = list.items.iter().map(trial_result).collect();
+        // Long curves: the points sealed into chunks belong on the plot too.
+        let sealed = if list.items.iter().any(|t| t.curve_chunks() > 0) {
+            sealed_points(client, &ns, &selector).await?
+        } else {
+            HashMap::new()
+        };
+        let mut rs: Vec<TrialResult> = list
+            .items
+            .iter()
+            .map(|t| trial_result(t, sealed.get(&t.name_any())))
+            .collect();
         rs.sort_by_key(|t| t.number);
         let phase = study
             .status
@@ -483,9 +570,9 @@ pub mod cluster {
         Ok(r)
     }
 
-    /// One Trial as a results-file trial.
-    pub fn trial_result(t: &Trial) -> TrialResult {
-        let rec = t.record();
+    /// One Trial as a results-file trial (`sealed`: its chunks, see [`sealed_points`]).
+    pub fn trial_result(t: &Trial, sealed: Option<&Vec<(u32, Vec<Point>)>>) -> TrialResult {
+        let rec = t.record_with(&counted(t, sealed));
         let status = t.status.clone().unwrap_or_default();
         let seconds = match (&status.start_time, &status.completion_time) {
             (Some(a), Some(b)) => (b.0.as_second() - a.0.as_second()) as f64,

@@ -2,6 +2,7 @@
 
 pub mod controller;
 pub mod crd;
+pub mod curve;
 pub mod plot;
 pub mod replay;
 pub mod run;

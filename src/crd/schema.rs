@@ -54,24 +54,12 @@ pub fn rungs_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-/// `status.intermediate`: an atomic list of `{step, value}`: value a number, null (NaN), or
-/// the string `Infinity` / `-Infinity` (JSON has no infinities; Optuna records them).
+/// `status.intermediate`: the newest points in the chunks' compact form (see
+/// [`crate::crd::curve::wire`]).
 pub fn points_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "x-kubernetes-list-type": "atomic",
-        "items": {
-            "type": "object",
-            "required": ["step"],
-            "properties": {
-                "step": {"type": "integer", "format": "int64"},
-                "value": {
-                    "x-kubernetes-preserve-unknown-fields": true,
-                    "description": "a number; null is NaN; \"Infinity\" or \"-Infinity\""
-                },
-            },
-        },
-    })
+    // Untyped so that Trials written by earlier versions (a list of {step, value}) stay valid
+    // for server-side apply while the next write replaces the list with the string.
+    json_schema!({"x-kubernetes-preserve-unknown-fields": true})
 }
 
 /// `trialTemplate.spec`: a batch/v1 JobSpec, kept open (placeholders may sit in any string)

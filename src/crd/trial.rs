@@ -204,10 +204,15 @@ mod value_json {
 pub struct TrialStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<TrialPhase>,
-    /// The newest reported values in step order, at most
-    /// [`CHUNK_POINTS`](super::curve::CHUNK_POINTS); older ones are in the sealed chunks
-    /// (see [`super::curve`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// The newest reported points, at most 250 (older ones are in CurveChunks, counted by
+    /// curveChunks), as base64 of 16 bytes a point: the step (int64), then the value (float64
+    /// bits, NaN for a reported NaN), little endian. `lopper curve TRIAL` prints the whole
+    /// curve. Earlier versions wrote a list of {step, value}; it is still read.
+    #[serde(
+        default,
+        with = "super::curve::wire",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     #[schemars(schema_with = "super::schema::points_schema")]
     pub intermediate: Vec<Point>,
     /// How many sealed curve chunks (ConfigMaps `<trial>-curve-<k>`) precede `intermediate`.
