@@ -276,6 +276,25 @@ def value(seed, step, steps):
     return base + 1.0 / (1.0 + step * 10.0 / max(steps, 1)) + rnd.uniform(-0.02, 0.02)
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def control_plane_cpu():
+    """CPU seconds so far of each control-plane process, by name, with its pid (a process
+    restarted during the run, e.g. the apiserver with --restart-apiserver, is left out)."""
+    out = {}
+    for name in CONTROL_PLANE:
+        try:
+            with open(os.path.join(CLUSTER, "pids", f"{name}.pid")) as f:
+                pid = int(f.read().strip())
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = (pid, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--studies", type=int, default=4)
@@ -409,6 +428,7 @@ def main():
 
     # -- studies ---------------------------------------------------------------------------
     run_start = time.time()
+    cp_start = control_plane_cpu()
     for i in range(a.studies):
         code, body = kube.req("POST", f"/apis/lopper.dev/v1alpha1/namespaces/{ns}/studies", study_manifest(f"s{i}", a))
         if code not in (200, 201):
@@ -572,6 +592,7 @@ def main():
                     done = True
                     break
     run_end = time.time()
+    cp_end = control_plane_cpu()
     # Let the Job deletions of the last prunes arrive (up to 30 s; the check below fails on what is left).
     for _ in range(60):
         with lock:
@@ -706,6 +727,8 @@ def main():
         busy = sum(min(d.get("ended", run_end), run_end) - d["running"] for d in pods.values() if "running" in d)
     wall = run_end - run_start
     cpu = op.cpu_seconds()
+    cp_ms = {n: round((cp_end[n][1] - cp_start[n][1]) * 1000 / max(len(latencies), 1), 3)
+             for n in cp_start if n in cp_end and cp_end[n][0] == cp_start[n][0]}
     summary = {
         "label": a.label, "studies": a.studies, "maxTrials": a.trials, "parallel": a.parallel,
         "live": slots, "steps": a.steps, "interval_s": a.interval, "kills": op.kills, "operator_exits": op.exits,
@@ -724,6 +747,7 @@ def main():
         "api_errors_by_verb_code": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
         "operator_peak_rss_mib": round(op.peak_kib / 1024, 1),
         "operator_cpu_ms_per_report": round(cpu * 1000 / max(reports, 1), 3),
+        "control_plane_cpu_ms_per_report": cp_ms,
         "gpu_slot_utilisation": round(busy / (slots * wall), 3) if wall > 0 else None,
         "gpu_node_utilisation": round(busy / (nodes * a.gpus_per_node * wall), 3) if wall > 0 else None,
         "lopper": a.lopper, "loadavg_1m_end": round(os.getloadavg()[0], 2),
@@ -753,6 +777,8 @@ def main():
         print("    of which answered with an error: " + ", ".join(f"{k}: {v}" for k, v in summary["api_errors_by_verb_code"].items()))
     print(f"  operator peak RSS       {summary['operator_peak_rss_mib']} MiB")
     print(f"  operator CPU            {cpu:.1f} s = {summary['operator_cpu_ms_per_report']} ms per report")
+    if cp_ms:
+        print("  control plane CPU       " + ", ".join(f"{n} {v} ms" for n, v in cp_ms.items()) + " per report")
     print(f"  GPU slot utilisation    {summary['gpu_slot_utilisation']} (pod-Running GPU-seconds / (studies x parallelism x wall); "
           f"{summary['gpu_node_utilisation']} of the {nodes * a.gpus_per_node} fake GPUs)")
     print("  checks                  " + ("ok" if not failures else "FAILED:\n    " + "\n    ".join(failures)))
