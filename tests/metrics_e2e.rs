@@ -312,6 +312,81 @@ async fn push_reports_prune_poor_trials_and_refuse_wrong_tokens() {
             assert!(job_exists(&client, &ns.name, &name).await);
         }
     }
+    // A long curve: 600 more points of a learning trial. The oldest are sealed into
+    // CurveChunks, the Trial keeps the newest compactly, and `lopper curve` prints them all.
+    let learner = trials
+        .iter()
+        .find(|tr| tr.spec.number % 2 == 0)
+        .expect("a learning trial")
+        .name_any();
+    let value = |step: i64| 0.9 / (step as f64 + 1.0) + (step % 7) as f64 * 1e-9;
+    for step in 4..604i64 {
+        let body = serde_json::json!({"step": step, "metrics": {"val_loss": value(step)}});
+        loop {
+            let (s, ans) = post(
+                &http,
+                addr,
+                &ns.name,
+                &learner,
+                &tokens[&learner],
+                body.clone(),
+            )
+            .await;
+            if s == 429 {
+                // The per-trial rate limit (50/s after a burst of 200): slow down, as told.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            assert_eq!(s, 200, "{learner} step {step}: {ans}");
+            break;
+        }
+    }
+    let raw: serde_json::Value = Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        &ns.name,
+        &kube::discovery::ApiResource::erase::<Trial>(&()),
+    )
+    .get(&learner)
+    .await
+    .unwrap()
+    .data;
+    assert_eq!(raw["status"]["curveChunks"], 2, "{}", raw["status"]);
+    assert!(
+        raw["status"]["intermediate"].is_string(),
+        "the recent points are one compact string: {}",
+        raw["status"]
+    );
+    let out = Command::new(support::lopper_bin())
+        .args(["curve", &learner, "-n", &ns.name])
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .output()
+        .expect("run lopper curve");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Vec<(i64, f64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (s, v) = l.split_once(' ').expect("step value");
+            (s.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect();
+    let want: Vec<(i64, f64)> = (0..604)
+        .map(|s| {
+            (
+                s,
+                if s < 4 {
+                    0.9 / (s as f64 + 1.0)
+                } else {
+                    value(s)
+                },
+            )
+        })
+        .collect();
+    assert_eq!(printed, want, "every point, in order, bit for bit");
+
     // The operator's /metrics counts the reports.
     let m = http
         .get(format!("http://{addr}/metrics"))
