@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod plot;
 pub mod runner;
 pub mod sidecar;
+pub mod ui;
 pub mod workload;

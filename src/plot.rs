@@ -565,6 +565,7 @@ pub mod cluster {
             steps_run: 0,
             steps_saved_estimate: 0,
             seconds: 0.0,
+            budget: study.status.as_ref().and_then(|s| s.budget.clone()),
         };
         r.summarize();
         Ok(r)

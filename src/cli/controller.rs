@@ -61,6 +61,22 @@ pub struct Args {
     /// own (the chart passes the image it deploys).
     #[arg(long, env = "LOPPER_SIDECAR_IMAGE", default_value = crate::metrics::operator::DEFAULT_SIDECAR_IMAGE)]
     pub sidecar_image: String,
+    /// Serve the read-only dashboard at /ui/ on the HTTP port.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set, env = "LOPPER_UI")]
+    pub ui: bool,
+    /// Who may read the dashboard: anyone who reaches the port (`none`, e.g. through
+    /// `kubectl port-forward`), or a bearer token that passes a TokenReview and may list
+    /// Studies (`token-review`).
+    #[arg(long, value_enum, default_value_t = UiAuth::None, env = "LOPPER_UI_AUTH")]
+    pub ui_auth: UiAuth,
+}
+
+/// The dashboard's access check (see [`crate::ui::auth`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum UiAuth {
+    None,
+    TokenReview,
 }
 
 fn init_logging(format: LogFormat) {
@@ -98,12 +114,16 @@ async fn async_main(args: Args) -> anyhow::Result<ExitCode> {
     // One view of the watched namespaces, shared by the push endpoint, the controllers and
     // the metric sources; every replica keeps one, so a standby serves reports too.
     let view = View::start(client.clone(), &args.namespaces);
-    let server = tokio::spawn(serve(
-        addr,
-        ready.clone(),
-        http_router(view.clone()),
-        std::future::pending(),
-    ));
+    let mut routes = http_router(view.clone());
+    if args.ui {
+        let auth = match args.ui_auth {
+            UiAuth::None => crate::ui::auth::Auth::None,
+            UiAuth::TokenReview => crate::ui::auth::Auth::token_review(client.clone()),
+        };
+        let source = crate::ui::live::ViewSource::start(view.clone());
+        routes = routes.merge(crate::ui::server::router(source, auth));
+    }
+    let server = tokio::spawn(serve(addr, ready.clone(), routes, std::future::pending()));
     let report_url = args.report_url.clone().unwrap_or_else(|| {
         format!(
             "http://lopper.{}.svc:{}",

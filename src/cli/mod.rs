@@ -4,6 +4,8 @@ pub mod controller;
 pub mod crd;
 pub mod curve;
 pub mod plot;
+pub mod preview;
 pub mod replay;
 pub mod run;
 pub mod sidecar;
+pub mod ui;

@@ -38,6 +38,10 @@ pub struct Args {
     /// Plain log lines even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve the dashboard on this loopback port while the study runs (it follows the
+    /// `--output` file; afterwards: `lopper ui RESULTS`).
+    #[arg(long, value_name = "PORT", requires = "output")]
+    pub ui: Option<u16>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -62,10 +66,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if let (Some(port), Some(out)) = (args.ui, &args.output) {
+        rt.block_on(serve_ui(port, out))?;
+    }
     let results = rt.block_on(crate::runner::run(&args.file, opts))?;
     print!("{}", crate::runner::ui::summary(&results));
     if let Some(out) = &args.output {
         println!("results: {}", out.display());
+        if args.ui.is_some() {
+            println!("dashboard closed; again with: lopper ui {}", out.display());
+        }
     }
     if let Some(plot) = &args.plot {
         crate::plot::plot(&results, plot, &crate::plot::PlotOptions::default())?;
@@ -76,4 +86,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "Interrupted" => ExitCode::from(130),
         _ => ExitCode::from(1),
     })
+}
+
+/// Starts the dashboard on `port` of loopback, following `results` (written after each finished
+/// trial; a file not written yet shows an empty study until it is).
+async fn serve_ui(port: u16, results: &std::path::Path) -> anyhow::Result<()> {
+    use crate::ui::results::ResultsSource;
+    let source = match ResultsSource::open(results) {
+        Ok(s) => s,
+        Err(_) => {
+            let name = results
+                .file_stem()
+                .map(|s| s.to_string_lossy().trim_end_matches(".results").to_string())
+                .unwrap_or_default();
+            let empty = serde_json::from_value(serde_json::json!({
+                "study": name, "direction": "minimize", "best": null, "trials": [],
+                "stepsRun": 0, "stepsSavedEstimate": 0
+            }))?;
+            ResultsSource::with(results, None, empty)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).await?;
+    println!("dashboard: http://{}/ui/", listener.local_addr()?);
+    tokio::spawn(source.clone().follow());
+    tokio::spawn(async move {
+        if let Err(e) =
+            crate::ui::server::serve_local(listener, source, std::future::pending()).await
+        {
+            tracing::warn!(error = %e, "the dashboard stopped");
+        }
+    });
+    Ok(())
 }

@@ -252,6 +252,7 @@ async fn study_apply_creates_trials_treats_409_as_done_then_applies_status() {
         create: vec![(2, Default::default()), (3, Default::default())],
         stop: Vec::new(),
         stop_message: String::new(),
+        stop_pruned: false,
         status: Some(Default::default()),
         invalid_event: None,
         phase: crate::crd::StudyPhase::Running,

@@ -28,6 +28,7 @@ use crate::crd::{
     NUMBER_LABEL, STUDY_LABEL, Study, StudyPhase, StudyStatus, Trial, TrialPhase, TrialSpec,
     trial_name,
 };
+use crate::engine::budget::Spent;
 use crate::engine::policy::{self, End, StudyCounts};
 use crate::engine::samplers::{self, History, Sampler, Suggestion};
 use crate::engine::space::SearchSpace;
@@ -61,6 +62,10 @@ pub const OWNED_CONDITIONS: [&str; 4] = ["Ready", "Running", "Succeeded", "Faile
 /// not rewritten at every reconcile just because time passed.
 pub const GPU_REFRESH_SECONDS: i64 = 30;
 
+/// How often a study with a budget checks its spend while trials run (it may overshoot by
+/// what its trials report in this time, or by their remaining steps with `onSpent: finish`).
+pub const BUDGET_CHECK_SECONDS: u64 = 2;
+
 /// What the reconcile will do.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StudyPlan {
@@ -69,6 +74,8 @@ pub struct StudyPlan {
     /// Trials to stop (the study failed): name, and the condition message.
     pub stop: Vec<String>,
     pub stop_message: String,
+    /// The stopped trials count as pruned (a spent budget), not failed (a failed study).
+    pub stop_pruned: bool,
     /// The status to apply (owned conditions only), when it differs from the stored one.
     pub status: Option<StudyStatus>,
     /// An `InvalidSpec` Event to publish (the spec or its generation changed).
@@ -108,7 +115,7 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
         .filter(|c| OWNED_CONDITIONS.contains(&c.type_.as_str()))
         .cloned()
         .collect();
-    let max = u64::from(study.spec.max_trials);
+    let max = study.spec.max_trials.map_or(u64::MAX, u64::from);
     // A finished study stays finished unless its spec changed.
     let sticky = old
         .phase
@@ -141,7 +148,7 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
                 "the spec is valid",
                 generation,
             );
-            stop = policy::stop(&rules, &records);
+            stop = policy::stop(&rules, &records, agg.gpu.used);
             if stop.is_none() && sticky.is_none() {
                 let counts = StudyCounts::of(&records);
                 let slots = policy::slots(&rules, &counts, counts.running) as usize;
@@ -185,7 +192,7 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
     }
     let c = agg.counts.clone();
     if stop.is_none() && invalid.is_none() {
-        stop = policy::stop(&rules, &records);
+        stop = policy::stop(&rules, &records, agg.gpu.used);
     }
     let counts = StudyCounts::of(&records);
     let end = match (&invalid, &stop) {
@@ -208,14 +215,19 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
     } else {
         StudyPhase::Pending
     };
-    // A study that ended early stops its running trials.
+    // A study that ended early stops its running trials (a spent budget with `onSpent:
+    // stop` too, its trials counting as pruned).
     let mut stop_trials = Vec::new();
     let mut stop_message = String::new();
-    if phase == StudyPhase::Failed && c.running > 0 {
-        stop_message = failure
-            .as_ref()
-            .map(|(r, m)| format!("study failed ({r}): {m}"))
-            .unwrap_or_else(|| "study failed".into());
+    let budget_stop = end
+        .as_ref()
+        .filter(|e| matches!(e, End::BudgetSpent { .. }) && e.stops_running());
+    if (phase == StudyPhase::Failed || budget_stop.is_some()) && c.running > 0 {
+        stop_message = match (&failure, budget_stop) {
+            (Some((r, m)), _) => format!("study failed ({r}): {m}"),
+            (None, Some(e)) => e.message(),
+            (None, None) => "study failed".into(),
+        };
         stop_trials = o
             .trials
             .iter()
@@ -271,7 +283,14 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
         phase: Some(phase),
         observed_generation: generation,
         conditions,
-        progress: Some(format!("{}/{}", c.completed, study.spec.max_trials)),
+        progress: Some(match study.spec.max_trials {
+            Some(max) => format!("{}/{max}", c.completed),
+            None => format!("{}/-", c.completed),
+        }),
+        budget: study
+            .spec
+            .budget
+            .map(|b| b.status(&Spent::of(&records, agg.gpu.used))),
         best: agg.best.clone(),
         gpu_seconds: Some(agg.gpu.clone()),
         trials: Some(c.clone()),
@@ -285,6 +304,7 @@ pub fn plan(o: &Observed<'_>, checked: Result<(&SearchSpace, &dyn Sampler), Stri
         create,
         stop: stop_trials,
         stop_message,
+        stop_pruned: budget_stop.is_some() && failure.is_none(),
         status: (cmp != status).then_some(status),
         invalid_event,
         phase,
@@ -381,7 +401,11 @@ async fn reconcile_inner(study: &Study, ctx: &Context) -> Result<Action, Error> 
             .set(g.saved_by_pruning);
     }
     ctx.gauged(&ns, &name);
-    Ok(if p.running > 0 {
+    Ok(if p.running > 0 && study.spec.budget.is_some() {
+        // Reports do not wake a study (that would cost a reconcile per report at scale):
+        // a budgeted one looks at its spend this often while trials run.
+        Action::requeue(Duration::from_secs(BUDGET_CHECK_SECONDS))
+    } else if p.running > 0 {
         // Trial phase changes wake us; this only refreshes GPU-seconds.
         Action::requeue(Duration::from_secs(GPU_REFRESH_SECONDS as u64))
     } else {
@@ -408,7 +432,7 @@ pub async fn apply(ctx: &Context, study: &Study, p: &StudyPlan) -> Result<(), Er
         create_trial(ctx, study, *n, params.clone()).await?;
     }
     if !p.stop.is_empty() {
-        stop_running_trials(ctx, &ns, &p.stop, &p.stop_message).await?;
+        stop_running_trials(ctx, &ns, &p.stop, &p.stop_message, p.stop_pruned).await?;
     }
     if let Some(status) = &p.status {
         let old_phase = study.status.as_ref().and_then(|s| s.phase);
@@ -478,6 +502,7 @@ async fn stop_running_trials(
     ns: &str,
     names: &[String],
     why: &str,
+    pruned: bool,
 ) -> Result<(), Error> {
     let api: Api<Trial> = Api::namespaced(ctx.view.client.clone(), ns);
     for name in names {
@@ -488,18 +513,23 @@ async fn stop_running_trials(
             continue;
         }
         let mut s = t.status.clone().unwrap_or_default();
-        s.phase = Some(TrialPhase::Failed);
-        s.completion_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            Timestamp::now(),
-        ));
-        set_condition(
-            &mut s.conditions,
-            "Failed",
-            true,
-            "StudyFailed",
-            why,
-            t.meta().generation,
-        );
+        if pruned {
+            let d = crate::engine::pruners::Decision::prune("BudgetSpent", why.to_string());
+            super::observe::mark_pruned(&mut s, &d, t.meta().generation);
+        } else {
+            s.phase = Some(TrialPhase::Failed);
+            s.completion_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::now(),
+            ));
+            set_condition(
+                &mut s.conditions,
+                "Failed",
+                true,
+                "StudyFailed",
+                why,
+                t.meta().generation,
+            );
+        }
         match apply_trial_status(&api, name, &s, t.resource_version().as_deref()).await {
             Ok(w) => ctx.view.wrote(w),
             // Someone wrote in between (or it is gone): the next reconcile retries.
@@ -612,6 +642,55 @@ mod tests {
                 .all(|c| OWNED_CONDITIONS.contains(&c.type_.as_str())),
             "another manager's condition is never written by the reconcile"
         );
+    }
+
+    #[test]
+    fn gpu_hours_of_pruned_and_running_trials_spend_the_budget() {
+        use crate::engine::budget::{Budget, OnSpent};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let mut s = study(None);
+        s.spec.max_trials = None;
+        s.spec.trial_template.gpus = Some(2);
+        s.spec.budget = Some(Budget {
+            steps: None,
+            gpu_hours: Some(1.0),
+            on_spent: OnSpent::Stop,
+        });
+        let timed = |n: u64, phase: TrialPhase, end: Option<i64>| {
+            let mut t = (*trial(n, phase)).clone();
+            let st = t.status.as_mut().unwrap();
+            st.start_time = Some(Time(Timestamp::from_second(0).unwrap()));
+            st.completion_time = end.map(|e| Time(Timestamp::from_second(e).unwrap()));
+            Arc::new(t)
+        };
+        // A pruned trial used 900 s on 2 GPUs; the running one as long, at 900 s.
+        let trials = [
+            timed(0, TrialPhase::Pruned, Some(900)),
+            timed(1, TrialPhase::Running, None),
+        ];
+        let early = run_plan(&s, &trials, 840);
+        assert_eq!(early.create.len(), 1, "0.97 GPU-hours: one more trial");
+        let b = early.status.unwrap().budget.unwrap();
+        assert_eq!(
+            (b.gpu_hours_spent, b.gpu_hours_left),
+            (Some(0.97), Some(0.03))
+        );
+        let p = run_plan(&s, &trials, 900);
+        assert!(p.create.is_empty());
+        assert_eq!(p.phase, StudyPhase::Succeeded);
+        assert_eq!(p.stop, vec!["s-1".to_string()]);
+        assert!(p.stop_pruned, "stopped by the budget, not failed");
+        let st = p.status.unwrap();
+        let b = st.budget.unwrap();
+        assert_eq!(b.summary, "1/1 GPU-h");
+        assert_eq!(b.gpu_hours_left, Some(0.0));
+        let c = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Succeeded")
+            .unwrap();
+        assert_eq!(c.reason, "BudgetSpent");
+        assert_eq!(st.progress.as_deref(), Some("0/-"));
     }
 
     #[test]

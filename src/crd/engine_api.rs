@@ -238,6 +238,20 @@ pub fn pruner_schema(_: &mut SchemaGenerator) -> Schema {
                     "startupSteps": int(0, wx.startup_steps, "Shared steps needed before testing."),
                 }
             },
+            "asha": {
+                "type": "object",
+                "description": "Budget-aware ASHA planner: brackets and rungs planned from the step budget (see `lopper preview`).",
+                "required": ["maxSteps"],
+                "properties": {
+                    "mode": {"type": "string", "enum": ["aggressive", "standard", "conservative"], "default": "standard",
+                             "description": "aggressive: one bracket, most rungs; standard: the more aggressive half of the brackets; conservative: every bracket."},
+                    "maxSteps": {"type": "integer", "format": "int64", "minimum": 1, "description": "A trial's full length in reported steps (required: no default)."},
+                    "reductionFactor": int(2, 3, "Reduction factor eta: the top 1/eta of a rung go on."),
+                    "maxRungs": {"type": "integer", "format": "int64", "minimum": 1, "maximum": 10, "default": 5, "description": "Most rungs a bracket has (the full length included)."},
+                    "budgetSteps": {"type": "integer", "format": "int64", "minimum": 1, "description": "Steps to plan for (default: spec.budget.steps)."},
+                    "parallelism": {"type": "integer", "format": "int64", "minimum": 1, "description": "Parallel trials to plan for (default: spec.parallelism)."},
+                }
+            },
             "none": {"type": "object", "description": "Never prune.", "properties": {}},
         }
     });

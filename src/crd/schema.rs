@@ -233,11 +233,15 @@ pub fn study_rules(root: &mut Value) {
         spec,
         vec![
             rule(
-                "!has(self.maxFailedTrials) || self.maxFailedTrials < self.maxTrials",
+                "has(self.maxTrials) || has(self.budget)",
+                "spec.maxTrials is required unless spec.budget is set",
+            ),
+            rule(
+                "!has(self.maxFailedTrials) || !has(self.maxTrials) || self.maxFailedTrials < self.maxTrials",
                 "maxFailedTrials must be less than maxTrials",
             ),
             rule(
-                "self.maxTrials <= 100000",
+                "!has(self.maxTrials) || self.maxTrials <= 100000",
                 "maxTrials must be at most 100000",
             ),
         ],
@@ -250,6 +254,21 @@ pub fn study_rules(root: &mut Value) {
         if let Some(n) = props_mut(spec, field) {
             exactly_one(n, what);
         }
+    }
+    if let Some(b) = props_mut(spec, "budget") {
+        add_rules(
+            b,
+            vec![
+                rule(
+                    "has(self.steps) || has(self.gpuHours)",
+                    "spec.budget needs at least one of steps, gpuHours",
+                ),
+                rule(
+                    "!has(self.gpuHours) || self.gpuHours > 0.0",
+                    "spec.budget.gpuHours must be above 0",
+                ),
+            ],
+        );
     }
     if let Some(m) = props_mut(spec, "metrics") {
         shared_path_rules(m, "file", "path", false);

@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::engine_api::{MetricsSpec, ParamSpec, PrunerSpec, SamplerSpec};
+use crate::engine::budget::{Budget, BudgetStatus};
 use crate::engine::{Direction, Params, PrunerState};
 
 /// `spec` of a Study.
@@ -27,6 +28,7 @@ use crate::engine::{Direction, Params, PrunerState};
     printcolumn = r#"{"name":"Completed/Max","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Running","type":"integer","jsonPath":".status.trials.running"}"#,
     printcolumn = r#"{"name":"Pruned","type":"integer","jsonPath":".status.trials.pruned"}"#,
+    printcolumn = r#"{"name":"Budget","type":"string","jsonPath":".status.budget.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase", remote = "Self")]
@@ -44,9 +46,14 @@ pub struct StudySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::engine_api::pruner_schema")]
     pub pruner: Option<PrunerSpec>,
-    /// How many trials the study runs in total.
+    /// How many trials the study runs in total (optional when `budget` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub max_trials: u32,
+    pub max_trials: Option<u32>,
+    /// Compute the study may spend: reported `steps` and/or `gpuHours` over all trials.
+    /// Once spent no trial is created; `onSpent` says whether running trials finish or stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
     /// How many trials run at once (default 1).
     #[serde(default = "default_parallelism")]
     #[schemars(range(min = 1))]
@@ -104,7 +111,8 @@ impl StudySpec {
             parameters: Vec::new(),
             sampler: None,
             pruner: None,
-            max_trials: 1,
+            max_trials: Some(1),
+            budget: None,
             parallelism: 1,
             max_failed_trials: None,
             metrics: None,
@@ -221,7 +229,10 @@ pub struct StudyStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trials: Option<TrialCounts>,
-    /// `completed/maxTrials`, for `kubectl get studies`.
+    /// Spent and left of `spec.budget`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetStatus>,
+    /// `completed/maxTrials` (`completed/-` without maxTrials), for `kubectl get studies`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,9 +282,21 @@ impl Study {
     pub fn sampler(&self) -> SamplerSpec {
         self.spec.sampler.clone().unwrap_or_default()
     }
-    /// The effective pruner (default: none).
+    /// The effective pruner (default: none). The `asha` planner plans for the study's
+    /// `budget.steps` and `parallelism` unless its spec names its own.
     pub fn pruner(&self) -> PrunerSpec {
-        self.spec.pruner.clone().unwrap_or(PrunerSpec::Nop)
+        match self.spec.pruner.clone().unwrap_or(PrunerSpec::Nop) {
+            PrunerSpec::Asha(mut a) => {
+                a.budget_steps = a.budget_steps.or(self
+                    .spec
+                    .budget
+                    .and_then(|b| b.steps)
+                    .and_then(|s| i64::try_from(s).ok()));
+                a.parallelism = a.parallelism.or(Some(i64::from(self.spec.parallelism)));
+                PrunerSpec::Asha(a)
+            }
+            p => p,
+        }
     }
     /// The effective metric source (default: logs).
     pub fn metrics(&self) -> MetricsSpec {

@@ -3,6 +3,9 @@
 //! Nothing in here performs I/O, awaits, reads a clock or keeps global state, so the
 //! controller, the local runner and `lopper replay` all decide exactly alike.
 
+pub mod budget;
+pub mod importance;
+pub mod planner;
 pub mod policy;
 pub mod pruners;
 pub mod replay;

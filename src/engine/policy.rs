@@ -3,13 +3,15 @@
 //!
 //! - keep `parallelism` trials running until `maxTrials` trials exist;
 //! - stop creating trials once a completed trial reaches the goal, `maxTrials` trials
-//!   exist, or the sampler is exhausted; the running ones finish, then the study has
+//!   exist, the budget is spent, or the sampler is exhausted; the running ones finish (a
+//!   spent budget with `onSpent: stop` stops them), then the study has
 //!   Succeeded — or Failed (`NoTrialCompleted`) if no trial completed and the goal was
 //!   not reached;
 //! - it fails once more than `maxFailedTrials` trials have failed, and then stops the
 //!   running trials (this overrides every other stop, even a reached goal, while trials
 //!   still run).
 
+use super::budget::{Budget, OnSpent, Spent};
 use super::{Direction, TrialRecord, TrialState};
 
 /// Trials of a study by state.
@@ -45,9 +47,11 @@ impl StudyCounts {
 pub struct Rules {
     pub direction: Direction,
     pub goal: Option<f64>,
-    pub max_trials: u32,
+    /// `None`: no limit on the number of trials (a budget bounds the study).
+    pub max_trials: Option<u32>,
     pub parallelism: u32,
     pub max_failed_trials: Option<u32>,
+    pub budget: Option<Budget>,
 }
 
 /// Why a study stopped creating trials, or why it ended (the operator's condition reasons).
@@ -62,6 +66,11 @@ pub enum End {
         max: u32,
     },
     SpaceExhausted,
+    /// `spec.budget` is spent; `stop_running`: `onSpent: stop`.
+    BudgetSpent {
+        why: String,
+        stop_running: bool,
+    },
     TooManyFailures {
         failed: u32,
         max: u32,
@@ -92,6 +101,7 @@ impl End {
             End::GoalReached { .. } => "GoalReached",
             End::MaxTrialsReached { .. } => "MaxTrialsReached",
             End::SpaceExhausted => "SpaceExhausted",
+            End::BudgetSpent { .. } => "BudgetSpent",
             End::TooManyFailures { .. } => "TooManyFailures",
             End::NoTrialCompleted { .. } => "NoTrialCompleted",
             End::Error(_) => "Error",
@@ -107,6 +117,14 @@ impl End {
             } => format!("goal {goal} reached by trial {number} ({value})"),
             End::MaxTrialsReached { max } => format!("all {max} trials finished"),
             End::SpaceExhausted => "the sampler has nothing left to propose".into(),
+            End::BudgetSpent { why, stop_running } => format!(
+                "budget spent: {why}{}",
+                if *stop_running {
+                    " (onSpent: stop)"
+                } else {
+                    ""
+                }
+            ),
             End::TooManyFailures { failed, max } => {
                 format!("{failed} trials failed, more than maxFailedTrials={max}")
             }
@@ -119,7 +137,15 @@ impl End {
 
     /// Whether running trials are stopped at once (the study failed early).
     pub fn stops_running(&self) -> bool {
-        matches!(self, End::TooManyFailures { .. } | End::Error(_))
+        matches!(
+            self,
+            End::TooManyFailures { .. }
+                | End::Error(_)
+                | End::BudgetSpent {
+                    stop_running: true,
+                    ..
+                }
+        )
     }
 
     /// Whether `self`, decided now, replaces the study's earlier stop `current`: a first
@@ -133,9 +159,10 @@ impl End {
     }
 }
 
-/// Why the study stops creating trials, judged from its trials alone; `None`: it goes on.
-/// (An exhausted sampler is only known by asking it: [`End::SpaceExhausted`].)
-pub fn stop(rules: &Rules, trials: &[TrialRecord]) -> Option<End> {
+/// Why the study stops creating trials, judged from its trials and the GPU-seconds its
+/// trials used; `None`: it goes on. (An exhausted sampler is only known by asking it:
+/// [`End::SpaceExhausted`].)
+pub fn stop(rules: &Rules, trials: &[TrialRecord], gpu_seconds: f64) -> Option<End> {
     let c = StudyCounts::of(trials);
     if let Some(max) = rules.max_failed_trials
         && c.failed > max
@@ -155,21 +182,29 @@ pub fn stop(rules: &Rules, trials: &[TrialRecord]) -> Option<End> {
             goal,
         });
     }
-    if c.total >= rules.max_trials {
-        return Some(End::MaxTrialsReached {
-            max: rules.max_trials,
+    if let Some(b) = &rules.budget
+        && let Some(why) = b.spent_by(&Spent::of(trials, gpu_seconds))
+    {
+        return Some(End::BudgetSpent {
+            why,
+            stop_running: b.on_spent == OnSpent::Stop,
         });
+    }
+    if let Some(max) = rules.max_trials
+        && c.total >= max
+    {
+        return Some(End::MaxTrialsReached { max });
     }
     None
 }
 
 /// How many trials to create now, with `running` trials still active (not yet stopped).
 pub fn slots(rules: &Rules, counts: &StudyCounts, running: u32) -> u32 {
-    rules
-        .parallelism
-        .max(1)
-        .saturating_sub(running)
-        .min(rules.max_trials.saturating_sub(counts.total))
+    rules.parallelism.max(1).saturating_sub(running).min(
+        rules
+            .max_trials
+            .map_or(u32::MAX, |m| m.saturating_sub(counts.total)),
+    )
 }
 
 /// How the study ends, given why it stopped creating trials: `None` while `running` trials
@@ -228,9 +263,10 @@ mod tests {
         Rules {
             direction: Direction::Minimize,
             goal: None,
-            max_trials,
+            max_trials: Some(max_trials),
             parallelism,
             max_failed_trials: None,
+            budget: None,
         }
     }
 
@@ -241,7 +277,7 @@ mod tests {
             .map(|n| trial(n, TrialState::Running, None))
             .collect();
         let c = StudyCounts::of(&running);
-        assert_eq!(stop(&r, &running), None);
+        assert_eq!(stop(&r, &running, 0.0), None);
         assert_eq!(slots(&r, &c, 1), 1);
         assert_eq!(slots(&r, &c, 2), 0);
         assert_eq!(slots(&rules(4, 3), &c, 0), 1);
@@ -249,7 +285,7 @@ mod tests {
             .map(|n| trial(n, TrialState::Complete, Some(1.0)))
             .collect();
         all[4].state = TrialState::Running;
-        let end = stop(&r, &all).unwrap();
+        let end = stop(&r, &all, 0.0).unwrap();
         assert_eq!(end, End::MaxTrialsReached { max: 5 });
         let c = StudyCounts::of(&all);
         assert_eq!(slots(&r, &c, 0), 0);
@@ -268,20 +304,20 @@ mod tests {
             ..rules(10, 1)
         };
         assert!(matches!(
-            stop(&goal(0.5, Direction::Minimize), one),
+            stop(&goal(0.5, Direction::Minimize), one, 0.0),
             Some(End::GoalReached { number: 4, .. })
         ));
-        assert_eq!(stop(&goal(0.6, Direction::Maximize), one), None);
+        assert_eq!(stop(&goal(0.6, Direction::Maximize), one, 0.0), None);
         let nan = [trial(0, TrialState::Complete, Some(f64::NAN))];
-        assert_eq!(stop(&goal(0.5, Direction::Minimize), &nan), None);
+        assert_eq!(stop(&goal(0.5, Direction::Minimize), &nan, 0.0), None);
 
         let failed: Vec<_> = (0..3).map(|n| trial(n, TrialState::Failed, None)).collect();
         let max_failed = |m| Rules {
             max_failed_trials: Some(m),
             ..rules(10, 1)
         };
-        assert_eq!(stop(&max_failed(3), &failed), None);
-        let end = stop(&max_failed(2), &failed).unwrap();
+        assert_eq!(stop(&max_failed(3), &failed, 0.0), None);
+        let end = stop(&max_failed(2), &failed, 0.0).unwrap();
         assert_eq!(end.reason(), "TooManyFailures");
         assert!(end.stops_running());
         assert_eq!(end.phase(), "Failed");
@@ -304,11 +340,11 @@ mod tests {
             max_failed_trials: Some(1),
             ..rules(10, 3)
         };
-        let goal = stop(&r, &trials).unwrap();
+        let goal = stop(&r, &trials, 0.0).unwrap();
         assert_eq!(goal.reason(), "GoalReached");
         assert!(goal.replaces(None));
         trials[2].state = TrialState::Failed;
-        let failed = stop(&r, &trials).unwrap();
+        let failed = stop(&r, &trials, 0.0).unwrap();
         assert_eq!(failed.reason(), "TooManyFailures");
         assert!(failed.replaces(Some(&goal)));
         assert!(!goal.replaces(Some(&failed)));
@@ -322,7 +358,7 @@ mod tests {
             trial(1, TrialState::Failed, None),
         ];
         let c = StudyCounts::of(&trials);
-        let end = stop(&rules(2, 2), &trials).unwrap();
+        let end = stop(&rules(2, 2), &trials, 0.0).unwrap();
         let out = outcome(&end, &c, 0).unwrap();
         assert_eq!(out, End::NoTrialCompleted { created: 2 });
         assert_eq!((out.phase(), out.reason()), ("Failed", "NoTrialCompleted"));
@@ -330,5 +366,96 @@ mod tests {
         let out = outcome(&End::SpaceExhausted, &c, 0).unwrap();
         assert_eq!(out.reason(), "NoTrialCompleted");
         assert_eq!(outcome(&End::SpaceExhausted, &c, 1), None);
+    }
+
+    fn budgeted(steps: Option<u64>, gpu_hours: Option<f64>, on_spent: OnSpent) -> Rules {
+        Rules {
+            max_trials: None,
+            budget: Some(Budget {
+                steps,
+                gpu_hours,
+                on_spent,
+            }),
+            ..rules(1, 2)
+        }
+    }
+
+    fn reporting(n: u64, state: TrialState, steps: i64) -> TrialRecord {
+        let mut t = trial(n, state, None);
+        for s in 0..steps {
+            t.report(s, 1.0 / (s + 1) as f64);
+        }
+        if state != TrialState::Running {
+            t.value = t.last_value();
+        }
+        t
+    }
+
+    #[test]
+    fn budget_spent_mid_trial_stops_creation_and_running_trials_finish() {
+        let r = budgeted(Some(10), None, OnSpent::Finish);
+        let mut trials = vec![
+            reporting(0, TrialState::Complete, 6),
+            reporting(1, TrialState::Running, 3),
+        ];
+        // 9 of 10 steps: one more trial may start (no maxTrials).
+        assert_eq!(stop(&r, &trials, 0.0), None);
+        assert_eq!(slots(&r, &StudyCounts::of(&trials), 1), 1);
+        // The running trial reports its 4th step: spent while it runs.
+        trials[1].report(3, 0.2);
+        let end = stop(&r, &trials, 0.0).unwrap();
+        assert_eq!(end.reason(), "BudgetSpent");
+        assert_eq!(
+            end.message(),
+            "budget spent: 10 of 10 budgeted steps reported"
+        );
+        assert!(!end.stops_running() && !end.failed());
+        let c = StudyCounts::of(&trials);
+        assert_eq!(outcome(&end, &c, 1), None, "the running trial finishes");
+        trials[1].state = TrialState::Complete;
+        let out = outcome(&end, &StudyCounts::of(&trials), 0).unwrap();
+        assert_eq!((out.phase(), out.reason()), ("Succeeded", "BudgetSpent"));
+    }
+
+    #[test]
+    fn budget_with_on_spent_stop_ends_at_once() {
+        let r = budgeted(Some(5), None, OnSpent::Stop);
+        let trials = vec![
+            reporting(0, TrialState::Complete, 3),
+            reporting(1, TrialState::Running, 2),
+        ];
+        let end = stop(&r, &trials, 0.0).unwrap();
+        assert!(end.stops_running());
+        assert_eq!(
+            outcome(&end, &StudyCounts::of(&trials), 1),
+            Some(end.clone())
+        );
+        assert_eq!(end.phase(), "Succeeded");
+        // It replaces an earlier stop that let trials finish.
+        assert!(end.replaces(Some(&End::SpaceExhausted)));
+    }
+
+    #[test]
+    fn gpu_hours_count_pruned_trials_and_max_trials_still_applies() {
+        let r = budgeted(None, Some(1.0), OnSpent::Finish);
+        let trials = vec![
+            reporting(0, TrialState::Pruned, 2),
+            reporting(1, TrialState::Complete, 9),
+        ];
+        assert_eq!(stop(&r, &trials, 3599.0), None);
+        let end = stop(&r, &trials, 3600.0).unwrap();
+        assert_eq!(
+            end.message(),
+            "budget spent: 1 of 1 budgeted GPU-hours used"
+        );
+        let both = Rules {
+            max_trials: Some(2),
+            ..r
+        };
+        assert_eq!(
+            stop(&both, &trials, 0.0),
+            Some(End::MaxTrialsReached { max: 2 })
+        );
+        assert_eq!(slots(&both, &StudyCounts::of(&trials), 0), 0);
     }
 }

@@ -943,7 +943,7 @@ trials:
             (
                 r#"{"median": {}, "none": {}}"#,
                 "pruner: must have exactly one key (one of median, percentile, \
-                 successiveHalving, hyperband, threshold, patient, wilcoxon, none), got 2",
+                 successiveHalving, hyperband, threshold, patient, wilcoxon, asha, none), got 2",
             ),
             (
                 r#"{"patient": {"wrapped": {"median": {}}}}"#,

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::crd::Study;
 use crate::engine::Direction;
+use crate::engine::budget::Budget;
 use crate::engine::pruners::PrunerSpec;
 use crate::engine::samplers::SamplerSpec;
 use crate::engine::space::SearchSpace;
@@ -30,7 +31,11 @@ pub struct LocalStudy {
     pub sampler_name: String,
     pub pruner: PrunerSpec,
     pub pruner_name: String,
-    pub max_trials: u32,
+    /// `None`: bounded by `budget` alone.
+    pub max_trials: Option<u32>,
+    pub budget: Option<Budget>,
+    /// GPUs a trial is accounted for (the operator's rule), for `budget.gpuHours`.
+    pub gpus: u32,
     pub parallelism: u32,
     pub max_failed_trials: Option<u32>,
     pub metrics: MetricsSpec,
@@ -92,7 +97,10 @@ impl LocalStudy {
         let pruner: PrunerSpec =
             serde_json::from_value(serde_json::to_value(study.pruner())?).context("spec.pruner")?;
         let spec = &study.spec;
-        anyhow::ensure!(spec.max_trials >= 1, "spec.maxTrials must be at least 1");
+        anyhow::ensure!(
+            spec.max_trials.is_none_or(|m| m >= 1),
+            "spec.maxTrials must be at least 1"
+        );
         anyhow::ensure!(spec.parallelism >= 1, "spec.parallelism must be at least 1");
         let probe = super::template::command_line(&study, 0, &crate::engine::Params::new())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -123,6 +131,8 @@ impl LocalStudy {
             pruner_name: key_name(&pruner),
             pruner,
             max_trials: spec.max_trials,
+            budget: spec.budget,
+            gpus: crate::workload::job::gpus_per_trial(&study),
             parallelism: spec.parallelism,
             max_failed_trials: spec.max_failed_trials,
             metrics: study.metrics(),

@@ -24,6 +24,7 @@ use anyhow::Context;
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::engine::budget::Spent;
 use crate::engine::policy::{self, End, Rules, StudyCounts};
 use crate::engine::pruners::Pruner;
 use crate::engine::samplers::{History, Sampler, Suggestion};
@@ -115,7 +116,7 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> anyhow::Result<Res
     }
     if let Some(m) = opts.max_trials {
         anyhow::ensure!(m >= 1, "--max-trials must be at least 1");
-        study.max_trials = m;
+        study.max_trials = Some(m);
     }
     let space = study.space.clone();
     let sampler = crate::engine::samplers::build(&study.sampler)
@@ -148,11 +149,17 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> anyhow::Result<Res
             "spec.metrics.prometheus is not supported by `lopper run`: use logs, push, file or tensorboard locally"
         ),
     };
-    let ui = ui::Ui::new(opts.progress, study.max_trials as u64);
+    let ui = ui::Ui::new(opts.progress, study.max_trials.unwrap_or(0).into());
+    let limit = match (study.max_trials, &study.budget) {
+        (Some(m), None) => format!("{m} trials"),
+        (Some(m), Some(b)) => format!("{m} trials, budget {}", b.limits()),
+        (None, Some(b)) => format!("budget {}", b.limits()),
+        // `LocalStudy::parse` refuses a manifest with neither.
+        (None, None) => "unbounded".into(),
+    };
     ui.line(&format!(
-        "study {}: {} trials, {} at once, sampler {}, pruner {}, objective {} ({}){}",
+        "study {}: {limit}, {} at once, sampler {}, pruner {}, objective {} ({}){}",
         study.name,
-        study.max_trials,
         study.parallelism,
         study.sampler_name,
         study.pruner_name,
@@ -266,14 +273,29 @@ impl Loop {
             max_trials: self.study.max_trials,
             parallelism: self.study.parallelism,
             max_failed_trials: self.study.max_failed_trials,
+            budget: self.study.budget,
         }
+    }
+
+    /// GPU-seconds used so far: every trial's wall time (running ones up to now) times
+    /// the GPUs a trial gets, as the operator accounts them.
+    fn gpu_seconds(&self) -> f64 {
+        let secs: f64 = self
+            .local
+            .iter()
+            .map(|l| match (l.pgid, l.started) {
+                (Some(_), Some(s)) => s.elapsed().as_secs_f64(),
+                _ => l.seconds,
+            })
+            .sum();
+        secs * f64::from(self.study.gpus)
     }
 
     /// Starts trials until `parallelism` run, as the policy allows.
     fn fill(&mut self) -> anyhow::Result<()> {
         loop {
             let rules = self.rules();
-            if let Some(stop) = policy::stop(&rules, &self.trials) {
+            if let Some(stop) = policy::stop(&rules, &self.trials, self.gpu_seconds()) {
                 self.finish_study(stop);
                 return Ok(());
             }
@@ -513,7 +535,7 @@ impl Loop {
                 }
             }
         }
-        if let Some(stop) = policy::stop(&self.rules(), &self.trials) {
+        if let Some(stop) = policy::stop(&self.rules(), &self.trials, self.gpu_seconds()) {
             self.finish_study(stop);
         }
         self.progress();
@@ -567,7 +589,13 @@ impl Loop {
             self.ui
                 .line(&format!("study {}: {}", self.study.name, end.message()));
         }
-        if end.stops_running() {
+        if let End::BudgetSpent {
+            stop_running: true,
+            why,
+        } = &end
+        {
+            self.prune_all(&format!("budget spent: {why}"));
+        } else if end.stops_running() {
             self.stop_all(false);
         }
         self.end = Some(end);
@@ -602,6 +630,31 @@ impl Loop {
                 }
                 process::terminate(pgid, grace);
             }
+        }
+    }
+
+    /// Stops the running trials as pruned at their last step (`budget.onSpent: stop`).
+    fn prune_all(&mut self, why: &str) {
+        let grace = self.grace();
+        for (idx, (t, l)) in self
+            .trials
+            .iter_mut()
+            .zip(self.local.iter_mut())
+            .enumerate()
+        {
+            if t.state != TrialState::Running {
+                continue;
+            }
+            t.state = TrialState::Pruned;
+            t.value = t.last_value();
+            l.pruned_at_step = t.last_step();
+            l.reason = Some("BudgetSpent".into());
+            l.message = Some(why.to_string());
+            if let Some(pgid) = l.pgid {
+                process::terminate(pgid, grace);
+            }
+            let name = template::trial_name(&self.study.name, idx as u64);
+            self.ui.line(&format!("{name} stopped: {why}"));
         }
     }
 
@@ -675,6 +728,10 @@ impl Loop {
             steps_run: 0,
             steps_saved_estimate: 0,
             seconds: self.started.elapsed().as_secs_f64(),
+            budget: self
+                .study
+                .budget
+                .map(|b| b.status(&Spent::of(&self.trials, self.gpu_seconds()))),
         };
         r.summarize();
         r

@@ -39,6 +39,9 @@ pub struct Results {
     pub steps_saved_estimate: u64,
     #[serde(default)]
     pub seconds: f64,
+    /// Spent and left of `spec.budget`, when the study has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<crate::engine::budget::BudgetStatus>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

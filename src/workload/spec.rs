@@ -16,6 +16,12 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
     if let Some(msg) = &study.spec.invalid {
         return Err(msg.clone());
     }
+    // First: the asha pruner's own check would otherwise report a missing budget.
+    match (&study.spec.budget, study.spec.max_trials) {
+        (None, None) => return Err("spec.maxTrials is required unless spec.budget is set".into()),
+        (Some(b), _) => b.validate().map_err(|e| e.to_string())?,
+        (None, Some(_)) => {}
+    }
     let space = SearchSpace::new(study.spec.parameters.clone())
         .map_err(|e| format!("spec.parameters: {e}"))?;
     let seed = study_seed(study);
@@ -27,7 +33,8 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
         .validate()
         .map_err(|e| format!("spec.metrics: {e}"))?;
     if let Some(m) = study.spec.max_failed_trials
-        && m >= study.spec.max_trials
+        && let Some(max) = study.spec.max_trials
+        && m >= max
     {
         return Err("spec.maxFailedTrials must be less than spec.maxTrials".into());
     }
@@ -66,5 +73,6 @@ pub fn rules(study: &Study) -> Rules {
         max_trials: study.spec.max_trials,
         parallelism: study.spec.parallelism,
         max_failed_trials: study.spec.max_failed_trials,
+        budget: study.spec.budget,
     }
 }

@@ -109,3 +109,16 @@ namespaces) or into one Role per watched namespace. Keep config/rbac/role.yaml i
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+The dashboard's rule (values `ui`): a trial page lists its Trial's Events (core/v1, where the
+events.k8s.io Events the operator writes are listed too). Read-only.
+*/}}
+{{- define "lopper.uiRules" -}}
+{{- if .Values.ui.enabled -}}
+# The dashboard (/ui/): a trial page lists its Trial's Events.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
+{{- end }}
+{{- end }}

@@ -27,6 +27,7 @@ macro_rules! message {
     (@value $name:ident) => { $name };
 }
 
+pub mod asha;
 pub mod hyperband;
 pub mod index;
 pub mod median;

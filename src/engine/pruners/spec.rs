@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use super::Pruner;
 use super::none::NopPruner;
 
+pub use super::asha::AshaSpec;
 pub use super::hyperband::HyperbandSpec;
 pub use super::median::MedianSpec;
 pub use super::patient::PatientSpec;
@@ -102,13 +103,15 @@ pub enum PrunerSpec {
     Threshold(ThresholdSpec),
     Patient(PatientSpec),
     Wilcoxon(WilcoxonSpec),
+    /// The budget-aware ASHA planner (ours, no Optuna counterpart).
+    Asha(AshaSpec),
     /// `none: {}` — never prune.
     Nop,
 }
 
 /// The spec's keys, as error messages list them.
 pub const KEYS: &str =
-    "median, percentile, successiveHalving, hyperband, threshold, patient, wilcoxon, none";
+    "median, percentile, successiveHalving, hyperband, threshold, patient, wilcoxon, asha, none";
 
 /// `$body` with `$s` bound to the variant's parameters (`PrunerParams`), or `$nop`.
 macro_rules! dispatch {
@@ -121,6 +124,7 @@ macro_rules! dispatch {
             PrunerSpec::Threshold($s) => $body,
             PrunerSpec::Patient($s) => $body,
             PrunerSpec::Wilcoxon($s) => $body,
+            PrunerSpec::Asha($s) => $body,
             PrunerSpec::Nop => $nop,
         }
     };
@@ -182,6 +186,7 @@ impl PrunerSpec {
             ThresholdSpec::KEY => PrunerSpec::Threshold(ThresholdSpec::parse(&f)?),
             PatientSpec::KEY => PrunerSpec::Patient(PatientSpec::parse(&f)?),
             WilcoxonSpec::KEY => PrunerSpec::Wilcoxon(WilcoxonSpec::parse(&f)?),
+            AshaSpec::KEY => PrunerSpec::Asha(AshaSpec::parse(&f)?),
             "none" => {
                 f.only(&[])?;
                 PrunerSpec::Nop

@@ -37,7 +37,7 @@ fn estimate_min_resource<'a>(trials: impl Iterator<Item = &'a TrialRecord>) -> O
 /// Whether `value` is within the top `max(n // eta, 1)` of the competing values
 /// (`others` plus `value` itself), ties promoted. `count_less`/`count_greater` count the
 /// other values strictly better / worse than `value` for the direction.
-fn promotable(n: usize, eta: i64, better_count: usize) -> bool {
+pub(crate) fn promotable(n: usize, eta: i64, better_count: usize) -> bool {
     let idx = (n as i64 / eta - 1).max(0) as usize;
     better_count <= idx
 }
