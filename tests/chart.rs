@@ -538,6 +538,7 @@ async fn samples_are_valid_studies() {
         "threshold",
         "patient",
         "wilcoxon",
+        "asha",
         "none",
     ] {
         assert!(
