@@ -1,34 +1,32 @@
 # syntax=docker/dockerfile:1
-# The lopper operator image: build with cargo, run from a distroless image as non-root.
+# The lopper operator image, for those with Docker:
 #
 #   docker build -t lopper:dev .
-#   docker run --rm lopper:dev --help
+#   docker run --rm --read-only lopper:dev --help
 #
-# TLS is rustls (no OpenSSL). The binary links glibc and, through the plotting code
-# (`lopper plot`), fontconfig/freetype; those few libraries are copied next to distroless/cc.
+# Without Docker, `bash e2e/image.sh` builds the same image with buildah (see docs/install.md).
+# Both are `FROM scratch` with the tree `e2e/image.sh rootfs` makes: the release binary, exactly the
+# shared libraries it loads (glibc, and fontconfig/freetype for `lopper plot`), CA certificates,
+# /etc/passwd naming user 65532, an empty /tmp; and the same config below (tests/image.rs checks
+# it). TLS is rustls (no OpenSSL). No shell, no package manager.
 
 ARG RUST_VERSION=1.95
 
 FROM rust:${RUST_VERSION}-bookworm AS builder
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libfontconfig1-dev \
+ && apt-get install -y --no-install-recommends libfontconfig1-dev ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin lopper \
- && cp target/release/lopper /lopper
-# The shared libraries distroless/cc lacks (it has glibc, libm and libgcc_s).
-RUN mkdir -p /runtime-libs \
- && ldd /lopper | awk '/=> \// {print $3}' \
-    | grep -Ev '/(libc|libm|libgcc_s|libpthread|libdl|librt)\.so' \
-    | xargs -r -I{} cp --parents -L {} /runtime-libs/
+ && bash e2e/image.sh rootfs target/release/lopper /rootfs
 
-FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=builder /runtime-libs/ /
-COPY --from=builder /lopper /usr/local/bin/lopper
-# 65532:65532 is distroless' "nonroot"; the chart also sets runAsNonRoot and a read-only root fs.
+FROM scratch
+COPY --from=builder /rootfs/ /
+# 65532 is "nonroot" in the image's /etc/passwd; the chart also sets runAsNonRoot, runAsUser 65532
+# and a read-only root filesystem (with an emptyDir on /tmp).
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/lopper"]
