@@ -26,47 +26,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
-use lopper::controller::Config;
 use lopper::crd::{Study, Trial, TrialPhase};
 use lopper::metrics::{operator, server};
+use support::operator::Aborting;
 use support::{TestNamespace, wait_for};
 use tokio::task::JoinHandle;
 
-struct Aborting(Vec<JoinHandle<()>>);
-impl Drop for Aborting {
-    fn drop(&mut self) {
-        for h in &self.0 {
-            h.abort();
-        }
-    }
-}
-
 /// Controllers (with the push env hook), the metric-source manager and the HTTP server.
 async fn spawn_operator(client: &Client, ns: &str) -> (SocketAddr, Aborting) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cfg = Config {
-        namespaces: vec![ns.to_string()],
-        concurrency: 8,
-        env_hook: Some(operator::env_hook(format!("http://{addr}"))),
-    };
-    let view = lopper::controller::View::start(client.clone(), &[ns.to_string()]);
-    assert!(view.ready(Duration::from_secs(60)).await, "view synced");
-    let ctl = tokio::spawn(lopper::controller::run_on(view.clone(), cfg));
-    let mgr = tokio::spawn(operator::run(view.clone()));
-    let srv = tokio::spawn({
-        let extra = operator::http_router(view.clone());
-        async move {
-            let _ = server::serve_on(
-                listener,
-                server::Ready::new(true),
-                extra,
-                std::future::pending(),
-            )
-            .await;
-        }
-    });
-    (addr, Aborting(vec![ctl, mgr, srv]))
+    support::operator::spawn(client, ns, 8, operator::env_hook, true).await
 }
 
 async fn setup(prefix: &str) -> (Client, TestNamespace) {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod long_curves;
+pub mod operator;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
