@@ -114,22 +114,30 @@ pub fn aggregate<T: std::borrow::Borrow<Trial>>(
         a.counts.created += 1;
         let phase = t.phase();
         match phase {
+            TrialPhase::Queued => {
+                a.counts.running += 1;
+                a.counts.queued += 1;
+            }
             TrialPhase::Pending | TrialPhase::Running => a.counts.running += 1,
             TrialPhase::Completed => a.counts.completed += 1,
             TrialPhase::Pruned => a.counts.pruned += 1,
             TrialPhase::Failed => a.counts.failed += 1,
         }
         let st = t.status.as_ref();
-        let used = match st.and_then(|s| s.start_time.as_ref()) {
-            Some(start) => {
-                let end = st
-                    .and_then(|s| s.completion_time.as_ref())
-                    .map(|c| c.0)
-                    .unwrap_or(now);
-                secs(start, end)
-            }
-            None => 0.0,
-        };
+        // Runs that ended in a preemption count too; queued time never does (startTime is
+        // set once pods run, and cleared on a requeue).
+        let earlier = st.and_then(|s| s.preempted_seconds).unwrap_or(0.0);
+        let used = earlier
+            + match st.and_then(|s| s.start_time.as_ref()) {
+                Some(start) => {
+                    let end = st
+                        .and_then(|s| s.completion_time.as_ref())
+                        .map(|c| c.0)
+                        .unwrap_or(now);
+                    secs(start, end)
+                }
+                None => 0.0,
+            };
         a.gpu.used += used * gpus;
         match phase {
             TrialPhase::Completed => completed_durations.push(used),

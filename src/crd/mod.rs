@@ -13,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use study::{
+    OnPreemption,
     BestTrial, GpuSeconds, Objective, Study, StudyPhase, StudySpec, StudyStatus, TemplateMetadata,
     TrialCounts, TrialTemplate, WarmStart,
 };

@@ -104,6 +104,108 @@ pub fn job_spec_schema(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// The pod template of a Job inside a JobSet's replicated job (`template.spec.template`).
+fn pod_template_schema() -> Value {
+    json!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "required": ["spec"],
+        "properties": {
+            "spec": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "required": ["containers"],
+                "properties": {
+                    "containers": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 64,
+                        "items": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true,
+                            "required": ["name", "image"],
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1, "maxLength": 63},
+                                "image": {"type": "string", "minLength": 1},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    })
+}
+
+pub fn jobset_spec_schema(_: &mut SchemaGenerator) -> Schema {
+    let pod = pod_template_schema();
+    let v = json!({
+        "description": "A JobSet (jobset.x-k8s.io/v1alpha2) spec. Placeholders are substituted in string values; every pod gets the trial's labels and LOPPER_* env.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "required": ["replicatedJobs"],
+        "properties": {
+            "replicatedJobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 32,
+                "items": {
+                    "type": "object",
+                    "x-kubernetes-preserve-unknown-fields": true,
+                    "required": ["name", "template"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 63},
+                        "replicas": {"type": "integer", "minimum": 1},
+                        "template": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": true,
+                            "required": ["spec"],
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "x-kubernetes-preserve-unknown-fields": true,
+                                    "required": ["template"],
+                                    "properties": {
+                                        "parallelism": {"type": "integer", "minimum": 1},
+                                        "template": pod,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+                "x-kubernetes-validations": [rule(
+                    "self.all(r, self.exists_one(q, q.name == r.name))",
+                    "spec.trialTemplate.jobSet.replicatedJobs names must be unique",
+                )],
+            },
+        },
+    });
+    serde_json::from_value(v).expect("a valid schema")
+}
+
+pub fn trainjob_spec_schema(_: &mut SchemaGenerator) -> Schema {
+    let v = json!({
+        "description": "A Kubeflow TrainJob (trainer.kubeflow.org/v1alpha1) spec. Placeholders are substituted in string values; the trainer gets the trial's labels and LOPPER_* env.",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "required": ["runtimeRef"],
+        "properties": {
+            "runtimeRef": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "minLength": 1}},
+            },
+            "trainer": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": true,
+                "properties": {"numNodes": {"type": "integer", "minimum": 1}},
+            },
+        },
+    });
+    serde_json::from_value(v).expect("a valid schema")
+}
+
 fn rule(rule: &str, message: &str) -> Value {
     json!({"rule": rule, "message": message})
 }
@@ -254,6 +356,21 @@ pub fn study_rules(root: &mut Value) {
         if let Some(n) = props_mut(spec, field) {
             exactly_one(n, what);
         }
+    }
+    if let Some(tt) = props_mut(spec, "trialTemplate") {
+        add_rules(
+            tt,
+            vec![
+                rule(
+                    "[has(self.spec), has(self.jobSet), has(self.trainJob)].filter(x, x).size() == 1",
+                    "spec.trialTemplate must have exactly one of: spec (a batch/v1 JobSpec), jobSet, trainJob",
+                ),
+                rule(
+                    "!has(self.primaryReplicatedJob) || (has(self.jobSet) && self.jobSet.replicatedJobs.exists(r, r.name == self.primaryReplicatedJob))",
+                    "spec.trialTemplate.primaryReplicatedJob must name one of jobSet.replicatedJobs",
+                ),
+            ],
+        );
     }
     if let Some(b) = props_mut(spec, "budget") {
         add_rules(

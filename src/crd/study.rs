@@ -68,8 +68,23 @@ pub struct StudySpec {
     /// Earlier studies in the namespace whose trials feed the sampler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm_start: Option<WarmStart>,
-    /// How each trial runs: a batch/v1 Job template with `${...}` placeholders.
+    /// How each trial runs: a batch/v1 Job, a JobSet or a TrainJob template with `${...}`
+    /// placeholders.
     pub trial_template: TrialTemplate,
+    /// A Kueue LocalQueue: each trial's workload is labelled `kueue.x-k8s.io/queue-name` and
+    /// created suspended, and waits for admission in phase `Queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub queue_name: Option<String>,
+    /// A PriorityClass for every trial pod (Kueue orders and preempts workloads by it);
+    /// a `priorityClassName` inside the template wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// What a preempted trial (its workload evicted and suspended again) does: `Requeue`
+    /// (default: it waits for admission again, `Queued`) or `Fail` (reason `Preempted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_preemption: Option<OnPreemption>,
     /// Set (never by the API) when the stored spec could not be read into this type: the
     /// reader's error, with the path of the offending field. Such a spec holds placeholders
     /// for everything else; the operator only marks the Study `InvalidSpec`.
@@ -119,11 +134,17 @@ impl StudySpec {
             warm_start: None,
             trial_template: TrialTemplate {
                 primary_container: None,
+                primary_replicated_job: None,
                 gpus: None,
                 gpu_resource: None,
                 metadata: None,
-                spec: serde_json::Value::Null,
+                spec: None,
+                job_set: None,
+                train_job: None,
             },
+            queue_name: None,
+            priority_class_name: None,
+            on_preemption: None,
             invalid: Some(msg),
         }
     }
@@ -157,13 +178,29 @@ pub struct WarmStart {
     pub from_studies: Vec<String>,
 }
 
-/// `spec.trialTemplate`.
+/// `spec.onPreemption`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OnPreemption {
+    /// The trial goes back to `Queued` and runs again once readmitted; its earlier run time
+    /// still counts as GPU time.
+    #[default]
+    Requeue,
+    /// The trial fails with reason `Preempted` and its workload is deleted.
+    Fail,
+}
+
+/// `spec.trialTemplate`: exactly one of `spec` (a batch/v1 JobSpec), `jobSet`, `trainJob`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TrialTemplate {
     /// The container that gets the GPUs, the LOPPER_* env and whose log is read (default: the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_container: Option<String>,
+    /// For a `jobSet`: the replicated job whose containers get the `gpus` shorthand and whose
+    /// first Job's pod log carries the metrics (default: the first replicated job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub primary_replicated_job: Option<String>,
     /// Shorthand: sets this many `gpuResource` as limit on the primary container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1024))]
@@ -176,8 +213,17 @@ pub struct TrialTemplate {
     pub metadata: Option<TemplateMetadata>,
     /// A batch/v1 JobSpec. String values may hold `${params.NAME}`, `${trial.name}`,
     /// `${trial.number}` and `${study.name}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::schema::job_spec_schema")]
-    pub spec: serde_json::Value,
+    pub spec: Option<serde_json::Value>,
+    /// A JobSet (`jobset.x-k8s.io/v1alpha2`) spec: multi-node trials, one Job per replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::jobset_spec_schema")]
+    pub job_set: Option<serde_json::Value>,
+    /// A Kubeflow TrainJob (`trainer.kubeflow.org/v1alpha1`) spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::schema::trainjob_spec_schema")]
+    pub train_job: Option<serde_json::Value>,
 }
 
 /// `spec.trialTemplate.metadata`.
@@ -249,8 +295,11 @@ pub struct StudyStatus {
 #[serde(rename_all = "camelCase")]
 pub struct TrialCounts {
     pub created: u32,
-    /// Pending or Running.
+    /// Queued, Pending or Running (what `parallelism` bounds).
     pub running: u32,
+    /// Of `running`: waiting for admission by Kueue.
+    #[serde(default)]
+    pub queued: u32,
     pub completed: u32,
     pub pruned: u32,
     pub failed: u32,

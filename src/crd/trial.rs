@@ -79,9 +79,11 @@ impl Serialize for TrialSpec {
     }
 }
 
-/// Lifecycle of a Trial. Completed, Pruned and Failed are final.
+/// Lifecycle of a Trial. Completed, Pruned and Failed are final. `Queued`: its workload waits,
+/// suspended, for admission by Kueue (no pod, no GPU time).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum TrialPhase {
+    Queued,
     #[default]
     Pending,
     Running,
@@ -91,7 +93,8 @@ pub enum TrialPhase {
 }
 
 impl TrialPhase {
-    pub const ALL: [TrialPhase; 5] = [
+    pub const ALL: [TrialPhase; 6] = [
+        TrialPhase::Queued,
         TrialPhase::Pending,
         TrialPhase::Running,
         TrialPhase::Completed,
@@ -100,6 +103,7 @@ impl TrialPhase {
     ];
     pub fn as_str(self) -> &'static str {
         match self {
+            TrialPhase::Queued => "Queued",
             TrialPhase::Pending => "Pending",
             TrialPhase::Running => "Running",
             TrialPhase::Completed => "Completed",
@@ -113,10 +117,10 @@ impl TrialPhase {
             TrialPhase::Completed | TrialPhase::Pruned | TrialPhase::Failed
         )
     }
-    /// The engine's view (Pending counts as Running, as Optuna's WAITING does).
+    /// The engine's view (Queued and Pending count as Running, as Optuna's WAITING does).
     pub fn engine_state(self) -> TrialState {
         match self {
-            TrialPhase::Pending | TrialPhase::Running => TrialState::Running,
+            TrialPhase::Queued | TrialPhase::Pending | TrialPhase::Running => TrialState::Running,
             TrialPhase::Completed => TrialState::Complete,
             TrialPhase::Pruned => TrialState::Pruned,
             TrialPhase::Failed => TrialState::Failed,
@@ -242,9 +246,16 @@ pub struct TrialStatus {
     )]
     #[schemars(schema_with = "super::schema::rungs_schema")]
     pub rungs: BTreeMap<String, f64>,
-    /// The Job's name, once created.
+    /// The workload's name (Job, JobSet or TrainJob), once created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
+    /// Seconds the trial ran in admissions that ended in a preemption (requeued); counted as
+    /// GPU time with the current run (from `startTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempted_seconds: Option<f64>,
+    /// How many times the trial was preempted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemptions: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -97,6 +97,13 @@ impl LocalStudy {
         let pruner: PrunerSpec =
             serde_json::from_value(serde_json::to_value(study.pruner())?).context("spec.pruner")?;
         let spec = &study.spec;
+        let kind = crate::workload::kinds::WorkloadKind::of(&study);
+        anyhow::ensure!(
+            kind == crate::workload::kinds::WorkloadKind::Job,
+            "spec.trialTemplate.{}: a local run runs the trial's command as a process, which needs a Job template (spec.trialTemplate.spec); run {:?} trials with the operator",
+            kind.field(),
+            kind
+        );
         anyhow::ensure!(
             spec.max_trials.is_none_or(|m| m >= 1),
             "spec.maxTrials must be at least 1"
@@ -115,8 +122,9 @@ impl LocalStudy {
         let grace = spec
             .trial_template
             .spec
-            .pointer("/template/spec/terminationGracePeriodSeconds")
-            .and_then(|g| g.as_f64())
+            .as_ref()
+            .and_then(|s| s.pointer("/template/spec/terminationGracePeriodSeconds")
+            .and_then(|g| g.as_f64()))
             .map(|g| Duration::from_secs_f64(g.max(0.0)))
             .unwrap_or(DEFAULT_GRACE);
         Ok(LocalStudy {

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -35,6 +35,31 @@ pub enum RenderError {
     NoPrimary(String),
     #[error("spec.trialTemplate.spec: no room for the metrics sidecar: {0}")]
     Sidecar(String),
+    /// A problem in a `jobSet` or `trainJob` template (`field` names where).
+    #[error("spec.trialTemplate.{field}: {msg}")]
+    Template { field: String, msg: String },
+}
+
+impl RenderError {
+    /// The same problem, said of `field` (e.g. `jobSet.replicatedJobs[1]`) rather than of a
+    /// Job template.
+    pub fn within(self, field: &str) -> RenderError {
+        let msg = match self {
+            RenderError::UnknownPlaceholder(k) => format!("unknown placeholder ${{{k}}}"),
+            RenderError::Unterminated(s) => format!("unterminated placeholder in {s:?}"),
+            RenderError::InvalidJobSpec(m) => format!("not valid: {m}"),
+            RenderError::NoContainers => "the pod template has no containers".into(),
+            RenderError::NoPrimary(n) => format!("primaryContainer {n:?} names no container"),
+            RenderError::Sidecar(m) => format!("no room for the metrics sidecar: {m}"),
+            RenderError::Template { field: f, msg } => {
+                return RenderError::Template { field: f, msg };
+            }
+        };
+        RenderError::Template {
+            field: field.to_string(),
+            msg,
+        }
+    }
 }
 
 /// What the operator adds to a trial's Job beyond the template.
@@ -58,7 +83,23 @@ pub struct Substitutions<'a> {
     pub known: Vec<&'a str>,
 }
 
-impl Substitutions<'_> {
+impl<'a> Substitutions<'a> {
+    /// The substitutions of `trial` of `study`.
+    pub fn of(study: &'a Study, trial: &'a Trial) -> Substitutions<'a> {
+        Substitutions {
+            study: &trial.spec.study,
+            trial: trial.meta().name.as_deref().unwrap_or_default(),
+            number: trial.spec.number,
+            params: &trial.spec.params,
+            known: study
+                .spec
+                .parameters
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect(),
+        }
+    }
+
     fn lookup(&self, key: &str) -> Option<String> {
         match key {
             "study.name" => Some(self.study.to_string()),
@@ -102,7 +143,8 @@ impl Substitutions<'_> {
         Ok(out)
     }
 
-    fn apply_value(&self, v: &mut Value) -> Result<(), RenderError> {
+    /// Substitutes placeholders in every string of `v`.
+    pub fn apply_value(&self, v: &mut Value) -> Result<(), RenderError> {
         match v {
             Value::String(s) if s.contains("${") => {
                 *s = self.apply(s)?;
@@ -148,100 +190,31 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
 /// `tensorboard` study's pod gets the metrics sidecar ([`super::sidecar`]).
 pub fn render_job(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<Job, RenderError> {
     let tt = &study.spec.trial_template;
-    let trial_name = trial.name_any();
-    let subs = Substitutions {
-        study: &trial.spec.study,
-        trial: &trial_name,
-        number: trial.spec.number,
-        params: &trial.spec.params,
-        known: study
-            .spec
-            .parameters
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect(),
-    };
-    let mut raw = tt.spec.clone();
+    let subs = Substitutions::of(study, trial);
+    let mut raw = tt.spec.clone().unwrap_or(Value::Null);
     subs.apply_value(&mut raw)?;
     let mut spec: JobSpec =
         serde_json::from_value(raw).map_err(|e| RenderError::InvalidJobSpec(e.to_string()))?;
-
-    let mut labels: BTreeMap<String, String> = BTreeMap::new();
-    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
-    if let Some(m) = &tt.metadata {
-        labels.extend(m.labels.clone());
-        annotations.extend(m.annotations.clone());
-    }
-    labels.insert(STUDY_LABEL.into(), trial.spec.study.clone());
-    labels.insert(TRIAL_LABEL.into(), trial_name.clone());
-    labels.insert(NUMBER_LABEL.into(), trial.spec.number.to_string());
-
-    let pod_meta = spec.template.metadata.get_or_insert_with(Default::default);
-    let pl = pod_meta.labels.get_or_insert_with(Default::default);
-    for (k, v) in &labels {
-        pl.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    // Our labels always win on the pod (selectors and the log follower rely on them).
-    for k in [STUDY_LABEL, TRIAL_LABEL, NUMBER_LABEL] {
-        pl.insert(k.into(), labels[k].clone());
-    }
-    if !annotations.is_empty() {
-        let pa = pod_meta.annotations.get_or_insert_with(Default::default);
-        for (k, v) in &annotations {
-            pa.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-
-    let pod = spec
-        .template
-        .spec
-        .as_mut()
-        .ok_or(RenderError::NoContainers)?;
-    if pod.containers.is_empty() {
-        return Err(RenderError::NoContainers);
-    }
-    pod.restart_policy
-        .get_or_insert_with(|| "Never".to_string());
-    let primary = primary_index(study, &pod.containers)?;
-    let mut vars: Vec<EnvVar> = crate::crd::trial_env(
-        &trial.spec.study,
-        &trial_name,
-        trial.spec.number,
-        &trial.spec.params,
-    )
-    .into_iter()
-    .map(|(k, v)| env(&k, v))
-    .collect();
-    vars.extend(extras.env.iter().cloned());
-    for c in &mut pod.containers {
-        let e = c.env.get_or_insert_with(Vec::new);
-        e.retain(|x| !vars.iter().any(|v| v.name == x.name));
-        e.extend(vars.iter().cloned());
-    }
-    if let Some(gpus) = tt.gpus {
-        let res = tt
-            .gpu_resource
-            .clone()
-            .unwrap_or_else(|| DEFAULT_GPU_RESOURCE.to_string());
-        let c = &mut pod.containers[primary];
-        let r = c.resources.get_or_insert_with(Default::default);
-        let limits = r.limits.get_or_insert_with(Default::default);
-        limits.insert(res.clone(), Quantity(gpus.to_string()));
-        if let Some(req) = r.requests.as_mut()
-            && req.contains_key(&res)
-        {
-            req.insert(res, Quantity(gpus.to_string()));
-        }
-    }
-    if let Some(image) = &extras.sidecar_image {
+    let (labels, annotations) = workload_labels(study, trial);
+    decorate_pod(study, trial, &mut spec.template, true)?;
+    add_extra_env(&mut spec.template, extras);
+    if let Some(image) = &extras.sidecar_image
+        && let Some(pod) = spec.template.spec.as_mut()
+    {
+        let primary = primary_index(study, &pod.containers)?;
+        let vars = pod_env(trial, extras);
         super::sidecar::add(pod, primary, &study.metrics(), image, &vars)?;
     }
     // A trial runs once: retries would burn GPU time on a configuration already judged.
     spec.backoff_limit.get_or_insert(0);
+    if study.spec.queue_name.is_some() {
+        // Kueue admits a Job by unsuspending it; created running, it would start unadmitted.
+        spec.suspend = Some(true);
+    }
 
     Ok(Job {
         metadata: ObjectMeta {
-            name: Some(trial_name),
+            name: Some(trial.name_any()),
             namespace: trial.namespace(),
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
@@ -251,6 +224,132 @@ pub fn render_job(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<
         spec: Some(spec),
         status: None,
     })
+}
+
+/// The labels and annotations of a trial's workload object: the template's, ours, and
+/// Kueue's queue name.
+pub fn workload_labels(
+    study: &Study,
+    trial: &Trial,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut annotations: BTreeMap<String, String> = BTreeMap::new();
+    if let Some(m) = &study.spec.trial_template.metadata {
+        labels.extend(m.labels.clone());
+        annotations.extend(m.annotations.clone());
+    }
+    labels.extend(our_labels(trial));
+    if let Some(q) = &study.spec.queue_name {
+        labels.insert(super::kueue::QUEUE_LABEL.into(), q.clone());
+    }
+    (labels, annotations)
+}
+
+fn our_labels(trial: &Trial) -> [(String, String); 3] {
+    [
+        (STUDY_LABEL.into(), trial.spec.study.clone()),
+        (TRIAL_LABEL.into(), trial.name_any()),
+        (NUMBER_LABEL.into(), trial.spec.number.to_string()),
+    ]
+}
+
+/// The built-in LOPPER_* variables of a trial's containers, then `extras.env`.
+fn pod_env(trial: &Trial, extras: &TrialExtras) -> Vec<EnvVar> {
+    let mut vars: Vec<EnvVar> = crate::crd::trial_env(
+        &trial.spec.study,
+        &trial.name_any(),
+        trial.spec.number,
+        &trial.spec.params,
+    )
+    .into_iter()
+    .map(|(k, v)| env(&k, v))
+    .collect();
+    vars.extend(extras.env.iter().cloned());
+    vars
+}
+
+/// Sets `vars` on every container, replacing same-named ones from the template.
+pub(crate) fn set_env(containers: &mut [Container], vars: &[EnvVar]) {
+    for c in containers {
+        let e = c.env.get_or_insert_with(Vec::new);
+        e.retain(|x| !vars.iter().any(|v| v.name == x.name));
+        e.extend(vars.iter().cloned());
+    }
+}
+
+fn add_extra_env(template: &mut PodTemplateSpec, extras: &TrialExtras) {
+    if let Some(pod) = template.spec.as_mut() {
+        set_env(&mut pod.containers, &extras.env);
+    }
+}
+
+/// What every trial pod gets, whatever the workload kind: the template's and our labels
+/// (ours win: selectors and the log follower rely on them), annotations, `restartPolicy:
+/// Never`, the built-in env, the study's priority class, and, with `gpus`, the GPU shorthand
+/// on the primary container. Returns the pod spec.
+pub(crate) fn decorate_pod<'a>(
+    study: &Study,
+    trial: &Trial,
+    template: &'a mut PodTemplateSpec,
+    gpus: bool,
+) -> Result<&'a mut PodSpec, RenderError> {
+    let tt = &study.spec.trial_template;
+    let (labels, annotations) = workload_labels(study, trial);
+    let pod_meta = template.metadata.get_or_insert_with(Default::default);
+    let pl = pod_meta.labels.get_or_insert_with(Default::default);
+    for (k, v) in &labels {
+        // The queue label belongs on the workload only: on a pod Kueue would manage it alone.
+        if k != super::kueue::QUEUE_LABEL {
+            pl.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    for (k, v) in our_labels(trial) {
+        pl.insert(k, v);
+    }
+    if !annotations.is_empty() {
+        let pa = pod_meta.annotations.get_or_insert_with(Default::default);
+        for (k, v) in &annotations {
+            pa.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let pod = template.spec.as_mut().ok_or(RenderError::NoContainers)?;
+    if pod.containers.is_empty() {
+        return Err(RenderError::NoContainers);
+    }
+    pod.restart_policy
+        .get_or_insert_with(|| "Never".to_string());
+    if pod.priority_class_name.is_none() {
+        pod.priority_class_name = study.spec.priority_class_name.clone();
+    }
+    let primary = primary_index(study, &pod.containers)?;
+    set_env(&mut pod.containers, &pod_env(trial, &TrialExtras::default()));
+    if gpus && let Some(gpus) = tt.gpus {
+        set_gpu_limit(study, &mut pod.containers[primary], gpus);
+    }
+    Ok(pod)
+}
+
+/// Puts `gpus` GPUs as limit (and request, when the template requests them) on `c`.
+pub(crate) fn set_gpu_limit(study: &Study, c: &mut Container, gpus: u32) {
+    let res = gpu_resource(study);
+    let r = c.resources.get_or_insert_with(Default::default);
+    let limits = r.limits.get_or_insert_with(Default::default);
+    limits.insert(res.clone(), Quantity(gpus.to_string()));
+    if let Some(req) = r.requests.as_mut()
+        && req.contains_key(&res)
+    {
+        req.insert(res, Quantity(gpus.to_string()));
+    }
+}
+
+/// The study's GPU resource name.
+pub fn gpu_resource(study: &Study) -> String {
+    study
+        .spec
+        .trial_template
+        .gpu_resource
+        .clone()
+        .unwrap_or_else(|| DEFAULT_GPU_RESOURCE.to_string())
 }
 
 /// The position of the primary container among `containers` (`primaryContainer`, else the
@@ -266,21 +365,25 @@ pub fn primary_index(study: &Study, containers: &[Container]) -> Result<usize, R
     }
 }
 
-/// The GPUs one trial of `study` uses (the primary container's limit).
+/// The GPUs one trial of `study` holds while it runs: every pod's GPU requests (limits), for
+/// a Job times its parallelism, for a JobSet summed over replicated jobs (replicas ×
+/// parallelism), for a TrainJob numNodes × resourcesPerNode.
 pub fn gpus_per_trial(study: &Study) -> u32 {
+    super::kinds::gpus_per_trial(study)
+}
+
+/// The GPUs one pod of a pod template (JSON) requests: its containers' limits (else
+/// requests), with the `gpus` shorthand on the primary container when `shorthand`.
+pub(crate) fn pod_gpus(study: &Study, pod_spec: Option<&Value>, shorthand: bool) -> u32 {
     let tt = &study.spec.trial_template;
-    if let Some(g) = tt.gpus {
-        return g;
-    }
-    let res = tt.gpu_resource.as_deref().unwrap_or(DEFAULT_GPU_RESOURCE);
-    let containers = tt
-        .spec
-        .pointer("/template/spec/containers")
-        .and_then(|c| c.as_array());
-    let Some(containers) = containers else {
+    let res = gpu_resource(study);
+    let Some(containers) = pod_spec
+        .and_then(|p| p.get("containers"))
+        .and_then(|c| c.as_array())
+    else {
         return 0;
     };
-    let idx = tt
+    let primary = tt
         .primary_container
         .as_ref()
         .and_then(|n| {
@@ -289,16 +392,24 @@ pub fn gpus_per_trial(study: &Study) -> u32 {
                 .position(|c| c.get("name").and_then(|x| x.as_str()) == Some(n))
         })
         .unwrap_or(0);
+    let quantity = |q: &Value| match q {
+        Value::Number(n) => n.as_u64().map(|n| n as u32),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
     containers
-        .get(idx)
-        .and_then(|c| c.pointer("/resources/limits"))
-        .and_then(|l| l.get(res))
-        .and_then(|q| match q {
-            Value::Number(n) => n.as_u64().map(|n| n as u32),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match tt.gpus {
+            Some(g) if shorthand && i == primary => g,
+            _ => c
+                .pointer("/resources/limits")
+                .and_then(|l| l.get(&res))
+                .or_else(|| c.pointer("/resources/requests").and_then(|l| l.get(&res)))
+                .and_then(quantity)
+                .unwrap_or(0),
         })
-        .unwrap_or(0)
+        .sum()
 }
 
 #[cfg(test)]

@@ -51,7 +51,32 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
             invalid: None,
         },
     );
-    super::job::render_job(study, &probe, &Default::default()).map_err(|e| e.to_string())?;
+    let kind = super::kinds::WorkloadKind::of(study);
+    let tt = &study.spec.trial_template;
+    let given = [tt.spec.is_some(), tt.job_set.is_some(), tt.train_job.is_some()];
+    if given.iter().filter(|x| **x).count() != 1 {
+        return Err("spec.trialTemplate must have exactly one of: spec (a batch/v1 JobSpec), jobSet, trainJob".into());
+    }
+    if kind != super::kinds::WorkloadKind::Job {
+        // The sidecar follows one pod's file; a multi-node trial has many writers.
+        if matches!(
+            study.metrics(),
+            crate::crd::engine_api::MetricsSpec::File(_)
+                | crate::crd::engine_api::MetricsSpec::Tensorboard(_)
+        ) {
+            return Err(format!(
+                "spec.metrics: file and tensorboard need a Job template (spec.trialTemplate.spec); with spec.trialTemplate.{} use logs, prometheus or push",
+                kind.field()
+            ));
+        }
+        if tt.primary_container.is_some() && kind == super::kinds::WorkloadKind::TrainJob {
+            return Err("spec.trialTemplate.primaryContainer: a trainJob's container is the runtime's trainer; leave it out".into());
+        }
+    }
+    if tt.primary_replicated_job.is_some() && kind != super::kinds::WorkloadKind::JobSet {
+        return Err("spec.trialTemplate.primaryReplicatedJob needs spec.trialTemplate.jobSet".into());
+    }
+    super::kinds::render(study, &probe, &Default::default()).map_err(|e| e.to_string())?;
     Ok((space, sampler_spec, sampler))
 }
 
