@@ -20,6 +20,10 @@
 #   LOPPER_E2E_KCM_PORT         controller-manager port    (default: 16457)
 #   LOPPER_E2E_SCHEDULER_PORT   scheduler port             (default: 16459)
 #   LOPPER_E2E_KWOK_PORT        kwok server port           (default: 16480)
+#   LOPPER_E2E_KUEUE=1          also build and start Kueue and the JobSet controller (and install
+#                               their CRDs and the Kubeflow Trainer's), see e2e/README.md
+#   LOPPER_E2E_KUEUE_WEBHOOK_PORT, _KUEUE_HEALTH_PORT, _KUEUE_VISIBILITY_PORT,
+#   LOPPER_E2E_JOBSET_WEBHOOK_PORT, _JOBSET_HEALTH_PORT   their loopback ports (16490..16494)
 #   LOPPER_E2E_UP_TIMEOUT       seconds to wait for each readiness step (default: 90)
 #   LOPPER_E2E_BUILD_NICE       nice level for `go build`  (default: 5)
 #   LOPPER_E2E_CLIENT_QPS/_BURST  controller-manager and scheduler client rate (default 200/400;
@@ -48,6 +52,17 @@ HELM_VERSION="v3.22.0"
 
 # Start order; `down` stops in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+# Optional components (LOPPER_E2E_KUEUE=1), built into their own cache folder so the core
+# binaries' cache stays valid; `down` stops them whenever they run.
+ADDONS=(jobset-controller kueue)
+KUEUE_ENABLED="${LOPPER_E2E_KUEUE:-0}"
+[[ "$KUEUE_ENABLED" == 1 ]] && COMPONENTS+=("${ADDONS[@]}")
+ADDON_LDFLAGS="-s -w"
+# binary | module dir (under e2e/tools) | package
+ADDON_TABLE=(
+  "kueue|kueue|sigs.k8s.io/kueue/cmd/kueue"
+  "jobset-controller|jobset|sigs.k8s.io/jobset"
+)
 NODES=(fake-gpu-0 fake-gpu-1)
 
 K8S_LDFLAGS="-s -w \
@@ -92,6 +107,56 @@ cache_key() {
 }
 
 BIN_DIR="$CACHE_ROOT/$(cache_key)/bin"
+
+addon_cache_key() {
+  {
+    local f
+    for f in kueue/go.mod kueue/go.sum jobset/go.mod jobset/go.sum; do
+      printf '== %s\n' "$f"
+      cat "$TOOLS_DIR/$f"
+    done
+    printf '%s\n' "$ADDON_LDFLAGS" "trimpath"
+  } | sha256sum | cut -c1-16
+}
+ADDON_BIN_DIR="$CACHE_ROOT/addons-$(addon_cache_key)/bin"
+
+# The folder holding a component's binary.
+bin_dir_of() {
+  if [[ " ${ADDONS[*]} " == *" $1 "* ]]; then echo "$ADDON_BIN_DIR"; else echo "$BIN_DIR"; fi
+}
+
+have_addon_binaries() {
+  local row
+  for row in "${ADDON_TABLE[@]}"; do
+    [[ -x "$ADDON_BIN_DIR/${row%%|*}" ]] || return 1
+  done
+}
+
+cmd_build_addons() {
+  command -v go >/dev/null || die "go is not installed (needed once, to build Kueue and JobSet)"
+  mkdir -p "$ADDON_BIN_DIR"
+  exec 7>"$ADDON_BIN_DIR/../build.lock"
+  flock 7
+  local row name moddir pkg start tmp
+  for row in "${ADDON_TABLE[@]}"; do
+    IFS='|' read -r name moddir pkg <<<"$row"
+    if [[ -x "$ADDON_BIN_DIR/$name" ]]; then
+      log "  $name: cached"
+      continue
+    fi
+    log "  $name: go build $pkg ..."
+    start=$(date +%s)
+    tmp="$ADDON_BIN_DIR/.$name.tmp.$$"
+    if ! (cd "$TOOLS_DIR/$moddir" && nice -n "$BUILD_NICE" \
+          go build -mod=readonly -trimpath -ldflags "$ADDON_LDFLAGS" -o "$tmp" "$pkg"); then
+      rm -f "$tmp"
+      die "building $name failed"
+    fi
+    mv -f "$tmp" "$ADDON_BIN_DIR/$name"
+    log "  $name: built in $(( $(date +%s) - start ))s"
+  done
+  exec 7>&-
+}
 
 have_all_binaries() {
   local row name
@@ -167,7 +232,7 @@ start_component() {
       fd="${fd##*/}"
       if [[ "$fd" =~ ^[0-9]+$ ]] && ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
     done
-    exec setsid "$BIN_DIR/$name" "$@" </dev/null >>"$logf" 2>&1
+    exec setsid "$(bin_dir_of "$name")/$name" "$@" </dev/null >>"$logf" 2>&1
   ) &
   echo $! >"$(pid_file "$name")"
   log "  started $name (pid $!), log $logf"
@@ -365,7 +430,7 @@ load_ports() {
 
 any_component_running() {
   local c
-  for c in "${COMPONENTS[@]}"; do
+  for c in "${COMPONENTS[@]}" "${ADDONS[@]}"; do
     component_pid "$c" >/dev/null && return 0
   done
   return 1
@@ -451,6 +516,7 @@ cmd_up() {
   local t0
   t0=$(date +%s)
   have_all_binaries || cmd_build
+  if [[ "$KUEUE_ENABLED" == 1 ]]; then have_addon_binaries || cmd_build_addons; fi
   command -v openssl >/dev/null || die "openssl missing: run e2e/install-deps.sh"
   command -v curl >/dev/null || die "curl missing: run e2e/install-deps.sh"
 
@@ -593,6 +659,7 @@ EOF
   wait_until "nodes Ready" nodes_ready || fail_up "nodes did not become Ready (kwok)"
   wait_until "nodes untainted" nodes_untainted || fail_up "nodes kept their taints (controller-manager)"
   wait_until "default ServiceAccount" default_sa_exists || fail_up "no default ServiceAccount (controller-manager)"
+  if [[ "$KUEUE_ENABLED" == 1 ]]; then start_addons; fi
   for n in "${COMPONENTS[@]}"; do
     component_pid "$n" >/dev/null || fail_up "$n exited during start"
   done
@@ -600,11 +667,128 @@ EOF
   print_usage_hint
 }
 
+# Kueue and the JobSet controller as local processes against the apiserver, with their CRDs
+# (and the Kubeflow Trainer's, so TrainJobs can be created and queued) installed from the
+# pinned module sources. Their webhook servers must run for the managers to start: they serve
+# on loopback with a certificate of the cluster CA, but are not registered (no webhook
+# configurations): Lopper creates workloads already suspended and labelled, which is what
+# Kueue's defaulting webhook would do, and the JobSet CRD's schema defaults fill the rest.
+start_addons() {
+  local pki="$CLUSTER_DIR/pki" moddir
+  KUEUE_WEBHOOK_PORT="$(pick_port LOPPER_E2E_KUEUE_WEBHOOK_PORT 16490)"; PICKED_PORTS+=" $KUEUE_WEBHOOK_PORT"
+  KUEUE_HEALTH_PORT="$(pick_port LOPPER_E2E_KUEUE_HEALTH_PORT 16491)"; PICKED_PORTS+=" $KUEUE_HEALTH_PORT"
+  KUEUE_VISIBILITY_PORT="$(pick_port LOPPER_E2E_KUEUE_VISIBILITY_PORT 16492)"; PICKED_PORTS+=" $KUEUE_VISIBILITY_PORT"
+  JOBSET_WEBHOOK_PORT="$(pick_port LOPPER_E2E_JOBSET_WEBHOOK_PORT 16493)"; PICKED_PORTS+=" $JOBSET_WEBHOOK_PORT"
+  JOBSET_HEALTH_PORT="$(pick_port LOPPER_E2E_JOBSET_HEALTH_PORT 16494)"
+  cat >>"$CLUSTER_DIR/ports.env" <<EOF
+KUEUE_WEBHOOK_PORT=$KUEUE_WEBHOOK_PORT
+KUEUE_HEALTH_PORT=$KUEUE_HEALTH_PORT
+KUEUE_VISIBILITY_PORT=$KUEUE_VISIBILITY_PORT
+JOBSET_WEBHOOK_PORT=$JOBSET_WEBHOOK_PORT
+JOBSET_HEALTH_PORT=$JOBSET_HEALTH_PORT
+EOF
+  mkdir -p "$pki/webhook"
+  (
+    cd "$pki"
+    umask 077
+    openssl ecparam -name prime256v1 -genkey -noout -out webhook/tls.key 2>/dev/null
+    openssl req -new -key webhook/tls.key -subj "/CN=addon-webhooks" -out webhook.csr 2>/dev/null
+    printf '%s\n' "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost" >webhook.ext
+    openssl x509 -req -in webhook.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
+      -extfile webhook.ext -out webhook/tls.crt 2>/dev/null
+    rm -f webhook.csr webhook.ext
+  )
+  # Kueue v0.17 reads its metrics serving certificate from this fixed path whenever its own
+  # certificate management is off (its metrics server stays disabled: bindAddress "0").
+  install -D -m 0644 "$pki/webhook/tls.crt" /etc/kueue/metrics/certs/tls.crt
+  install -D -m 0600 "$pki/webhook/tls.key" /etc/kueue/metrics/certs/tls.key
+  log "installing the Kueue, JobSet and Kubeflow Trainer CRDs from the pinned modules"
+  local crd_dirs=() d f
+  moddir="$(cd "$TOOLS_DIR/kueue" && go list -mod=readonly -m -f '{{.Dir}}' sigs.k8s.io/kueue)" || fail_up "kueue module source"
+  crd_dirs+=("$moddir/config/components/crd/bases")
+  moddir="$(cd "$TOOLS_DIR/jobset" && go list -mod=readonly -m -f '{{.Dir}}' sigs.k8s.io/jobset)" || fail_up "jobset module source"
+  crd_dirs+=("$moddir/config/components/crd/bases")
+  moddir="$(cd "$TOOLS_DIR/kueue" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kubeflow/trainer/v2)" || fail_up "trainer module source"
+  crd_dirs+=("$moddir/manifests/base/crds")
+  local files=()
+  for d in "${crd_dirs[@]}"; do
+    for f in "$d"/*.yaml; do
+      [[ "$(basename "$f")" == kustomization.yaml ]] || files+=(-f "$f")
+    done
+  done
+  # Server-side: Kueue's CRDs are too large for the last-applied annotation.
+  kctl apply --server-side --force-conflicts "${files[@]}" >/dev/null || fail_up "installing the CRDs"
+  kctl wait --for condition=established --timeout=60s crd --all >/dev/null || fail_up "CRDs not established"
+  kctl create namespace kueue-system >/dev/null 2>&1 || true
+  cat >"$CLUSTER_DIR/kueue-config.yaml" <<EOF
+apiVersion: config.kueue.x-k8s.io/v1beta2
+kind: Configuration
+namespace: kueue-system
+health:
+  healthProbeBindAddress: 127.0.0.1:${KUEUE_HEALTH_PORT}
+metrics:
+  bindAddress: "0"
+webhook:
+  host: 127.0.0.1
+  port: ${KUEUE_WEBHOOK_PORT}
+  certDir: $pki/webhook
+leaderElection:
+  leaderElect: false
+internalCertManagement:
+  enable: false
+manageJobsWithoutQueueName: false
+clientConnection:
+  qps: 200
+  burst: 400
+integrations:
+  frameworks:
+  - batch/job
+  - jobset.x-k8s.io/jobset
+  - trainer.kubeflow.org/trainjob
+EOF
+  cat >"$CLUSTER_DIR/jobset-config.yaml" <<EOF
+apiVersion: config.jobset.x-k8s.io/v1alpha1
+kind: Configuration
+health:
+  healthProbeBindAddress: 127.0.0.1:${JOBSET_HEALTH_PORT}
+metrics:
+  bindAddress: "0"
+webhook:
+  host: 127.0.0.1
+  port: ${JOBSET_WEBHOOK_PORT}
+  certDir: $pki/webhook
+leaderElection:
+  leaderElect: false
+internalCertManagement:
+  enable: false
+clientConnection:
+  qps: 200
+  burst: 400
+EOF
+  log "starting jobset-controller and kueue"
+  KUBECONFIG="$CLUSTER_DIR/kubeconfig" start_component jobset-controller \
+    --config="$CLUSTER_DIR/jobset-config.yaml" --zap-log-level=info
+  KUBECONFIG="$CLUSTER_DIR/kubeconfig" start_component kueue \
+    --config="$CLUSTER_DIR/kueue-config.yaml" \
+    --visibility-server-port="${KUEUE_VISIBILITY_PORT}" \
+    --feature-gates=VisibilityOnDemand=false \
+    --zap-log-level=2
+  wait_until "jobset-controller /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${JOBSET_HEALTH_PORT}/readyz" \
+    || fail_up "jobset-controller did not become ready"
+  wait_until "kueue /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${KUEUE_HEALTH_PORT}/readyz" \
+    || fail_up "kueue did not become ready"
+}
+
+
 do_down() {
   load_ports
-  local i
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    stop_component "${COMPONENTS[$i]}"
+  local i all=("${COMPONENTS[@]}")
+  [[ "$KUEUE_ENABLED" == 1 ]] || all+=("${ADDONS[@]}")
+  for ((i = ${#all[@]} - 1; i >= 0; i--)); do
+    stop_component "${all[$i]}"
   done
   # Keep the logs of the last run for post-mortems; everything else goes.
   rm -rf "$CLUSTER_DIR/data" "$CLUSTER_DIR/pki" "$CLUSTER_DIR/pids" "$CLUSTER_DIR"/*.kubeconfig \
@@ -639,6 +823,8 @@ cmd_status_unlocked() {
       kube-controller-manager) port="${KCM_PORT:-?}" ;;
       kube-scheduler) port="${SCHEDULER_PORT:-?}" ;;
       kwok) port="${KWOK_PORT:-?}" ;;
+      kueue) port="${KUEUE_HEALTH_PORT:-?}" ;;
+      jobset-controller) port="${JOBSET_HEALTH_PORT:-?}" ;;
     esac
     if pid="$(component_pid "$c")"; then
       printf '  %-24s running  pid %-7s port %s\n' "$c" "$pid" "$port"
@@ -680,7 +866,7 @@ cmd_logs() {
 
 main() {
   case "${1:-}" in
-    build) cmd_build ;;
+    build) cmd_build; if [[ "$KUEUE_ENABLED" == 1 ]]; then cmd_build_addons; fi ;;
     up) cmd_up ;;
     restart-apiserver) cmd_restart_apiserver ;;
     down) cmd_down ;;
@@ -688,6 +874,7 @@ main() {
     logs) shift; cmd_logs "$@" ;;
     env) echo "export KUBECONFIG=$CLUSTER_DIR/kubeconfig" ;;
     bin-dir) echo "$BIN_DIR" ;;
+    addon-bin-dir) echo "$ADDON_BIN_DIR" ;;
     *)
       sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
       [[ -n "${1:-}" ]] && exit 2

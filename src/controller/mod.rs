@@ -13,12 +13,14 @@ pub use crate::workload::job;
 pub mod leader;
 pub mod observe;
 pub mod prune;
+pub mod queued;
 pub mod samplers;
 pub mod status;
 pub mod study;
 pub mod telemetry;
 pub mod trial;
 pub mod view;
+pub mod workloads;
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};

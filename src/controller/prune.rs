@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -11,6 +11,7 @@ use serde_json::json;
 use super::status::{PRUNER_MANAGER, is_status};
 use crate::crd::{Study, Trial};
 use crate::engine::PrunerState;
+use crate::workload::kinds::WorkloadKind;
 
 /// The reporting controller named on Events.
 pub const REPORTER: &str = "lopper-controller";
@@ -69,15 +70,27 @@ pub fn rungs_to_status(r: &BTreeMap<u32, f64>) -> BTreeMap<String, f64> {
     r.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
-/// Deletes a trial's Job with background propagation (its pods and GPUs go right after).
-/// A missing Job is fine.
+/// Deletes a trial's workload (a Job, else the JobSet or TrainJob of that name) with
+/// background propagation (its pods and GPUs go right after). A missing one is fine.
 pub async fn delete_job(client: &Client, ns: &str, name: &str) -> Result<bool, kube::Error> {
     let api: Api<Job> = Api::namespaced(client.clone(), ns);
     match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(true),
-        Err(e) if is_status(&e, 404) => Ok(false),
-        Err(e) => Err(e),
+        Ok(_) => return Ok(true),
+        Err(e) if is_status(&e, 404) => {}
+        Err(e) => return Err(e),
     }
+    // The other kinds only when no Job has that name (a cluster without their CRDs answers
+    // 404 too).
+    for kind in [WorkloadKind::JobSet, WorkloadKind::TrainJob] {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(client.clone(), ns, &kind.api_resource());
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => return Ok(true),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// Publishes an Event about `trial` (best effort: a failed Event never fails a decision).

@@ -230,6 +230,7 @@ mod tests {
             TrialCounts {
                 created: 5,
                 running: 1,
+                queued: 0,
                 completed: 2,
                 pruned: 1,
                 failed: 1

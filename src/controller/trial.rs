@@ -19,6 +19,7 @@ use super::status::{apply_trial_status, is_status, set_condition};
 use super::telemetry::telemetry;
 use super::{Context, Error};
 use crate::crd::{Study, TRIAL_LABEL, Trial, TrialPhase, TrialStatus};
+use crate::workload::kinds::WorkloadKind;
 
 /// How long a succeeded Job may wait for its final metrics before the Trial fails with
 /// `MetricsMissing` (a log follower may still be reading the last lines).
@@ -44,10 +45,17 @@ pub async fn reconcile(trial: Arc<Trial>, ctx: Arc<Context>) -> Result<Action, E
 /// What the Job says about the trial.
 #[derive(Clone, Debug, PartialEq)]
 pub enum JobState {
+    /// Suspended: waiting for admission by Kueue (or evicted by it).
+    Queued,
     Pending,
     Running,
-    Succeeded { at: Option<Timestamp> },
-    Failed { reason: String, message: String },
+    Succeeded {
+        at: Option<Timestamp>,
+    },
+    Failed {
+        reason: String,
+        message: String,
+    },
 }
 
 /// Maps a Job's status to a [`JobState`] (pure).
@@ -78,6 +86,9 @@ pub fn job_state(job: &Job) -> JobState {
             _ => {}
         }
     }
+    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+        return JobState::Queued;
+    }
     if s.ready.unwrap_or(0) > 0 {
         JobState::Running
     } else {
@@ -86,7 +97,7 @@ pub fn job_state(job: &Job) -> JobState {
 }
 
 /// A failed pod's container termination, as text ("container trainer exited with code 1 (Error)").
-fn pod_failure(pods: &[Pod]) -> Option<String> {
+pub(super) fn pod_failure(pods: &[Pod]) -> Option<String> {
     for p in pods {
         let st = p.status.as_ref()?;
         for cs in st.container_statuses.iter().flatten() {
@@ -138,6 +149,11 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
     let trial: &Trial = newest.as_deref().unwrap_or(trial);
     let phase = trial.phase();
     let old = trial.status.clone().unwrap_or_default();
+    if let Some(study) = ctx.view.study(&ns, &trial.spec.study)
+        && WorkloadKind::of(&study) != WorkloadKind::Job
+    {
+        return super::workloads::reconcile(ctx, trial, &study).await;
+    }
     let job_name = old.job.clone().unwrap_or_else(|| name.clone());
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let job = match ctx.view.job(&ns, &job_name) {
@@ -216,7 +232,7 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
                 Err(e) => return fail(ctx, trial, &old, "InvalidTemplate", &e.to_string()).await,
             }
             status.job = Some(job_name.clone());
-            status.phase = Some(TrialPhase::Pending);
+            status.phase = Some(super::queued::created_phase(study));
             write(ctx, trial, &status, &old).await?;
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -232,6 +248,9 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
         TrialPlan::Write { status, requeue } => (*status, Action::requeue(requeue)),
         TrialPlan::Fail { reason, message } => {
             return fail(ctx, trial, &old, &reason, &message).await;
+        }
+        TrialPlan::Preempted { message } => {
+            return super::queued::preempted(ctx, trial, &old, study, &message).await;
         }
         TrialPlan::FailWithPodDetail { reason, message } => {
             // The one read of this path, and only once a Job has failed.
@@ -275,6 +294,8 @@ pub enum TrialPlan {
     Fail { reason: String, message: String },
     /// Fail the trial, with its pods' termination detail added to `message`.
     FailWithPodDetail { reason: String, message: String },
+    /// The workload was suspended again after it ran: Kueue evicted it.
+    Preempted { message: String },
 }
 
 /// Maps the Job's state onto the trial's status at time `now` (see [`TrialPlan`]).
@@ -285,9 +306,31 @@ pub fn plan(
     generation: Option<i64>,
     now: Timestamp,
 ) -> TrialPlan {
+    let started = job.status.as_ref().and_then(|s| s.start_time.clone());
+    plan_state(old, job_state(job), started, metric, generation, now)
+}
+
+/// [`plan`] for any workload kind: its state and, for a succeeded one never seen running,
+/// when it started.
+pub fn plan_state(
+    old: &TrialStatus,
+    state: JobState,
+    started: Option<Time>,
+    metric: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> TrialPlan {
     let mut status = old.clone();
     let mut requeue = Duration::from_secs(300);
-    match job_state(job) {
+    match state {
+        // Suspended after its pods ran: evicted (a trial admitted but not yet running that is
+        // evicted has used nothing and simply waits again).
+        JobState::Queued if old.start_time.is_some() => {
+            return TrialPlan::Preempted {
+                message: "the workload was evicted (suspended again) after it ran".into(),
+            };
+        }
+        JobState::Queued => status.phase = Some(TrialPhase::Queued),
         JobState::Pending => status.phase = Some(TrialPhase::Pending),
         JobState::Running => {
             status.phase = Some(TrialPhase::Running);
@@ -297,11 +340,7 @@ pub fn plan(
         }
         JobState::Succeeded { at } => {
             if status.start_time.is_none() {
-                status.start_time = job
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.start_time.clone())
-                    .or(Some(Time(now)));
+                status.start_time = started.or(Some(Time(now)));
             }
             match status.intermediate.last() {
                 // Optuna fails a trial told a NaN objective; so do we, so that pruners
@@ -359,7 +398,7 @@ pub fn plan(
 
 /// Writes the status if it changed; a conflict means someone (an observer) wrote first:
 /// the resulting watch event reconciles again.
-async fn write(
+pub(super) async fn write(
     ctx: &Context,
     trial: &Trial,
     status: &TrialStatus,
@@ -397,7 +436,7 @@ async fn write(
 }
 
 /// Fails the trial with a reason and message (and deletes its Job if it still runs).
-async fn fail(
+pub(super) async fn fail(
     ctx: &Context,
     trial: &Trial,
     old: &TrialStatus,

@@ -13,9 +13,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use study::{
-    OnPreemption,
-    BestTrial, GpuSeconds, Objective, Study, StudyPhase, StudySpec, StudyStatus, TemplateMetadata,
-    TrialCounts, TrialTemplate, WarmStart,
+    BestTrial, GpuSeconds, Objective, OnPreemption, Study, StudyPhase, StudySpec, StudyStatus,
+    TemplateMetadata, TrialCounts, TrialTemplate, WarmStart,
 };
 pub use trial::{Point, Trial, TrialPhase, TrialSpec, TrialStatus};
 

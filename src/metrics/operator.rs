@@ -569,11 +569,12 @@ pub async fn run(view: Arc<View>) {
                     if done.contains(&uid) || followers.get(&key).is_some_and(|f| f.uid == uid) {
                         continue;
                     }
-                    let job = t
+                    let workload = t
                         .status
                         .as_ref()
                         .and_then(|s| s.job.clone())
                         .unwrap_or_else(|| t.name_any());
+                    let job = crate::workload::kinds::metrics_job_name(study, &workload);
                     let container = study.spec.trial_template.primary_container.clone();
                     let metric = study.spec.objective.metric.clone();
                     let (c, n, tn) = (view.clone(), ns.clone(), t.name_any());

@@ -123,8 +123,10 @@ impl LocalStudy {
             .trial_template
             .spec
             .as_ref()
-            .and_then(|s| s.pointer("/template/spec/terminationGracePeriodSeconds")
-            .and_then(|g| g.as_f64()))
+            .and_then(|s| {
+                s.pointer("/template/spec/terminationGracePeriodSeconds")
+                    .and_then(|g| g.as_f64())
+            })
             .map(|g| Duration::from_secs_f64(g.max(0.0)))
             .unwrap_or(DEFAULT_GRACE);
         Ok(LocalStudy {

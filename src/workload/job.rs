@@ -322,7 +322,10 @@ pub(crate) fn decorate_pod<'a>(
         pod.priority_class_name = study.spec.priority_class_name.clone();
     }
     let primary = primary_index(study, &pod.containers)?;
-    set_env(&mut pod.containers, &pod_env(trial, &TrialExtras::default()));
+    set_env(
+        &mut pod.containers,
+        &pod_env(trial, &TrialExtras::default()),
+    );
     if gpus && let Some(gpus) = tt.gpus {
         set_gpu_limit(study, &mut pod.containers[primary], gpus);
     }

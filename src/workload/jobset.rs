@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use serde_json::Value;
 
-use super::job::{RenderError, Substitutions, TrialExtras, controller_ref, decorate_pod, set_env, workload_labels};
+use super::job::{
+    RenderError, Substitutions, TrialExtras, controller_ref, decorate_pod, set_env, workload_labels,
+};
 use crate::crd::{Study, Trial};
 
 /// The replicated job whose first Job's pod log carries the metrics (default: the first).
@@ -32,7 +34,11 @@ fn err(field: &str, msg: impl Into<String>) -> RenderError {
 }
 
 /// The JobSet's metadata and spec for `trial`.
-pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<(ObjectMeta, Value), RenderError> {
+pub fn render(
+    study: &Study,
+    trial: &Trial,
+    extras: &TrialExtras,
+) -> Result<(ObjectMeta, Value), RenderError> {
     let tt = &study.spec.trial_template;
     let mut raw = tt.job_set.clone().unwrap_or(Value::Null);
     Substitutions::of(study, trial)
@@ -45,7 +51,10 @@ pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<(Obj
         .and_then(Value::as_array_mut)
         .filter(|r| !r.is_empty())
         .ok_or_else(|| err("jobSet.replicatedJobs", "needs at least one replicated job"))?;
-    if !rjobs.iter().any(|r| r.get("name").and_then(Value::as_str) == Some(&primary)) {
+    if !rjobs
+        .iter()
+        .any(|r| r.get("name").and_then(Value::as_str) == Some(&primary))
+    {
         return Err(err(
             "primaryReplicatedJob",
             format!("{primary:?} names no replicated job"),
@@ -56,14 +65,16 @@ pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<(Obj
         let Some(slot) = rj.pointer_mut("/template/spec/template") else {
             return Err(err(&field, "missing"));
         };
-        let mut pod: PodTemplateSpec =
-            serde_json::from_value(slot.clone()).map_err(|e| err(&field, format!("not a pod template: {e}")))?;
+        let mut pod: PodTemplateSpec = serde_json::from_value(slot.clone())
+            .map_err(|e| err(&field, format!("not a pod template: {e}")))?;
         decorate_pod(study, trial, &mut pod, true).map_err(|e| e.within(&field))?;
         if let Some(p) = pod.spec.as_mut() {
             set_env(&mut p.containers, &extras.env);
         }
         *slot = serde_json::to_value(&pod).map_err(|e| err(&field, e.to_string()))?;
-        let job_spec = rj.pointer_mut("/template/spec").and_then(Value::as_object_mut);
+        let job_spec = rj
+            .pointer_mut("/template/spec")
+            .and_then(Value::as_object_mut);
         if let Some(js) = job_spec {
             // A trial runs once: retries would burn GPU time on a configuration already judged.
             js.entry("backoffLimit").or_insert(Value::from(0));
@@ -73,9 +84,14 @@ pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<(Obj
             .as_object_mut()
             .and_then(|o| o.get_mut("template"))
             .and_then(Value::as_object_mut)
-            .map(|t| t.entry("metadata").or_insert_with(|| Value::Object(Default::default())));
+            .map(|t| {
+                t.entry("metadata")
+                    .or_insert_with(|| Value::Object(Default::default()))
+            });
         if let Some(Value::Object(m)) = meta {
-            let l = m.entry("labels").or_insert_with(|| Value::Object(Default::default()));
+            let l = m
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(l) = l {
                 for (k, v) in &labels {
                     if k != super::kueue::QUEUE_LABEL {

@@ -49,12 +49,17 @@ impl WorkloadKind {
 }
 
 /// Renders the workload of `trial` as the API object to create.
-pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<DynamicObject, RenderError> {
+pub fn render(
+    study: &Study,
+    trial: &Trial,
+    extras: &TrialExtras,
+) -> Result<DynamicObject, RenderError> {
     let kind = WorkloadKind::of(study);
     let (metadata, spec) = match kind {
         WorkloadKind::Job => {
             let job = render_job(study, trial, extras)?;
-            let spec = serde_json::to_value(&job.spec).map_err(|e| RenderError::InvalidJobSpec(e.to_string()))?;
+            let spec = serde_json::to_value(&job.spec)
+                .map_err(|e| RenderError::InvalidJobSpec(e.to_string()))?;
             (job.metadata, spec)
         }
         WorkloadKind::JobSet => super::jobset::render(study, trial, extras)?,
@@ -84,8 +89,8 @@ pub fn gpus_per_trial(study: &Study) -> u32 {
             .map(|rjs| {
                 rjs.iter()
                     .map(|rj| {
-                        let pods = int(rj.get("replicas"))
-                            * int(rj.pointer("/template/spec/parallelism"));
+                        let pods =
+                            int(rj.get("replicas")) * int(rj.pointer("/template/spec/parallelism"));
                         pods * pod_gpus(study, rj.pointer("/template/spec/template/spec"), true)
                     })
                     .sum()

@@ -53,7 +53,11 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
     );
     let kind = super::kinds::WorkloadKind::of(study);
     let tt = &study.spec.trial_template;
-    let given = [tt.spec.is_some(), tt.job_set.is_some(), tt.train_job.is_some()];
+    let given = [
+        tt.spec.is_some(),
+        tt.job_set.is_some(),
+        tt.train_job.is_some(),
+    ];
     if given.iter().filter(|x| **x).count() != 1 {
         return Err("spec.trialTemplate must have exactly one of: spec (a batch/v1 JobSpec), jobSet, trainJob".into());
     }
@@ -74,7 +78,9 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
         }
     }
     if tt.primary_replicated_job.is_some() && kind != super::kinds::WorkloadKind::JobSet {
-        return Err("spec.trialTemplate.primaryReplicatedJob needs spec.trialTemplate.jobSet".into());
+        return Err(
+            "spec.trialTemplate.primaryReplicatedJob needs spec.trialTemplate.jobSet".into(),
+        );
     }
     super::kinds::render(study, &probe, &Default::default()).map_err(|e| e.to_string())?;
     Ok((space, sampler_spec, sampler))

@@ -17,7 +17,11 @@ fn err(field: &str, msg: impl Into<String>) -> RenderError {
 }
 
 /// The TrainJob's metadata and spec for `trial`.
-pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<(ObjectMeta, Value), RenderError> {
+pub fn render(
+    study: &Study,
+    trial: &Trial,
+    extras: &TrialExtras,
+) -> Result<(ObjectMeta, Value), RenderError> {
     let tt = &study.spec.trial_template;
     let mut raw = tt.train_job.clone().unwrap_or(Value::Null);
     Substitutions::of(study, trial)
@@ -31,8 +35,12 @@ pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<(Obj
         .as_object_mut()
         .ok_or_else(|| err("trainJob.trainer", "must be an object"))?;
     let mut env: Vec<EnvVar> = match trainer.get("env") {
-        Some(e) => serde_json::from_value(e.clone())
-            .map_err(|e| err("trainJob.trainer.env", format!("not a list of env vars: {e}")))?,
+        Some(e) => serde_json::from_value(e.clone()).map_err(|e| {
+            err(
+                "trainJob.trainer.env",
+                format!("not a list of env vars: {e}"),
+            )
+        })?,
         None => Vec::new(),
     };
     let vars: Vec<EnvVar> = crate::crd::trial_env(
@@ -51,13 +59,19 @@ pub fn render(study: &Study, trial: &Trial, extras: &TrialExtras) -> Result<(Obj
     .collect();
     env.retain(|x| !vars.iter().any(|v| v.name == x.name));
     env.extend(vars);
-    trainer.insert("env".into(), serde_json::to_value(env).expect("env serializes"));
+    trainer.insert(
+        "env".into(),
+        serde_json::to_value(env).expect("env serializes"),
+    );
     if let Some(g) = tt.gpus {
         let r = trainer
             .entry("resourcesPerNode")
             .or_insert_with(|| json!({}));
         let Some(r) = r.as_object_mut() else {
-            return Err(err("trainJob.trainer.resourcesPerNode", "must be an object"));
+            return Err(err(
+                "trainJob.trainer.resourcesPerNode",
+                "must be an object",
+            ));
         };
         let limits = r.entry("limits").or_insert_with(|| json!({}));
         if let Some(l) = limits.as_object_mut() {
