@@ -4,6 +4,8 @@
 #   e2e/cluster.sh build    build (once) the pinned binaries into the cache
 #   e2e/cluster.sh up       build if needed, start etcd, kube-apiserver, kube-controller-manager,
 #                           kube-scheduler and kwok, create the fake GPU nodes, wait until Ready
+#                           (with LOPPER_E2E_KUEUE=1 also Kueue and the JobSet controller)
+#   e2e/cluster.sh addons-up  start Kueue and the JobSet controller on a running cluster
 #   e2e/cluster.sh status   show each component and the nodes
 #   e2e/cluster.sh logs [component]   tail the component logs (e2e/.cluster/logs/<component>.log)
 #   e2e/cluster.sh restart-apiserver   stop and start kube-apiserver (fault injection)
@@ -406,6 +408,15 @@ nodes_untainted() {
 
 fail_up() {
   log "up failed: $*"
+  if [[ "${ADDONS_ONLY:-0}" == 1 ]]; then
+    # addons-up: the cluster others use stays; only what this command started stops.
+    local a
+    for a in "${ADDONS[@]}"; do
+      tail -n 15 "$CLUSTER_DIR/logs/$a.log" >&2 2>/dev/null || true
+      stop_component "$a"
+    done
+    exit 1
+  fi
   local c
   for c in "${COMPONENTS[@]}"; do
     if [[ -f "$CLUSTER_DIR/logs/$c.log" ]]; then
@@ -776,8 +787,38 @@ EOF
     --visibility-server-port="${KUEUE_VISIBILITY_PORT}" \
     --feature-gates=VisibilityOnDemand=false \
     --zap-log-level=2
+  # JobSet's defaulting webhook is needed (its controller assumes defaulted fields): its
+  # JobSet webhooks are registered at the loopback server. Its pod webhooks (exclusive
+  # placement only) are left out, so no pod creation depends on this process.
+  local ca path kind
+  ca="$(base64 -w0 <"$pki/ca.crt")"
+  for kind in Mutating Validating; do
+    if [[ "$kind" == Mutating ]]; then path=/mutate-jobset-x-k8s-io-v1alpha2-jobset; else path=/validate-jobset-x-k8s-io-v1alpha2-jobset; fi
+    cat <<EOF
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ${kind}WebhookConfiguration
+metadata:
+  name: jobset-$(tr '[:upper:]' '[:lower:]' <<<"$kind")-webhook-configuration
+webhooks:
+- name: $(tr '[:upper:]' '[:lower:]' <<<"${kind:0:1}")jobset.kb.io
+  admissionReviewVersions: [v1]
+  clientConfig:
+    url: https://127.0.0.1:${JOBSET_WEBHOOK_PORT}${path}
+    caBundle: ${ca}
+  failurePolicy: Fail
+  sideEffects: None
+  timeoutSeconds: 10
+  rules:
+  - apiGroups: [jobset.x-k8s.io]
+    apiVersions: [v1alpha2]
+    operations: [CREATE$([[ "$kind" == Validating ]] && echo ", UPDATE")]
+    resources: [jobsets]
+EOF
+  done >"$CLUSTER_DIR/jobset-webhooks.yaml"
   wait_until "jobset-controller /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${JOBSET_HEALTH_PORT}/readyz" \
     || fail_up "jobset-controller did not become ready"
+  kctl apply -f "$CLUSTER_DIR/jobset-webhooks.yaml" >/dev/null || fail_up "registering the JobSet webhooks"
   wait_until "kueue /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${KUEUE_HEALTH_PORT}/readyz" \
     || fail_up "kueue did not become ready"
 }
@@ -805,6 +846,26 @@ cmd_restart_apiserver() {
   start_apiserver
   wait_until "kube-apiserver /readyz" apiserver_ready || die "kube-apiserver did not become ready"
   log "kube-apiserver is back"
+}
+
+# Starts Kueue and the JobSet controller on a running cluster (tests that need them call this;
+# a no-op when they run).
+cmd_addons_up() {
+  lock_cluster
+  load_ports
+  [[ -n "${APISERVER_PORT:-}" ]] && apiserver_ready || die "the cluster is not up: run e2e/cluster.sh up"
+  local a all=1
+  for a in "${ADDONS[@]}"; do component_pid "$a" >/dev/null || all=0; done
+  if ((all)); then
+    log "kueue and jobset-controller already running"
+    return 0
+  fi
+  for a in "${ADDONS[@]}"; do stop_component "$a"; done
+  have_addon_binaries || cmd_build_addons
+  sed -i '/^\(KUEUE\|JOBSET\)_/d' "$CLUSTER_DIR/ports.env"
+  PICKED_PORTS="${ETCD_PORT} ${ETCD_PEER_PORT} ${APISERVER_PORT} ${KCM_PORT} ${SCHEDULER_PORT} ${KWOK_PORT}"
+  ADDONS_ONLY=1
+  start_addons
 }
 
 cmd_down() {
@@ -868,6 +929,7 @@ main() {
   case "${1:-}" in
     build) cmd_build; if [[ "$KUEUE_ENABLED" == 1 ]]; then cmd_build_addons; fi ;;
     up) cmd_up ;;
+    addons-up) cmd_addons_up ;;
     restart-apiserver) cmd_restart_apiserver ;;
     down) cmd_down ;;
     status) cmd_status ;;
@@ -876,7 +938,7 @@ main() {
     bin-dir) echo "$BIN_DIR" ;;
     addon-bin-dir) echo "$ADDON_BIN_DIR" ;;
     *)
-      sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'
       [[ -n "${1:-}" ]] && exit 2
       exit 0
       ;;

@@ -60,8 +60,13 @@ pub enum JobState {
 
 /// Maps a Job's status to a [`JobState`] (pure).
 pub fn job_state(job: &Job) -> JobState {
+    let suspended = job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
     let Some(s) = &job.status else {
-        return JobState::Pending;
+        return if suspended {
+            JobState::Queued
+        } else {
+            JobState::Pending
+        };
     };
     for c in s.conditions.iter().flatten() {
         if c.status != "True" {
@@ -86,7 +91,7 @@ pub fn job_state(job: &Job) -> JobState {
             _ => {}
         }
     }
-    if job.spec.as_ref().and_then(|s| s.suspend) == Some(true) {
+    if suspended {
         return JobState::Queued;
     }
     if s.ready.unwrap_or(0) > 0 {

@@ -241,3 +241,23 @@ pub async fn gpus_shared() -> RwLockReadGuard<'static, ()> {
 pub async fn gpus_exclusive() -> RwLockWriteGuard<'static, ()> {
     gpu_lock().write().await
 }
+
+/// Kueue and the JobSet controller on the local cluster (`e2e/cluster.sh addons-up`: started
+/// once, a no-op when they run), after the cluster itself.
+pub fn ensure_kueue_up() {
+    static UP: OnceLock<()> = OnceLock::new();
+    ensure_cluster_up();
+    UP.get_or_init(|| {
+        let lock = repo_root().join("e2e/.cluster.lock");
+        let status = Command::new("flock")
+            .arg(&lock)
+            .arg(cluster_script())
+            .arg("addons-up")
+            .status()
+            .expect("run flock e2e/cluster.sh addons-up");
+        assert!(
+            status.success(),
+            "e2e/cluster.sh addons-up failed: see e2e/.cluster/logs/kueue.log, jobset-controller.log"
+        );
+    });
+}
