@@ -74,3 +74,49 @@ pub async fn preempted(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::trial::{JobState, TrialPlan, plan_state};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn suspended_after_running_is_a_preemption_before_it_is_a_wait() {
+        let queued = TrialStatus {
+            phase: Some(TrialPhase::Queued),
+            ..Default::default()
+        };
+        let TrialPlan::Write { status, .. } =
+            plan_state(&queued, JobState::Queued, None, "loss", None, at(10))
+        else {
+            panic!("a write")
+        };
+        assert_eq!(status.phase, Some(TrialPhase::Queued));
+        let running = TrialStatus {
+            phase: Some(TrialPhase::Running),
+            start_time: Some(Time(at(100))),
+            ..Default::default()
+        };
+        assert!(matches!(
+            plan_state(&running, JobState::Queued, None, "loss", None, at(160)),
+            TrialPlan::Preempted { .. }
+        ));
+        let s = requeued(&running, "evicted", Some(1), at(160));
+        assert_eq!(s.phase, Some(TrialPhase::Queued));
+        assert_eq!(s.start_time, None);
+        assert_eq!(s.preempted_seconds, Some(60.0));
+        assert_eq!(s.preemptions, Some(1));
+        assert!(s.conditions.iter().any(|c| c.type_ == "Preempted"));
+        // Readmitted and preempted again: both runs count.
+        let mut again = s.clone();
+        again.start_time = Some(Time(at(200)));
+        let s2 = requeued(&again, "evicted", Some(1), at(230));
+        assert_eq!(s2.preempted_seconds, Some(90.0));
+        assert_eq!(s2.preemptions, Some(2));
+    }
+}

@@ -124,3 +124,156 @@ pub(crate) fn meta(
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{STUDY_LABEL, TRIAL_LABEL};
+    use crate::workload::job::tests::study;
+    use crate::workload::kinds::{self, WorkloadKind};
+    use serde_json::json;
+
+    fn jobset_study(queue: bool) -> Study {
+        let mut s = study(json!({}), Some(2));
+        s.spec.trial_template.spec = None;
+        s.spec.trial_template.primary_replicated_job = Some("leader".into());
+        s.spec.trial_template.job_set = Some(json!({"replicatedJobs": [
+            {"name": "leader", "replicas": 1, "template": {"spec": {"parallelism": 2, "template": {"spec": {
+                "containers": [{"name": "trainer", "image": "t:1", "args": ["--lr=${params.lr}"]}]}}}}},
+            {"name": "workers", "replicas": 2, "template": {"spec": {"template": {"spec": {
+                "containers": [{"name": "trainer", "image": "t:1", "args": ["--n=${trial.number}"]}]}}}}}
+        ]}));
+        if queue {
+            s.spec.queue_name = Some("lq".into());
+            s.spec.priority_class_name = Some("low".into());
+        }
+        s
+    }
+
+    fn trial() -> Trial {
+        let mut params = crate::engine::Params::new();
+        params.insert("lr".into(), crate::engine::ParamValue::Float(0.5));
+        params.insert("opt".into(), crate::engine::ParamValue::Str("adam".into()));
+        let mut t = Trial::new(
+            "digits-7",
+            crate::crd::TrialSpec {
+                study: "digits".into(),
+                number: 7,
+                params,
+                invalid: None,
+            },
+        );
+        t.metadata.namespace = Some("ns".into());
+        t.metadata.uid = Some("u-trial".into());
+        t
+    }
+
+    #[test]
+    fn renders_every_pod_and_counts_every_gpu() {
+        let s = jobset_study(true);
+        assert_eq!(WorkloadKind::of(&s), WorkloadKind::JobSet);
+        let obj = kinds::render(&s, &trial(), &Default::default()).unwrap();
+        assert_eq!(
+            obj.types.as_ref().unwrap().api_version,
+            "jobset.x-k8s.io/v1alpha2"
+        );
+        let labels = obj.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[crate::workload::kueue::QUEUE_LABEL], "lq");
+        assert_eq!(
+            obj.metadata.owner_references.as_ref().unwrap()[0].uid,
+            "u-trial"
+        );
+        let spec = &obj.data["spec"];
+        assert_eq!(spec["suspend"], json!(true));
+        for (i, arg) in [(0, "--lr=0.5"), (1, "--n=7")] {
+            let rj = &spec["replicatedJobs"][i];
+            assert_eq!(rj["template"]["spec"]["backoffLimit"], json!(0));
+            assert_eq!(
+                rj["template"]["metadata"]["labels"][TRIAL_LABEL],
+                "digits-7"
+            );
+            let pod = &rj["template"]["spec"]["template"];
+            assert_eq!(pod["metadata"]["labels"][STUDY_LABEL], "digits");
+            // The queue label stays on the JobSet: Kueue manages the pods through it.
+            assert!(
+                pod["metadata"]["labels"]
+                    .get(crate::workload::kueue::QUEUE_LABEL)
+                    .is_none()
+            );
+            assert_eq!(pod["spec"]["priorityClassName"], "low");
+            assert_eq!(pod["spec"]["restartPolicy"], "Never");
+            let c = &pod["spec"]["containers"][0];
+            assert_eq!(c["args"][0], arg);
+            assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], "2");
+            assert!(
+                c["env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["name"] == "LOPPER_TRIAL")
+            );
+        }
+        // (1 × 2 + 2 × 1) pods × 2 GPUs.
+        assert_eq!(kinds::gpus_per_trial(&s), 8);
+        assert_eq!(kinds::metrics_job_name(&s, "digits-7"), "digits-7-leader-0");
+        assert!(
+            kinds::render(&jobset_study(false), &trial(), &Default::default())
+                .unwrap()
+                .data["spec"]
+                .get("suspend")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn errors_name_the_replicated_job() {
+        let mut s = jobset_study(false);
+        s.spec.trial_template.job_set.as_mut().unwrap()["replicatedJobs"][1]["template"]["spec"]
+            ["template"]["spec"]["containers"][0]["args"][0] = json!("${params.nope}");
+        let e = kinds::render(&s, &trial(), &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "spec.trialTemplate.jobSet: unknown placeholder ${params.nope}"
+        );
+        let mut s = jobset_study(false);
+        s.spec.trial_template.job_set.as_mut().unwrap()["replicatedJobs"][1]["template"]["spec"]
+            ["template"]["spec"]["containers"] = json!([]);
+        let e = kinds::render(&s, &trial(), &Default::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "spec.trialTemplate.jobSet.replicatedJobs[1].template.spec.template: the pod template has no containers"
+        );
+    }
+
+    #[test]
+    fn a_trainjob_gets_the_env_the_gpus_and_the_queue() {
+        let mut s = jobset_study(true);
+        s.spec.trial_template.job_set = None;
+        s.spec.trial_template.primary_replicated_job = None;
+        s.spec.trial_template.train_job = Some(json!({
+            "runtimeRef": {"name": "torch-distributed"},
+            "trainer": {"numNodes": 3, "args": ["--lr=${params.lr}"], "env": [{"name": "A", "value": "1"}]}
+        }));
+        let obj = kinds::render(&s, &trial(), &Default::default()).unwrap();
+        assert_eq!(obj.types.as_ref().unwrap().kind, "TrainJob");
+        let spec = &obj.data["spec"];
+        assert_eq!(spec["suspend"], json!(true));
+        assert_eq!(spec["trainer"]["args"][0], "--lr=0.5");
+        assert_eq!(
+            spec["trainer"]["resourcesPerNode"]["limits"]["nvidia.com/gpu"],
+            "2"
+        );
+        let env = spec["trainer"]["env"].as_array().unwrap();
+        assert_eq!(env[0]["name"], "A");
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == "LOPPER_TRIAL_NUMBER" && e["value"] == "7")
+        );
+        assert_eq!(kinds::gpus_per_trial(&s), 6);
+        assert_eq!(kinds::metrics_job_name(&s, "digits-7"), "digits-7-node-0");
+    }
+}
