@@ -515,8 +515,8 @@ async fn invalid_specs_get_invalid_spec_and_others_still_run() {
     bad_grid.spec.sampler = Some(serde_json::from_value(serde_json::json!({"grid": {}})).unwrap());
     // A placeholder naming no parameter: said once by the Study, not by every trial failing.
     let mut bad_template = study_yaml("bad-template", 2, 1, "{none: {}}", 0, "600s");
-    bad_template.spec.trial_template.spec.as_mut().unwrap()["template"]["spec"]["containers"][0]["args"][0] =
-        serde_json::json!("--lr=${params.lrr}");
+    bad_template.spec.trial_template.spec.as_mut().unwrap()["template"]["spec"]["containers"][0]
+        ["args"][0] = serde_json::json!("--lr=${params.lrr}");
     let good = study_yaml("good", 1, 1, "{none: {}}", 0, "600s");
     for s in [&bad_pruner, &bad_grid, &bad_template, &good] {
         create_study(&client, &ns.name, s).await;

@@ -243,6 +243,19 @@ class Operator:
     def cpu_seconds(self):
         return self.cpu_s
 
+    def cpu_now(self):
+        """CPU seconds so far, the live process included (for a window of the run)."""
+        with self.lock:
+            live = 0.0
+            if self.proc is not None:
+                try:
+                    with open(f"/proc/{self.proc.pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    live = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                except (OSError, ValueError, IndexError):
+                    pass
+            return self.cpu_s + live
+
 
 # ------------------------------------------------------------------------------------------
 # The run
@@ -436,6 +449,8 @@ def main():
 
     # -- the trainers ----------------------------------------------------------------------
     latencies, prunes, answers = [], {}, {"200": 0}
+    report_log = []    # (sent, latency) of each answered report
+    first_report = {}  # trial -> when its first report was sent
     last_report = [time.time()]
     work = queue.PriorityQueue()  # (due, seq, trial, step)
     seq = [0]
@@ -504,6 +519,9 @@ def main():
                 last_report[0] = t1
             if code == 200:
                 latencies.append(t1 - t0)
+                with lock:
+                    report_log.append((t0, t1 - t0))
+                    first_report.setdefault(trial, t0)
                 if ans.get("prune"):
                     with lock:
                         prunes[trial] = (t0, t1)  # the pruned report sent, its answer {"prune": true}
@@ -535,9 +553,15 @@ def main():
 
     threading.Thread(target=starter, daemon=True).start()
 
+    cpu_samples = []  # (time, operator CPU s, control plane {name: (pid, CPU s)})
+
     def sampler():
+        n = 0
         while not stop.is_set():
             op.sample()
+            if n % 2 == 0:
+                cpu_samples.append((time.time(), op.cpu_now(), control_plane_cpu()))
+            n += 1
             time.sleep(0.5)
 
     threading.Thread(target=sampler, daemon=True).start()
@@ -680,6 +704,18 @@ def main():
 
     # API requests of the operator: the apiserver's audit log (e2e/cluster.sh audits the identity
     # lopper-operator only, at Metadata level), this run's namespace and time window, each auditID once.
+    # The steady state: from when every trial created before the first one finished has been
+    # reporting for one interval, to that first finish. No trial is created or ends in it, so
+    # what it costs is what reports cost (the lifecycle of trials is outside it).
+    with lock:
+        finals = [d["final_at"] for d in trials.values() if "final_at" in d]
+        first_final = min(finals) if finals else run_end
+        early = [n for n, d in trials.items() if d["created"] < first_final]
+        starts = [first_report.get(n) for n in early]
+    w_start = (max(starts) + a.interval) if early and None not in starts else None
+    w_end = first_final - 1.0
+    steady_window = (w_start, w_end) if w_start is not None and w_end - w_start >= 2 * a.interval else None
+    counts_w = {}
     counts, errors, seen_ids = {}, {}, set()
     ns_key = f'"namespace":"{ns}"'
     logdir = os.path.join(CLUSTER, "logs")
@@ -708,6 +744,8 @@ def main():
                 res = ref.get("resource", "?") + ("/" + ref["subresource"] if ref.get("subresource") else "")
                 key = f"{e.get('verb')} {res}"
                 counts[key] = counts.get(key, 0) + 1
+                if steady_window and steady_window[0] <= t <= steady_window[1]:
+                    counts_w[key] = counts_w.get(key, 0) + 1
                 code_ = (e.get("responseStatus") or {}).get("code", 0)
                 if code_ >= 400:
                     errors[f"{key} {code_}"] = errors.get(f"{key} {code_}", 0) + 1
@@ -729,6 +767,27 @@ def main():
     cpu = op.cpu_seconds()
     cp_ms = {n: round((cp_end[n][1] - cp_start[n][1]) * 1000 / max(len(latencies), 1), 3)
              for n in cp_start if n in cp_end and cp_end[n][0] == cp_start[n][0]}
+    steady_out = None
+    if steady_window:
+        ws, we = steady_window
+        with lock:
+            lat_w = [l for t0, l in report_log if ws <= t0 <= we]
+        inside = [smp for smp in cpu_samples if ws <= smp[0] <= we]
+        req_w = {k: v for k, v in counts_w.items() if not k.startswith(("list ", "watch ")) and not k.endswith(" leases")}
+        steady_out = {"from_s": round(ws - run_start, 1), "to_s": round(we - run_start, 1), "reports": len(lat_w),
+                      "report_p50_ms": ms(pct(lat_w, 50), 1), "report_p99_ms": ms(pct(lat_w, 99), 1),
+                      "within_100ms": round(sum(l <= 0.1 for l in lat_w) / max(len(lat_w), 1), 4),
+                      "api_requests_per_report": round(sum(counts_w.values()) / max(len(lat_w), 1), 3),
+                      "api_requests_per_report_no_list_watch_lease": round(sum(req_w.values()) / max(len(lat_w), 1), 3),
+                      "api_requests_by_verb": dict(sorted(counts_w.items(), key=lambda kv: -kv[1]))}
+        if len(inside) >= 2:
+            (t_a, cpu_a, cp_a), (t_b, cpu_b, cp_b) = inside[0], inside[-1]
+            with lock:
+                n_ab = sum(1 for t0, _ in report_log if t_a <= t0 <= t_b)
+            steady_out["operator_cpu_ms_per_report"] = round((cpu_b - cpu_a) * 1000 / max(n_ab, 1), 3)
+            steady_out["control_plane_cpu_ms_per_report"] = {
+                n: round((cp_b[n][1] - cp_a[n][1]) * 1000 / max(n_ab, 1), 3)
+                for n in cp_a if n in cp_b and cp_b[n][0] == cp_a[n][0]}
     summary = {
         "label": a.label, "studies": a.studies, "maxTrials": a.trials, "parallel": a.parallel,
         "live": slots, "steps": a.steps, "interval_s": a.interval, "kills": op.kills, "operator_exits": op.exits,
@@ -748,6 +807,7 @@ def main():
         "operator_peak_rss_mib": round(op.peak_kib / 1024, 1),
         "operator_cpu_ms_per_report": round(cpu * 1000 / max(reports, 1), 3),
         "control_plane_cpu_ms_per_report": cp_ms,
+        "steady": steady_out,
         "gpu_slot_utilisation": round(busy / (slots * wall), 3) if wall > 0 else None,
         "gpu_node_utilisation": round(busy / (nodes * a.gpus_per_node * wall), 3) if wall > 0 else None,
         "lopper": a.lopper, "loadavg_1m_end": round(os.getloadavg()[0], 2),
@@ -779,6 +839,20 @@ def main():
     print(f"  operator CPU            {cpu:.1f} s = {summary['operator_cpu_ms_per_report']} ms per report")
     if cp_ms:
         print("  control plane CPU       " + ", ".join(f"{n} {v} ms" for n, v in cp_ms.items()) + " per report")
+    if steady_out:
+        so = steady_out
+        print(f"  steady state            {so['to_s'] - so['from_s']:.0f} s (from {so['from_s']} s to {so['to_s']} s of the run): every trial "
+              f"reporting, none created or finished")
+        print(f"    reports               {so['reports']}, p50 {so['report_p50_ms']} ms, p99 {so['report_p99_ms']} ms, "
+              f"{so['within_100ms'] * 100:.1f}% within 100 ms")
+        print(f"    API requests          {so['api_requests_per_report']} per report "
+              f"({so['api_requests_per_report_no_list_watch_lease']} without list/watch/leases): "
+              + ", ".join(f"{k} {v}" for k, v in so["api_requests_by_verb"].items()))
+        if "operator_cpu_ms_per_report" in so:
+            print(f"    CPU per report        operator {so['operator_cpu_ms_per_report']} ms; "
+                  + ", ".join(f"{n} {v} ms" for n, v in so["control_plane_cpu_ms_per_report"].items()))
+    else:
+        print("  steady state            none (a trial finished before every trial was reporting: use longer curves, e.g. --steady)")
     print(f"  GPU slot utilisation    {summary['gpu_slot_utilisation']} (pod-Running GPU-seconds / (studies x parallelism x wall); "
           f"{summary['gpu_node_utilisation']} of the {nodes * a.gpus_per_node} fake GPUs)")
     print("  checks                  " + ("ok" if not failures else "FAILED:\n    " + "\n    ".join(failures)))

@@ -23,6 +23,8 @@ struct Entry {
     resource_version: Option<String>,
     /// Sealed chunks whose points the record holds.
     chunks: u32,
+    /// The step of the last of those points (None: no chunk held).
+    sealed_last: Option<i64>,
 }
 
 /// See the module docs.
@@ -90,6 +92,14 @@ impl Book {
                 {
                     continue;
                 }
+                // The usual change (a report, a phase): the record already holds the sealed
+                // points; only the window is brought up to date.
+                if e.uid == uid && e.chunks == chunks {
+                    let sealed_last = e.sealed_last;
+                    self.refresh(i, t, sealed_last, &[]);
+                    self.entries[i].resource_version = rv;
+                    continue;
+                }
                 // Reuse the sealed points we hold when the Trial has no more chunks than we
                 // know of (chunks never change once sealed).
                 let prefix: Option<Vec<Point>> = if e.uid == uid && e.chunks >= chunks {
@@ -109,22 +119,24 @@ impl Book {
                     None
                 };
                 let prefix = prefix.or_else(|| sealed(t, chunks));
-                let (record, known) = build(t, prefix, chunks);
+                let (record, known, sealed_last) = build(t, prefix, chunks);
                 let old = std::mem::replace(&mut self.records[i], record);
                 self.entries[i] = Entry {
                     uid,
                     resource_version: rv,
                     chunks: known,
+                    sealed_last,
                 };
                 self.on_changed(&old, i);
             } else {
                 let prefix = if chunks > 0 { sealed(t, chunks) } else { None };
-                let (record, known) = build(t, prefix, chunks);
+                let (record, known, sealed_last) = build(t, prefix, chunks);
                 self.records.push(record);
                 self.entries.push(Entry {
                     uid,
                     resource_version: rv,
                     chunks: known,
+                    sealed_last,
                 });
                 inserted = true;
                 let i = self.records.len() - 1;
@@ -154,6 +166,17 @@ impl Book {
             (self.records, self.entries) = pairs.into_iter().unzip();
             self.reindex_positions();
         }
+    }
+
+    /// Brings record `i` up to `t` in place (see [`Trial::refresh_record`]), with the index.
+    fn refresh(&mut self, i: usize, t: &Trial, sealed_last: Option<i64>, sealed_now: &[Point]) {
+        let was_complete = self.records[i].state == TrialState::Complete;
+        let changed = t.refresh_record(&mut self.records[i], sealed_last, sealed_now);
+        if was_complete && (self.records[i].state != TrialState::Complete || changed) {
+            self.index_dirty = true;
+            return;
+        }
+        self.index_new(i);
     }
 
     /// Index bookkeeping for a record that replaced `old` at `i`.
@@ -266,7 +289,24 @@ impl Book {
         };
         let chunks = t.curve_chunks();
         let e = &self.entries[i];
-        let held = e.chunks as usize * crate::crd::curve::CHUNK_POINTS;
+        let per = crate::crd::curve::CHUNK_POINTS;
+        // The usual write: the record holds the sealed points, and those sealed now follow.
+        if e.uid == t.uid()
+            && sealed_now.len().is_multiple_of(per)
+            && chunks == e.chunks + (sealed_now.len() / per) as u32
+        {
+            let sealed_last = sealed_now.last().map(|p| p.step).or(e.sealed_last);
+            let before = e.sealed_last;
+            self.refresh(i, t, before, sealed_now);
+            self.entries[i] = Entry {
+                uid: t.uid(),
+                resource_version: t.resource_version(),
+                chunks,
+                sealed_last,
+            };
+            return;
+        }
+        let held = e.chunks as usize * per;
         let mut prefix: Vec<Point> = self.records[i]
             .intermediate
             .iter()
@@ -277,17 +317,19 @@ impl Book {
             })
             .collect();
         prefix.extend_from_slice(sealed_now);
-        let known_chunks = if prefix.len() == chunks as usize * crate::crd::curve::CHUNK_POINTS {
+        let known_chunks = if prefix.len() == chunks as usize * per {
             chunks
         } else {
             0
         };
-        let (record, known) = build(t, (known_chunks == chunks).then_some(prefix), chunks);
+        let (record, known, sealed_last) =
+            build(t, (known_chunks == chunks).then_some(prefix), chunks);
         let old = std::mem::replace(&mut self.records[i], record);
         self.entries[i] = Entry {
             uid: t.uid(),
             resource_version: t.resource_version(),
             chunks: known,
+            sealed_last,
         };
         self.on_changed(&old, i);
     }
@@ -311,10 +353,11 @@ fn merge_state(into: &mut PrunerState, from: &PrunerState) {
 }
 
 /// A record from a Trial and the points of its sealed chunks (`None`: not available; the
-/// record then holds only `status.intermediate` and says it knows no chunks).
-fn build(t: &Trial, sealed: Option<Vec<Point>>, chunks: u32) -> (TrialRecord, u32) {
+/// record then holds only `status.intermediate` and says it knows no chunks), with the
+/// chunks it holds and the step of their last point.
+fn build(t: &Trial, sealed: Option<Vec<Point>>, chunks: u32) -> (TrialRecord, u32, Option<i64>) {
     match sealed {
-        Some(p) => (t.record_with(&p), chunks),
+        Some(p) => (t.record_with(&p), chunks, p.last().map(|p| p.step)),
         None => {
             if chunks > 0 {
                 tracing::warn!(
@@ -323,7 +366,7 @@ fn build(t: &Trial, sealed: Option<Vec<Point>>, chunks: u32) -> (TrialRecord, u3
                     "curve chunks not available yet; deciding on the unsealed points only until they are"
                 );
             }
-            (t.record(), 0)
+            (t.record(), 0, None)
         }
     }
 }
@@ -447,6 +490,80 @@ mod tests {
         });
         b.sync(&[Arc::new(t2)], &|_, _| panic!("chunks re-read"));
         assert_eq!(b.record(0).unwrap().intermediate.len(), n as usize + 2);
+    }
+
+    /// Reports as `observe` writes them (window, sealing, commit), then a sync of each
+    /// write as the watch delivers it: the record always equals a rebuild from the whole
+    /// curve, while each report only touched the window.
+    #[test]
+    fn a_long_curve_stays_exact_through_commits_and_syncs() {
+        use crate::crd::curve;
+        let mut b = Book::default();
+        let mut t = (*trial(0, 1, TrialPhase::Running, &[])).clone();
+        b.sync(&[Arc::new(t.clone())], &no_chunks);
+        let mut all: Vec<Point> = Vec::new();
+        let mut rv = 1u64;
+        for step in 0..1_600i64 {
+            // Every 7th step reports NaN; steps are sparse (every 3rd) to test keys, not indexes.
+            let v = if step % 7 == 3 {
+                f64::NAN
+            } else {
+                (step as f64).sin()
+            };
+            let st = t.status.as_mut().unwrap();
+            let mut last = st.intermediate.last().map(|p| p.step).max(st.last_step);
+            let rec = curve::append(&mut st.intermediate, &mut last, &[(step * 3, v)]);
+            st.last_step = last;
+            all.extend(rec);
+            let sealed: Vec<Point> = curve::seal(&mut st.intermediate)
+                .into_iter()
+                .flatten()
+                .collect();
+            if !sealed.is_empty() {
+                let c = st.curve_chunks.unwrap_or(0) + (sealed.len() / curve::CHUNK_POINTS) as u32;
+                st.curve_chunks = Some(c);
+            }
+            rv += 1;
+            t.metadata.resource_version = Some(rv.to_string());
+            b.commit(&t, &sealed, &PrunerState::default());
+            // The watch event of the same write changes nothing; chunks are never re-read.
+            b.sync(&[Arc::new(t.clone())], &|_, _| panic!("chunks re-read"));
+            if step % 97 == 0 || step == 1_599 {
+                let want = t.record_with(&all[..t.curve_chunks() as usize * curve::CHUNK_POINTS]);
+                let got = b.record(0).unwrap();
+                assert_eq!(got.intermediate.len(), all.len());
+                assert!(
+                    got.intermediate
+                        .iter()
+                        .zip(&want.intermediate)
+                        .all(|(a, b)| a.0 == b.0 && a.1.to_bits() == b.1.to_bits()),
+                    "record differs from a rebuild at step {step}"
+                );
+            }
+        }
+        assert_eq!(
+            t.curve_chunks(),
+            6,
+            "1,600 points: 6 sealed chunks, 100 in the window"
+        );
+        // Someone rewrote the window (points dropped): the record drops them too.
+        rv += 1;
+        t.metadata.resource_version = Some(rv.to_string());
+        t.status.as_mut().unwrap().intermediate.truncate(10);
+        b.sync(&[Arc::new(t.clone())], &|_, _| panic!("chunks re-read"));
+        assert_eq!(
+            b.record(0).unwrap().intermediate.len(),
+            6 * curve::CHUNK_POINTS + 10
+        );
+        // Completed: the index counts it with its whole curve.
+        rv += 1;
+        t.metadata.resource_version = Some(rv.to_string());
+        let st = t.status.as_mut().unwrap();
+        st.phase = Some(TrialPhase::Completed);
+        st.value = Some(0.5);
+        b.sync(&[Arc::new(t.clone())], &|_, _| panic!("chunks re-read"));
+        let r = b.record(0).unwrap();
+        assert_eq!((r.state, r.value), (TrialState::Complete, Some(0.5)));
     }
 
     #[test]

@@ -204,6 +204,14 @@ async fn write_batch(
         if recorded.is_empty() && status.checked_step == last {
             return Ok((recorded, false));
         }
+        // A report proves the trainer runs: Running in this same write, so the Trial
+        // reconcile (which learns it from the Job's `ready` count, later) has nothing to write.
+        if !recorded.is_empty() && matches!(status.phase, None | Some(TrialPhase::Pending)) {
+            status.phase = Some(TrialPhase::Running);
+            if status.start_time.is_none() {
+                status.start_time = Some(Time(Timestamp::now()));
+            }
+        }
         let decided = decide(view, ns, &t, &recorded)?;
         let mut pruned = None;
         if let Some((d, _)) = &decided {

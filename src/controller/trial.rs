@@ -336,6 +336,9 @@ pub fn plan_state(
             };
         }
         JobState::Queued => status.phase = Some(TrialPhase::Queued),
+        // A trial that reported is running even if the Job's `ready` count lags (the report
+        // wrote Running), and a pod retried by the Job does not make it Pending again.
+        JobState::Pending if status.phase == Some(TrialPhase::Running) => {}
         JobState::Pending => status.phase = Some(TrialPhase::Pending),
         JobState::Running => {
             status.phase = Some(TrialPhase::Running);
@@ -525,6 +528,27 @@ mod tests {
             panic!("a write")
         };
         assert_eq!(again.start_time, Some(Time(at(50))));
+    }
+
+    #[test]
+    fn a_trial_running_by_its_reports_stays_running_while_the_job_catches_up() {
+        let running = TrialStatus {
+            phase: Some(TrialPhase::Running),
+            start_time: Some(Time(at(40))),
+            ..pts(&[Some(0.5)])
+        };
+        let TrialPlan::Write { status, .. } = plan(&running, &job(0, None), "loss", None, at(50))
+        else {
+            panic!("a write")
+        };
+        assert_eq!(status.phase, Some(TrialPhase::Running));
+        assert_eq!(*status, running, "nothing to write");
+        let TrialPlan::Write { status, .. } =
+            plan(&TrialStatus::default(), &job(0, None), "loss", None, at(50))
+        else {
+            panic!("a write")
+        };
+        assert_eq!(status.phase, Some(TrialPhase::Pending));
     }
 
     #[test]

@@ -291,12 +291,80 @@ impl Trial {
     /// order (see [`super::curve`]).
     pub fn record_with(&self, sealed: &[Point]) -> TrialRecord {
         let mut r = TrialRecord::new(self.spec.number);
-        r.params = self.spec.params.clone();
-        r.state = self.phase().engine_state();
         if let Some(s) = &self.status {
             for p in sealed.iter().chain(&s.intermediate) {
                 r.intermediate.insert(p.step, p.value.unwrap_or(f64::NAN));
             }
+        }
+        self.fill_summary(&mut r);
+        r
+    }
+
+    /// Brings `r`, a record of this trial that holds its sealed points through step
+    /// `sealed_last` (None: no sealed points), up to this Trial, with `sealed_now` (points
+    /// sealed since `r` was made) added. Costs the unsealed window, not the whole curve: a
+    /// report of a 100,000-step trial touches ~250 points. Returns whether the points changed.
+    pub fn refresh_record(
+        &self,
+        r: &mut TrialRecord,
+        sealed_last: Option<i64>,
+        sealed_now: &[Point],
+    ) -> bool {
+        use std::collections::btree_map::Entry;
+        use std::ops::Bound;
+        let window = self
+            .status
+            .as_ref()
+            .map(|s| s.intermediate.as_slice())
+            .unwrap_or(&[]);
+        let after = |step: i64| sealed_last.is_none_or(|k| step > k);
+        let mut changed = false;
+        let mut fresh = 0usize;
+        for p in sealed_now.iter().chain(window).filter(|p| after(p.step)) {
+            let v = p.value.unwrap_or(f64::NAN);
+            match r.intermediate.entry(p.step) {
+                Entry::Vacant(e) => {
+                    e.insert(v);
+                    changed = true;
+                }
+                Entry::Occupied(mut e) => {
+                    if e.get().to_bits() != v.to_bits() {
+                        e.insert(v);
+                        changed = true;
+                    }
+                }
+            }
+            fresh += 1;
+        }
+        // Points past the sealed ones that the Trial no longer holds (only when someone
+        // rewrote its status): dropped, as a rebuild would.
+        let lo = sealed_last.map_or(Bound::Unbounded, Bound::Excluded);
+        if r.intermediate.range((lo, Bound::Unbounded)).count() != fresh {
+            let keep: std::collections::HashSet<i64> =
+                sealed_now.iter().chain(window).map(|p| p.step).collect();
+            let stale: Vec<i64> = r
+                .intermediate
+                .range((lo, Bound::Unbounded))
+                .map(|(k, _)| *k)
+                .filter(|k| !keep.contains(k))
+                .collect();
+            for k in stale {
+                r.intermediate.remove(&k);
+                changed = true;
+            }
+        }
+        self.fill_summary(r);
+        changed
+    }
+
+    /// Everything of the record but its points: params, state, value, rung values.
+    fn fill_summary(&self, r: &mut TrialRecord) {
+        r.number = self.spec.number;
+        r.params.clone_from(&self.spec.params);
+        r.state = self.phase().engine_state();
+        r.value = None;
+        r.rungs.clear();
+        if let Some(s) = &self.status {
             r.value = s.value;
             if r.state == TrialState::Complete && r.value.is_none() {
                 r.value = Some(f64::NAN);
@@ -307,7 +375,6 @@ impl Trial {
                 }
             }
         }
-        r
     }
 }
 
