@@ -4,8 +4,9 @@
 #   e2e/cluster.sh build    build (once) the pinned binaries into the cache
 #   e2e/cluster.sh up       build if needed, start etcd, kube-apiserver, kube-controller-manager,
 #                           kube-scheduler and kwok, create the fake GPU nodes, wait until Ready
-#                           (with LOPPER_E2E_KUEUE=1 also Kueue and the JobSet controller)
-#   e2e/cluster.sh addons-up  start Kueue and the JobSet controller on a running cluster
+#                           (with LOPPER_E2E_KUEUE=1 also Kueue, the JobSet controller and the
+#                           Kubeflow Trainer controller)
+#   e2e/cluster.sh addons-up  start those three on a running cluster
 #   e2e/cluster.sh status   show each component and the nodes
 #   e2e/cluster.sh logs [component]   tail the component logs (e2e/.cluster/logs/<component>.log)
 #   e2e/cluster.sh restart-apiserver   stop and start kube-apiserver (fault injection)
@@ -25,7 +26,8 @@
 #   LOPPER_E2E_KUEUE=1          also build and start Kueue and the JobSet controller (and install
 #                               their CRDs and the Kubeflow Trainer's), see e2e/README.md
 #   LOPPER_E2E_KUEUE_WEBHOOK_PORT, _KUEUE_HEALTH_PORT, _KUEUE_VISIBILITY_PORT,
-#   LOPPER_E2E_JOBSET_WEBHOOK_PORT, _JOBSET_HEALTH_PORT   their loopback ports (16490..16494)
+#   LOPPER_E2E_JOBSET_WEBHOOK_PORT, _JOBSET_HEALTH_PORT,
+#   LOPPER_E2E_TRAINER_WEBHOOK_PORT, _TRAINER_HEALTH_PORT   their loopback ports (16490..16496)
 #   LOPPER_E2E_UP_TIMEOUT       seconds to wait for each readiness step (default: 90)
 #   LOPPER_E2E_BUILD_NICE       nice level for `go build`  (default: 5)
 #   LOPPER_E2E_CLIENT_QPS/_BURST  controller-manager and scheduler client rate (default 200/400;
@@ -56,7 +58,7 @@ HELM_VERSION="v3.22.0"
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 # Optional components (LOPPER_E2E_KUEUE=1), built into their own cache folder so the core
 # binaries' cache stays valid; `down` stops them whenever they run.
-ADDONS=(jobset-controller kueue)
+ADDONS=(jobset-controller trainer-controller-manager kueue)
 KUEUE_ENABLED="${LOPPER_E2E_KUEUE:-0}"
 [[ "$KUEUE_ENABLED" == 1 ]] && COMPONENTS+=("${ADDONS[@]}")
 ADDON_LDFLAGS="-s -w"
@@ -64,6 +66,7 @@ ADDON_LDFLAGS="-s -w"
 ADDON_TABLE=(
   "kueue|kueue|sigs.k8s.io/kueue/cmd/kueue"
   "jobset-controller|jobset|sigs.k8s.io/jobset"
+  "trainer-controller-manager|trainer|github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager"
 )
 NODES=(fake-gpu-0 fake-gpu-1)
 
@@ -113,7 +116,7 @@ BIN_DIR="$CACHE_ROOT/$(cache_key)/bin"
 addon_cache_key() {
   {
     local f
-    for f in kueue/go.mod kueue/go.sum jobset/go.mod jobset/go.sum; do
+    for f in kueue/go.mod kueue/go.sum jobset/go.mod jobset/go.sum trainer/go.mod trainer/go.sum; do
       printf '== %s\n' "$f"
       cat "$TOOLS_DIR/$f"
     done
@@ -690,13 +693,17 @@ start_addons() {
   KUEUE_HEALTH_PORT="$(pick_port LOPPER_E2E_KUEUE_HEALTH_PORT 16491)"; PICKED_PORTS+=" $KUEUE_HEALTH_PORT"
   KUEUE_VISIBILITY_PORT="$(pick_port LOPPER_E2E_KUEUE_VISIBILITY_PORT 16492)"; PICKED_PORTS+=" $KUEUE_VISIBILITY_PORT"
   JOBSET_WEBHOOK_PORT="$(pick_port LOPPER_E2E_JOBSET_WEBHOOK_PORT 16493)"; PICKED_PORTS+=" $JOBSET_WEBHOOK_PORT"
-  JOBSET_HEALTH_PORT="$(pick_port LOPPER_E2E_JOBSET_HEALTH_PORT 16494)"
+  JOBSET_HEALTH_PORT="$(pick_port LOPPER_E2E_JOBSET_HEALTH_PORT 16494)"; PICKED_PORTS+=" $JOBSET_HEALTH_PORT"
+  TRAINER_WEBHOOK_PORT="$(pick_port LOPPER_E2E_TRAINER_WEBHOOK_PORT 16495)"; PICKED_PORTS+=" $TRAINER_WEBHOOK_PORT"
+  TRAINER_HEALTH_PORT="$(pick_port LOPPER_E2E_TRAINER_HEALTH_PORT 16496)"
   cat >>"$CLUSTER_DIR/ports.env" <<EOF
 KUEUE_WEBHOOK_PORT=$KUEUE_WEBHOOK_PORT
 KUEUE_HEALTH_PORT=$KUEUE_HEALTH_PORT
 KUEUE_VISIBILITY_PORT=$KUEUE_VISIBILITY_PORT
 JOBSET_WEBHOOK_PORT=$JOBSET_WEBHOOK_PORT
 JOBSET_HEALTH_PORT=$JOBSET_HEALTH_PORT
+TRAINER_WEBHOOK_PORT=$TRAINER_WEBHOOK_PORT
+TRAINER_HEALTH_PORT=$TRAINER_HEALTH_PORT
 EOF
   mkdir -p "$pki/webhook"
   (
@@ -716,6 +723,9 @@ subjectAltName=IP:127.0.0.1,DNS:localhost" >webhook.ext
   # certificate management is off (its metrics server stays disabled: bindAddress "0").
   install -D -m 0644 "$pki/webhook/tls.crt" /etc/kueue/metrics/certs/tls.crt
   install -D -m 0600 "$pki/webhook/tls.key" /etc/kueue/metrics/certs/tls.key
+  # The Trainer's webhook server has no certDir setting: controller-runtime's default folder.
+  install -D -m 0644 "$pki/webhook/tls.crt" /tmp/k8s-webhook-server/serving-certs/tls.crt
+  install -D -m 0600 "$pki/webhook/tls.key" /tmp/k8s-webhook-server/serving-certs/tls.key
   log "installing the Kueue, JobSet and Kubeflow Trainer CRDs from the pinned modules"
   local crd_dirs=() d f
   moddir="$(cd "$TOOLS_DIR/kueue" && go list -mod=readonly -m -f '{{.Dir}}' sigs.k8s.io/kueue)" || fail_up "kueue module source"
@@ -779,48 +789,85 @@ clientConnection:
   qps: 200
   burst: 400
 EOF
-  log "starting jobset-controller and kueue"
+  cat >"$CLUSTER_DIR/trainer-config.yaml" <<EOF
+apiVersion: config.trainer.kubeflow.org/v1alpha1
+kind: Configuration
+health:
+  healthProbeBindAddress: 127.0.0.1:${TRAINER_HEALTH_PORT}
+metrics:
+  bindAddress: "0"
+webhook:
+  host: 127.0.0.1
+  port: ${TRAINER_WEBHOOK_PORT}
+leaderElection:
+  leaderElect: false
+certManagement:
+  enable: false
+EOF
+  log "starting jobset-controller, trainer-controller-manager and kueue"
   KUBECONFIG="$CLUSTER_DIR/kubeconfig" start_component jobset-controller \
     --config="$CLUSTER_DIR/jobset-config.yaml" --zap-log-level=info
+  KUBECONFIG="$CLUSTER_DIR/kubeconfig" start_component trainer-controller-manager \
+    --config="$CLUSTER_DIR/trainer-config.yaml"
   KUBECONFIG="$CLUSTER_DIR/kubeconfig" start_component kueue \
     --config="$CLUSTER_DIR/kueue-config.yaml" \
     --visibility-server-port="${KUEUE_VISIBILITY_PORT}" \
     --feature-gates=VisibilityOnDemand=false \
     --zap-log-level=2
-  # JobSet's defaulting webhook is needed (its controller assumes defaulted fields): its
-  # JobSet webhooks are registered at the loopback server. Its pod webhooks (exclusive
-  # placement only) are left out, so no pod creation depends on this process.
-  local ca path kind
+  # Registered webhooks, each at its loopback server (url + the cluster CA):
+  # - JobSet's JobSet webhooks: its controller dereferences fields only the defaulting webhook
+  #   sets (spec.network) and panics without it. Its pod webhooks (exclusive placement only)
+  #   are left out, so no pod creation depends on the process.
+  # - Kueue's TrainJob defaulting webhook: it adds the runtime patch Kueue's TrainJob
+  #   integration needs to unsuspend an admitted TrainJob. Kueue's other webhooks are left out
+  #   (every Job of the cluster would depend on the process; Lopper creates workloads already
+  #   suspended and labelled, which is what they would default).
+  local ca
   ca="$(base64 -w0 <"$pki/ca.crt")"
-  for kind in Mutating Validating; do
-    if [[ "$kind" == Mutating ]]; then path=/mutate-jobset-x-k8s-io-v1alpha2-jobset; else path=/validate-jobset-x-k8s-io-v1alpha2-jobset; fi
-    cat <<EOF
+  {
+    webhook_yaml Mutating jobset-mutating-webhook-configuration mjobset.kb.io "$JOBSET_WEBHOOK_PORT" \
+      /mutate-jobset-x-k8s-io-v1alpha2-jobset jobset.x-k8s.io v1alpha2 jobsets "CREATE" "$ca"
+    webhook_yaml Validating jobset-validating-webhook-configuration vjobset.kb.io "$JOBSET_WEBHOOK_PORT" \
+      /validate-jobset-x-k8s-io-v1alpha2-jobset jobset.x-k8s.io v1alpha2 jobsets "CREATE, UPDATE" "$ca"
+    webhook_yaml Mutating kueue-trainjob-mutating-webhook-configuration mtrainjob.kb.io "$KUEUE_WEBHOOK_PORT" \
+      /mutate-trainer-kubeflow-org-v1alpha1-trainjob trainer.kubeflow.org v1alpha1 trainjobs "CREATE" "$ca"
+  } >"$CLUSTER_DIR/addon-webhooks.yaml"
+  wait_until "jobset-controller /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${JOBSET_HEALTH_PORT}/readyz" \
+    || fail_up "jobset-controller did not become ready"
+  wait_until "trainer-controller-manager /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${TRAINER_HEALTH_PORT}/readyz" \
+    || fail_up "trainer-controller-manager did not become ready"
+  wait_until "kueue /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${KUEUE_HEALTH_PORT}/readyz" \
+    || fail_up "kueue did not become ready"
+  kctl apply -f "$CLUSTER_DIR/addon-webhooks.yaml" >/dev/null || fail_up "registering the webhooks"
+  # The Trainer's torch runtime, for TrainJobs that name `torch-distributed`.
+  moddir="$(cd "$TOOLS_DIR/trainer" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kubeflow/trainer/v2)" || fail_up "trainer module source"
+  kctl apply --server-side --force-conflicts -f "$moddir/manifests/base/runtimes/torch_distributed.yaml" >/dev/null \
+    || fail_up "installing the torch-distributed ClusterTrainingRuntime"
+}
+
+# webhook_yaml Mutating|Validating CONFIG-NAME WEBHOOK-NAME PORT PATH GROUP VERSION RESOURCE OPS CA
+webhook_yaml() {
+  cat <<EOF
 ---
 apiVersion: admissionregistration.k8s.io/v1
-kind: ${kind}WebhookConfiguration
+kind: ${1}WebhookConfiguration
 metadata:
-  name: jobset-$(tr '[:upper:]' '[:lower:]' <<<"$kind")-webhook-configuration
+  name: $2
 webhooks:
-- name: $(tr '[:upper:]' '[:lower:]' <<<"${kind:0:1}")jobset.kb.io
+- name: $3
   admissionReviewVersions: [v1]
   clientConfig:
-    url: https://127.0.0.1:${JOBSET_WEBHOOK_PORT}${path}
-    caBundle: ${ca}
+    url: https://127.0.0.1:${4}${5}
+    caBundle: ${10}
   failurePolicy: Fail
   sideEffects: None
   timeoutSeconds: 10
   rules:
-  - apiGroups: [jobset.x-k8s.io]
-    apiVersions: [v1alpha2]
-    operations: [CREATE$([[ "$kind" == Validating ]] && echo ", UPDATE")]
-    resources: [jobsets]
+  - apiGroups: [$6]
+    apiVersions: [$7]
+    operations: [$9]
+    resources: [$8]
 EOF
-  done >"$CLUSTER_DIR/jobset-webhooks.yaml"
-  wait_until "jobset-controller /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${JOBSET_HEALTH_PORT}/readyz" \
-    || fail_up "jobset-controller did not become ready"
-  kctl apply -f "$CLUSTER_DIR/jobset-webhooks.yaml" >/dev/null || fail_up "registering the JobSet webhooks"
-  wait_until "kueue /readyz" curl -fsS --max-time 5 "http://127.0.0.1:${KUEUE_HEALTH_PORT}/readyz" \
-    || fail_up "kueue did not become ready"
 }
 
 
@@ -857,12 +904,12 @@ cmd_addons_up() {
   local a all=1
   for a in "${ADDONS[@]}"; do component_pid "$a" >/dev/null || all=0; done
   if ((all)); then
-    log "kueue and jobset-controller already running"
+    log "kueue, jobset-controller and trainer-controller-manager already running"
     return 0
   fi
   for a in "${ADDONS[@]}"; do stop_component "$a"; done
   have_addon_binaries || cmd_build_addons
-  sed -i '/^\(KUEUE\|JOBSET\)_/d' "$CLUSTER_DIR/ports.env"
+  sed -i '/^\(KUEUE\|JOBSET\|TRAINER\)_/d' "$CLUSTER_DIR/ports.env"
   PICKED_PORTS="${ETCD_PORT} ${ETCD_PEER_PORT} ${APISERVER_PORT} ${KCM_PORT} ${SCHEDULER_PORT} ${KWOK_PORT}"
   ADDONS_ONLY=1
   start_addons
@@ -886,6 +933,7 @@ cmd_status_unlocked() {
       kwok) port="${KWOK_PORT:-?}" ;;
       kueue) port="${KUEUE_HEALTH_PORT:-?}" ;;
       jobset-controller) port="${JOBSET_HEALTH_PORT:-?}" ;;
+      trainer-controller-manager) port="${TRAINER_HEALTH_PORT:-?}" ;;
     esac
     if pid="$(component_pid "$c")"; then
       printf '  %-24s running  pid %-7s port %s\n' "$c" "$pid" "$port"

@@ -9,7 +9,10 @@
 //!   `Queued` again and runs once readmitted, the `Fail` study's trial fails `Preempted` and its
 //!   Job goes;
 //! - a JobSet trial (2 replicated jobs × 2 pods × 2 GPUs) admitted by Kueue, pruned through
-//!   push metrics: the JobSet and all four pods go, the status says why, 8 GPUs are counted.
+//!   push metrics: the JobSet and all four pods go, the status says why, 8 GPUs are counted;
+//! - a TrainJob trial (2 nodes × 2 GPUs, the Trainer's `torch-distributed` runtime) admitted by
+//!   Kueue, run by the real Trainer and JobSet controllers, pruned through push: the TrainJob,
+//!   its JobSet and both pods go.
 
 mod support;
 
@@ -89,11 +92,13 @@ spec:
   namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
   preemption: {{withinClusterQueue: LowerPriority}}
   resourceGroups:
-  - coveredResources: ["nvidia.com/gpu"]
+  - coveredResources: ["nvidia.com/gpu", "cpu", "memory"]
     flavors:
     - name: gpu-{ns}
       resources:
       - {{name: "nvidia.com/gpu", nominalQuota: {gpus}}}
+      - {{name: "cpu", nominalQuota: 64}}
+      - {{name: "memory", nominalQuota: 256Gi}}
 ---
 apiVersion: kueue.x-k8s.io/v1beta2
 kind: LocalQueue
@@ -566,6 +571,153 @@ spec:
     assert!(
         (used - 8.0 * ran).abs() <= 8.0 * 2.0,
         "gpu seconds {used} = 8 GPUs × {ran}s"
+    );
+    cleanup_cluster_scoped(n).await;
+    ns.delete(&client).await;
+}
+
+/// Posts `(step, val_loss)` reports as the trainer of `trial` would (token from its Secret).
+async fn push(client: &Client, addr: SocketAddr, ns: &str, trial: &str, points: &[(i64, f64)]) {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let token = String::from_utf8(
+        secrets.get(trial).await.expect("token").data.unwrap()["token"]
+            .0
+            .clone(),
+    )
+    .unwrap();
+    let url = format!(
+        "http://{addr}{}",
+        lopper::metrics::push::report_path(ns, trial)
+    );
+    let http = reqwest::Client::new();
+    for (step, v) in points {
+        let r = http
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({"step": step, "metrics": {"val_loss": v}}))
+            .send()
+            .await
+            .expect("report");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trainjob_trial_runs_through_the_trainer_and_is_pruned_whole() {
+    let _gpus = support::gpus_exclusive().await;
+    let (client, ns) = setup("kueue-trainjob").await;
+    let n = &ns.name;
+    queue(&client, n, 8).await;
+    let (addr, _op) = spawn_operator(&client, n).await;
+    let study: Study = serde_yaml::from_str(
+        r#"
+apiVersion: lopper.dev/v1alpha1
+kind: Study
+metadata: {name: tj}
+spec:
+  objective: {metric: val_loss, direction: minimize}
+  parameters:
+    - name: lr
+      float: {low: 0.0001, high: 0.5, log: true}
+  pruner: {threshold: {upper: 1.0}}
+  maxTrials: 1
+  queueName: lq
+  metrics: {push: {}}
+  trialTemplate:
+    gpus: 2
+    trainJob:
+      runtimeRef: {name: torch-distributed}
+      trainer:
+        numNodes: 2
+        image: trainer:fake
+        command: [torchrun, train.py]
+        args: ["--lr=${params.lr}", "--run=${trial.name}"]
+"#,
+    )
+    .unwrap();
+    let api: Api<Study> = Api::namespaced(client.clone(), n);
+    api.create(&PostParams::default(), &study)
+        .await
+        .expect("create study");
+    let tapi: Api<Trial> = Api::namespaced(client.clone(), n);
+    wait_for(Duration::from_secs(120), || async {
+        let t = tapi.get_opt("tj-0").await.ok()??;
+        (t.phase() == TrialPhase::Running).then_some(t)
+    })
+    .await
+    .unwrap_or_else(|| {
+        let t = futures::executor::block_on(tapi.get_opt("tj-0"));
+        panic!("the TrainJob trial runs within 120s: {t:?}")
+    });
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let sel = ListParams::default().labels("jobset.sigs.k8s.io/jobset-name=tj-0");
+    let running = wait_for(Duration::from_secs(60), || async {
+        let ps = pods.list(&sel).await.ok()?.items;
+        (ps.len() == 2
+            && ps
+                .iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+        .then_some(ps)
+    })
+    .await
+    .expect("the trainer's 2 pods run");
+    for p in &running {
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(
+            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0,
+            "2"
+        );
+        let env: BTreeMap<_, _> = c
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        assert_eq!(env["LOPPER_TRIAL"].as_deref(), Some("tj-0"));
+        assert!(env.contains_key("LOPPER_TOKEN"));
+        assert!(
+            c.args.iter().flatten().any(|a| a == "--run=tj-0"),
+            "{:?}",
+            c.args
+        );
+    }
+    let tj: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), n, &WorkloadKind::TrainJob.api_resource());
+    assert_eq!(
+        tj.get("tj-0").await.expect("the trial's TrainJob").labels()["kueue.x-k8s.io/queue-name"],
+        "lq"
+    );
+
+    push(&client, addr, n, "tj-0", &[(0, 0.8), (1, 3.0)]).await;
+    let t = wait_for(Duration::from_secs(30), || async {
+        let t = tapi.get("tj-0").await.ok()?;
+        (t.phase() == TrialPhase::Pruned).then_some(t)
+    })
+    .await
+    .expect("pruned");
+    let s = t.status.as_ref().unwrap();
+    assert_eq!(s.pruned_at_step, Some(1));
+    let js: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), n, &WorkloadKind::JobSet.api_resource());
+    wait_for(Duration::from_secs(60), || async {
+        let gone =
+            tj.get_opt("tj-0").await.ok()?.is_none() && js.get_opt("tj-0").await.ok()?.is_none();
+        (gone && pods.list(&sel).await.ok()?.items.is_empty()).then_some(())
+    })
+    .await
+    .expect("the TrainJob, its JobSet and both pods are gone");
+    let st = wait_for(Duration::from_secs(20), || async {
+        let s = api.get("tj").await.ok()?.status?;
+        (s.trials.as_ref()?.pruned == 1).then_some(s)
+    })
+    .await
+    .expect("study counts the pruned trial");
+    let used = st.gpu_seconds.unwrap().used;
+    let ran = (s.completion_time.as_ref().unwrap().0.as_second()
+        - s.start_time.as_ref().unwrap().0.as_second()) as f64;
+    assert!(
+        (used - 4.0 * ran).abs() <= 4.0 * 2.0,
+        "gpu seconds {used} = 2 nodes × 2 GPUs × {ran}s"
     );
     cleanup_cluster_scoped(n).await;
     ns.delete(&client).await;
