@@ -27,6 +27,7 @@ use crate::engine::{Direction, Params, PrunerState};
     printcolumn = r#"{"name":"Best","type":"number","jsonPath":".status.best.value"}"#,
     printcolumn = r#"{"name":"Completed/Max","type":"string","jsonPath":".status.progress"}"#,
     printcolumn = r#"{"name":"Running","type":"integer","jsonPath":".status.trials.running"}"#,
+    printcolumn = r#"{"name":"Queued","type":"integer","jsonPath":".status.trials.queued","priority":1}"#,
     printcolumn = r#"{"name":"Pruned","type":"integer","jsonPath":".status.trials.pruned"}"#,
     printcolumn = r#"{"name":"Budget","type":"string","jsonPath":".status.budget.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
