@@ -3,8 +3,8 @@
 //! modules) and the operator in-process:
 //!
 //! - a Study of parallelism 8 behind a ClusterQueue of 4 GPUs: 4 trials run, 4 wait `Queued`
-//!   (as `kubectl get trials` shows), never more than 4 GPUs in use, then the queue drains and
-//!   every trial completes, its queued time not counted as GPU time;
+//!   (as `kubectl get trials` shows), the operator restarts, never more than 4 GPUs in use, then
+//!   the queue drains and every trial completes, its queued time not counted as GPU time;
 //! - a higher-priority workload preempts two trials: the `Requeue` study's trial waits
 //!   `Queued` again and runs once readmitted, the `Fail` study's trial fails `Preempted` and its
 //!   Job goes;
@@ -156,7 +156,7 @@ async fn a_queue_of_four_gpus_runs_four_of_eight_trials_then_drains() {
     let _gpus = support::gpus_exclusive().await;
     let (client, ns) = setup("kueue-drain").await;
     queue(&client, &ns.name, 4).await;
-    let (_addr, _op) = spawn_operator(&client, &ns.name).await;
+    let (_addr, op) = spawn_operator(&client, &ns.name).await;
     let study: Study = serde_yaml::from_str(
         r#"
 apiVersion: lopper.dev/v1alpha1
@@ -228,6 +228,10 @@ spec:
     .expect("study counts 4 queued of 8 running");
     assert_eq!(st.created, 8);
 
+    // The operator restarts while trials wait: nothing is lost or made twice.
+    drop(op);
+    let (_addr, _op) = spawn_operator(&client, &ns.name).await;
+
     // Drains: never more than the queue's 4 GPUs, every trial completes.
     let max_gpus = AtomicU32::new(0);
     let done = wait_for(Duration::from_secs(180), || async {
@@ -245,6 +249,7 @@ spec:
             .map(|t| t.status.as_ref().map(|s| s.conditions.clone()))
             .collect::<Vec<_>>()
     );
+    assert_eq!(ts.len(), 8, "no trial made twice");
     let max_gpus = max_gpus.into_inner();
     assert!(max_gpus <= 4, "at most 4 GPUs in use, saw {max_gpus}");
     // Queued time is not GPU time: each trial ran ~15 s once admitted, though the later four
