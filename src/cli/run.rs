@@ -61,6 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         grace: args.grace.map(|g| Duration::from_secs_f64(g.max(0.0))),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         verbose: args.verbose,
+        live: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
