@@ -14,7 +14,7 @@ pub mod sse;
 use futures::future::BoxFuture;
 use tokio::sync::broadcast;
 
-use model::{StudyPage, StudyRow, TrialPage, Update};
+use model::{Curves, StudyPage, StudyRow, TrialPage, Update};
 
 /// Where the dashboard's data comes from. Every method reads memory (or a local file): no
 /// request to the Kubernetes API per browser, except a trial page's Events (one list per
@@ -22,6 +22,8 @@ use model::{StudyPage, StudyRow, TrialPage, Update};
 pub trait Source: Send + Sync + 'static {
     fn studies(&self) -> Vec<StudyRow>;
     fn study(&self, namespace: &str, name: &str) -> Option<StudyPage>;
+    /// Every trial's curve of the study, for its page.
+    fn curves(&self, namespace: &str, name: &str) -> Option<Curves>;
     fn trial(&self, namespace: &str, study: &str, number: u64) -> BoxFuture<'_, Option<TrialPage>>;
     /// Updates as they happen (each browser's events stream subscribes).
     fn subscribe(&self) -> broadcast::Receiver<Update>;

@@ -2,7 +2,9 @@
 //!
 //! The file is read again when its modification time changes (checked every second), so the
 //! page follows a `lopper run` that rewrites it after each finished trial; each change is
-//! pushed to the browsers as updates.
+//! pushed to the browsers as updates. Under `lopper run --ui` the loop also hands over every
+//! report as it records it ([`ResultsSource::follow_reports`]), so running trials' curves grow
+//! between writes of the file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ use tokio::sync::broadcast;
 use super::Source;
 use super::model::{ConditionRow, Curves, StudyPage, StudyRow, TrialPage, TrialRow, Update};
 use crate::engine::TrialState;
+use crate::runner::LiveReport;
 use crate::runner::results::{Results, TrialResult};
 
 /// Studies from a results file are shown in this namespace.
@@ -24,6 +27,8 @@ pub struct ResultsSource {
     path: PathBuf,
     state: Mutex<(Option<SystemTime>, Arc<Results>)>,
     tx: broadcast::Sender<Update>,
+    /// Reports come from the loop too (`lopper run --ui`): a re-read keeps newer ones.
+    reports: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,7 @@ impl ResultsSource {
             path: path.to_path_buf(),
             state: Mutex::new((mtime, Arc::new(results))),
             tx: broadcast::channel(1024).0,
+            reports: false.into(),
         })
     }
 
@@ -83,11 +89,16 @@ impl ResultsSource {
             let Ok((mtime, new)) = read(&self.path) else {
                 continue;
             };
-            let old = {
+            let (old, new) = {
                 let mut st = crate::controller::view::lock(&self.state);
                 let old = st.1.clone();
+                let new = if self.reports.load(std::sync::atomic::Ordering::Relaxed) {
+                    keep_newer_reports(&old, new)
+                } else {
+                    new
+                };
                 *st = (mtime, Arc::new(new.clone()));
-                old
+                (old, new)
             };
             let before: BTreeMap<u64, TrialRow> = old
                 .trials
@@ -110,6 +121,137 @@ impl ResultsSource {
             }
         }
     }
+}
+
+impl ResultsSource {
+    /// Applies the loop's reports as they come (a burst at once: one update per trial) and
+    /// pushes them. Runs until the loop drops its sender.
+    pub async fn follow_reports(
+        self: Arc<Self>,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<LiveReport>,
+    ) {
+        self.reports
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 1024).await > 0 {
+            let updates = {
+                let mut st = crate::controller::view::lock(&self.state);
+                // Cloned only if a page is being built from it right now.
+                let r = Arc::make_mut(&mut st.1);
+                apply_reports(r, &batch)
+            };
+            batch.clear();
+            for u in updates {
+                let _ = self.tx.send(u);
+            }
+        }
+    }
+}
+
+/// Records `reports` in `r`; returns the updates to push: each touched trial with its points
+/// from the first step reported, and the study when a trial started or was pruned.
+fn apply_reports(r: &mut Results, reports: &[LiveReport]) -> Vec<Update> {
+    let mut touched: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut study_changed = false;
+    for rep in reports {
+        let i = match r.trials.binary_search_by_key(&rep.number, |t| t.number) {
+            Ok(i) => i,
+            Err(i) => {
+                r.trials.insert(
+                    i,
+                    TrialResult {
+                        number: rep.number,
+                        state: TrialState::Running,
+                        params: rep.params.clone(),
+                        value: None,
+                        pruned_at_step: None,
+                        intermediate: Vec::new(),
+                        seconds: 0.0,
+                        reason: None,
+                        message: None,
+                        stderr_tail: None,
+                        rungs: Default::default(),
+                    },
+                );
+                study_changed = true;
+                i
+            }
+        };
+        let t = &mut r.trials[i];
+        // A report about a trial the file already shows finished is old news.
+        if t.state != TrialState::Running {
+            continue;
+        }
+        match t.intermediate.binary_search_by_key(&rep.step, |p| p.0) {
+            Ok(j) => t.intermediate[j].1 = rep.value,
+            Err(j) => t.intermediate.insert(j, (rep.step, rep.value)),
+        }
+        t.seconds = rep.seconds;
+        if rep.state == TrialState::Pruned {
+            t.state = TrialState::Pruned;
+            t.value = t.intermediate.last().map(|p| p.1);
+            t.pruned_at_step = Some(rep.step);
+            t.reason = rep.reason.clone();
+            t.message = rep.message.clone();
+            study_changed = true;
+        }
+        let from = touched.entry(rep.number).or_insert(rep.step);
+        *from = (*from).min(rep.step);
+    }
+    let mut updates = Vec::new();
+    if study_changed {
+        r.summarize();
+        updates.push(Update::Study {
+            study: study_row(r),
+        });
+    }
+    for (number, from) in touched {
+        let Ok(i) = r.trials.binary_search_by_key(&number, |t| t.number) else {
+            continue;
+        };
+        let t = &r.trials[i];
+        updates.push(Update::Trial {
+            namespace: NAMESPACE.into(),
+            study: r.study.clone(),
+            trial: trial_row(r, t),
+            points: t
+                .intermediate
+                .iter()
+                .filter(|p| p.0 >= from)
+                .copied()
+                .collect(),
+        });
+    }
+    updates
+}
+
+/// The file is written only when a trial finishes: what it shows of a running trial (or of a
+/// trial started since) can be older than the reports already applied. Keeps the newer.
+fn keep_newer_reports(old: &Results, mut new: Results) -> Results {
+    let mut added = false;
+    for o in &old.trials {
+        match new.trials.binary_search_by_key(&o.number, |t| t.number) {
+            Ok(i) => {
+                let n = &mut new.trials[i];
+                if n.state == TrialState::Running
+                    && (o.state == TrialState::Pruned
+                        || o.intermediate.len() > n.intermediate.len())
+                {
+                    *n = o.clone();
+                }
+            }
+            // Started (and maybe pruned) since the file was written.
+            Err(i) if o.state == TrialState::Running || o.state == TrialState::Pruned => {
+                new.trials.insert(i, o.clone());
+                added = true;
+            }
+            Err(_) => {}
+        }
+    }
+    if added {
+        new.summarize();
+    }
+    new
 }
 
 fn state_name(s: TrialState) -> &'static str {
@@ -165,16 +307,19 @@ pub fn trial_row(r: &Results, t: &TrialResult) -> TrialRow {
 /// The study page of a results file (parameter names: every name any trial has, sorted).
 pub fn study_page(r: &Results) -> StudyPage {
     let params: BTreeSet<&String> = r.trials.iter().flat_map(|t| t.params.keys()).collect();
-    let mut curves = Curves::default();
-    for t in &r.trials {
-        curves.push(t.number, t.intermediate.iter().copied());
-    }
     StudyPage::new(
         study_row(r),
         params.into_iter().cloned().collect(),
         r.trials.iter().map(|t| trial_row(r, t)).collect(),
-        curves,
     )
+}
+
+pub fn study_curves(r: &Results) -> Curves {
+    let mut curves = Curves::default();
+    for t in &r.trials {
+        curves.push(t.number, t.intermediate.iter().copied());
+    }
+    curves
 }
 
 impl Source for ResultsSource {
@@ -185,6 +330,11 @@ impl Source for ResultsSource {
     fn study(&self, namespace: &str, name: &str) -> Option<StudyPage> {
         let r = self.current();
         (namespace == NAMESPACE && name == r.study).then(|| study_page(&r))
+    }
+
+    fn curves(&self, namespace: &str, name: &str) -> Option<Curves> {
+        let r = self.current();
+        (namespace == NAMESPACE && name == r.study).then(|| study_curves(&r))
     }
 
     fn trial(&self, namespace: &str, study: &str, number: u64) -> BoxFuture<'_, Option<TrialPage>> {

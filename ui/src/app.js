@@ -44,6 +44,29 @@ async function api(path) {
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
+async function apiBinary(path) {
+  const r = await fetch('api/' + path, { credentials: 'same-origin' });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.arrayBuffer();
+}
+// The curves' binary layout (src/ui/model.rs `Curves::encode`) → trial number → { steps,
+// values }, typed-array views on the one buffer: no parsing, no copy per trial.
+function decodeCurves(buf) {
+  const [n, m, wide] = new Uint32Array(buf, 0, 3);
+  let at = 16;
+  const trials = new Float64Array(buf, at, n); at += 8 * n;
+  let steps = null;
+  if (wide) { steps = new Float64Array(buf, at, m); at += 8 * m; }
+  const offsets = new Uint32Array(buf, at, n + 1); at += 4 * (n + 1);
+  if (!wide) { steps = new Int32Array(buf, at, m); at += 4 * m; }
+  const values = new Float32Array(buf, at, m);
+  const curves = new Map();
+  for (let i = 0; i < n; i++) {
+    const a = offsets[i], b = offsets[i + 1];
+    curves.set(trials[i], { steps: steps.subarray(a, b), values: values.subarray(a, b) });
+  }
+  return curves;
+}
 function better(dir, a, b) { return dir === 'maximize' ? a > b : a < b; }
 function stat(label, value, field) { return el('div', {}, el('span', {}, label), el('b', { 'data-field': field }, value)); }
 function crumbs(...parts) {
@@ -96,13 +119,16 @@ async function showStudies() {
 
 // ---------- a study ----------
 async function showStudy(ns, name) {
-  const p = await api(`studies/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
+  const mark = timer();
+  const path = `studies/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
+  // The page and the curves at once: the server builds them in parallel.
+  const [p, bin] = await Promise.all([api(path), apiBinary(path + '/curves')]);
+  mark('fetch');
   ui.page = p;
   ui.byNumber = new Map(p.trials.map(t => [t.number, t]));
-  // Curves by trial number, as views on the columns (no copy per trial).
-  const c = p.curves, steps = Float64Array.from(c.steps), values = Float64Array.from(c.values, v => v == null ? NaN : v);
-  ui.curves = new Map(c.trials.map((n, i) => [n, { steps: steps.subarray(c.offsets[i], c.offsets[i + 1]), values: values.subarray(c.offsets[i], c.offsets[i + 1]) }]));
+  ui.curves = decodeCurves(bin);
   ui.pageNo = 0;
+  mark('prepare');
   const s = p.study;
   crumbs(el('span', {}, s.namespace), el('span', {}, s.name));
   const logBox = el('input', { type: 'checkbox', id: 'logy', onchange: e => { ui.logY = e.target.checked; drawStudyCharts(); } });
@@ -136,14 +162,23 @@ async function showStudy(ns, name) {
     el('table', { id: 'trials' }, el('thead'), el('tbody')));
   renderImportance();
   renderTable();
-  drawStudyCharts();
+  mark('table');
+  drawStudyCharts(mark);
 }
 
-function drawStudyCharts() {
+function drawStudyCharts(mark = () => {}) {
   destroyCharts();
-  drawHistory();
-  drawCurves();
-  drawParcoords();
+  drawHistory(); mark('history');
+  drawCurves(); mark('curves');
+  drawParcoords(); mark('parcoords');
+}
+
+// Where a study page's time goes (ms per stage, in `window.lopper.timings`; the scale test
+// prints them).
+function timer() {
+  ui.timings = {};
+  let t = performance.now();
+  return stage => { const now = performance.now(); ui.timings[stage] = Math.round(now - t); t = now; };
 }
 
 function drawHistory() {
