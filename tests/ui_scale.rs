@@ -105,7 +105,12 @@ fn ten_thousand_trials_render_in_under_two_seconds() {
                 .as_f64()
                 .unwrap(),
         );
-        stages.push(b.eval("window.lopper.timings").to_string());
+        stages.push(format!(
+            "{} {}",
+            b.eval("window.lopper.timings"),
+            // Per request: waiting for the first byte (the server building it), then receiving.
+            b.eval("performance.getEntriesByType('resource').filter(e => e.name.includes('api/studies/')).map(e => `${e.name.endsWith('/curves') ? 'curves' : 'page'} ${Math.round(e.responseStart - e.requestStart)}+${Math.round(e.responseEnd - e.responseStart)} ms ${Math.round(e.encodedBodySize / 1024)} KiB`).join(', ')")
+        ));
     }
     // Everything is there: all trials in the table's pages, every curve, the best one first
     // when sorted.
