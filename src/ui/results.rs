@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use axum::body::Bytes;
 use futures::future::BoxFuture;
 use tokio::sync::broadcast;
 
@@ -29,6 +30,12 @@ pub struct ResultsSource {
     tx: broadcast::Sender<Update>,
     /// Reports come from the loop too (`lopper run --ui`): a re-read keeps newer ones.
     reports: std::sync::atomic::AtomicBool,
+    /// Bumped (under `state`'s lock) whenever the results change.
+    version: std::sync::atomic::AtomicU64,
+    /// The study page's JSON and curves of one version: a 10,000-trial study takes a moment to
+    /// encode, so it is done once per change (ahead of the first browser after a read of the
+    /// file), not once per request.
+    rendered: Mutex<Option<(u64, Bytes, Bytes)>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +72,8 @@ impl ResultsSource {
             state: Mutex::new((mtime, Arc::new(results))),
             tx: broadcast::channel(1024).0,
             reports: false.into(),
+            version: 0.into(),
+            rendered: Mutex::new(None),
         })
     }
 
@@ -72,9 +81,48 @@ impl ResultsSource {
         crate::controller::view::lock(&self.state).1.clone()
     }
 
+    /// The page's JSON and curves of the current results (built if they changed since).
+    fn rendered(&self) -> Option<(Bytes, Bytes)> {
+        let mut cache = crate::controller::view::lock(&self.rendered);
+        let (version, r) = {
+            let st = crate::controller::view::lock(&self.state);
+            (
+                self.version.load(std::sync::atomic::Ordering::Relaxed),
+                st.1.clone(),
+            )
+        };
+        if let Some((v, page, curves)) = &*cache
+            && *v == version
+        {
+            return Some((page.clone(), curves.clone()));
+        }
+        let page = match serde_json::to_vec(&study_page(&r)) {
+            Ok(p) => Bytes::from(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "encoding the study page");
+                return None;
+            }
+        };
+        let curves = Bytes::from(study_curves(&r).encode());
+        *cache = Some((version, page.clone(), curves.clone()));
+        Some((page, curves))
+    }
+
+    /// Builds the page of the current results in the background.
+    fn warm(self: &Arc<Self>) {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.rendered());
+    }
+
+    fn changed(&self) {
+        self.version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Re-reads the file every second while it changes; pushes the study and the trials that
     /// changed. Runs until the process ends.
     pub async fn follow(self: Arc<Self>) {
+        self.warm();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
@@ -98,8 +146,10 @@ impl ResultsSource {
                     new
                 };
                 *st = (mtime, Arc::new(new.clone()));
+                self.changed();
                 (old, new)
             };
+            self.warm();
             let before: BTreeMap<u64, TrialRow> = old
                 .trials
                 .iter()
@@ -138,6 +188,7 @@ impl ResultsSource {
                 let mut st = crate::controller::view::lock(&self.state);
                 // Cloned only if a page is being built from it right now.
                 let r = Arc::make_mut(&mut st.1);
+                self.changed();
                 apply_reports(r, &batch)
             };
             batch.clear();
@@ -335,6 +386,18 @@ impl Source for ResultsSource {
     fn curves(&self, namespace: &str, name: &str) -> Option<Curves> {
         let r = self.current();
         (namespace == NAMESPACE && name == r.study).then(|| study_curves(&r))
+    }
+
+    fn study_json(&self, namespace: &str, name: &str) -> Option<Bytes> {
+        (namespace == NAMESPACE && name == self.current().study)
+            .then(|| self.rendered())?
+            .map(|r| r.0)
+    }
+
+    fn curves_binary(&self, namespace: &str, name: &str) -> Option<Bytes> {
+        (namespace == NAMESPACE && name == self.current().study)
+            .then(|| self.rendered())?
+            .map(|r| r.1)
     }
 
     fn trial(&self, namespace: &str, study: &str, number: u64) -> BoxFuture<'_, Option<TrialPage>> {

@@ -85,8 +85,15 @@ async fn studies(State(s): State<Shared>) -> Response {
 
 async fn study(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
     // Building a 10,000-trial page takes a while: off the async workers.
-    match tokio::task::spawn_blocking(move || s.study(&ns, &name)).await {
-        Ok(Some(p)) => json(&p),
+    match tokio::task::spawn_blocking(move || s.study_json(&ns, &name)).await {
+        Ok(Some(body)) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -94,7 +101,7 @@ async fn study(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>
 
 async fn curves(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
     // Fetched beside the page (the browser asks for both at once): also off the async workers.
-    match tokio::task::spawn_blocking(move || s.curves(&ns, &name).map(|c| c.encode())).await {
+    match tokio::task::spawn_blocking(move || s.curves_binary(&ns, &name)).await {
         Ok(Some(body)) => (
             [
                 (header::CONTENT_TYPE, "application/octet-stream"),
