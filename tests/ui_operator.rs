@@ -412,6 +412,7 @@ stringData: {{API_KEY: {SECRET_VALUE}}}
     // The dashboard as `lopper controller --ui-auth=token-review` serves it, its reviews made
     // with the chart's RBAC only.
     let auth = Auth::token_review(client_as(&operator_user).await);
+    let view_for_reports = view.clone();
     let router = lopper::ui::server::router(ViewSource::start(view), auth);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -481,6 +482,32 @@ stringData: {{API_KEY: {SECRET_VALUE}}}
             "{url} carries the Secret's value"
         );
     }
+    // The events stream too, while a report is pushed through it.
+    let mut events = http
+        .get(format!("{base}/ui/api/events"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    observe(&view_for_reports, &ns.name, &trial.name_any(), &[(1, 0.25)])
+        .await
+        .expect("report");
+    let mut streamed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !streamed.contains("event: trial") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), events.chunk()).await {
+            Ok(Ok(Some(c))) => streamed.push_str(&String::from_utf8_lossy(&c)),
+            _ => break,
+        }
+    }
+    assert!(streamed.contains("event: trial"), "{streamed}");
+    assert!(
+        !streamed.contains(SECRET_VALUE) && !streamed.contains(&encoded),
+        "the events stream carries the Secret's value"
+    );
+    drop(events);
+
     // The trial page does show the trial (what was checked is a real page).
     let page: Value = http
         .get(format!("{study_path}/trials/{}", trial.spec.number))
@@ -492,7 +519,7 @@ stringData: {{API_KEY: {SECRET_VALUE}}}
         .await
         .unwrap();
     assert_eq!(page["trial"]["name"], trial.name_any());
-    assert_eq!(page["curve"], serde_json::json!([[0, 0.5]]));
+    assert_eq!(page["curve"], serde_json::json!([[0, 0.5], [1, 0.25]]));
 
     server.abort();
     operator.abort();
