@@ -385,6 +385,26 @@ fn lopper_run_ui_curves_grow_while_trials_run() {
         "MedianPruner"
     );
     assert_eq!(b.eval("window.lopper.curves.get(1).steps.length"), 3);
+    // Hovering where the pruned curve ends names the trial, its state and the pruner.
+    let at = b.eval(
+        "(() => { const c = window.lopper.curves.get(1), s = window.lopper.curveScale, \
+           r = document.getElementById('curves').getBoundingClientRect(), i = c.steps.length - 1; \
+           return [r.left + s.sx(c.steps[i]), r.top + s.sy(c.values[i])]; })()",
+    );
+    b.call(
+        "Input.dispatchMouseEvent",
+        serde_json::json!({"type": "mouseMoved", "x": at[0], "y": at[1]}),
+    );
+    let tip = b.wait_for(
+        "(t => !t.hidden && t.textContent)(document.getElementById('tip'))",
+        Duration::from_secs(5),
+    );
+    assert!(
+        tip.as_str()
+            .unwrap()
+            .starts_with("trial 1 · Pruned (MedianPruner)\nstep 2 · "),
+        "{tip}"
+    );
     b.screenshot(&screenshot_dir().join("local-run-live.png"));
     let status = run.0.wait().expect("lopper run ends");
     assert!(status.success(), "{status:?}");

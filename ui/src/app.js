@@ -251,7 +251,11 @@ function drawCurves() {
     ctx.beginPath(); trace(ctx, ui.curves.get(bestN), sx, sy, log);
     ctx.strokeStyle = '#111'; ctx.lineWidth = 2.5; ctx.stroke();
   }
-  cv.onmousemove = e => curveTip(e, cv);
+  // The nearest point is searched among every point (a million at 10,000 trials): once a frame.
+  cv.onmousemove = e => {
+    ui.tipEvent = e;
+    if (!ui.tipFrame) ui.tipFrame = requestAnimationFrame(() => { ui.tipFrame = 0; curveTip(ui.tipEvent, cv); });
+  };
   cv.onmouseleave = () => { document.getElementById('tip').hidden = true; };
 }
 
