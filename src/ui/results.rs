@@ -437,3 +437,105 @@ impl Source for ResultsSource {
         self.tx.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{ParamValue, Params};
+
+    fn results(trials: Vec<TrialResult>) -> Results {
+        let mut r: Results = serde_json::from_value(serde_json::json!({
+            "study": "s", "direction": "minimize", "objective": "loss", "best": null,
+            "trials": [], "stepsRun": 0, "stepsSavedEstimate": 0
+        }))
+        .unwrap();
+        r.trials = trials;
+        r.summarize();
+        r
+    }
+
+    fn params() -> Params {
+        let mut p = Params::new();
+        p.insert("x".into(), ParamValue::Float(0.5));
+        p
+    }
+
+    fn report(number: u64, step: i64, value: f64, pruned: bool) -> LiveReport {
+        LiveReport {
+            number,
+            params: params(),
+            step,
+            value,
+            state: if pruned {
+                TrialState::Pruned
+            } else {
+                TrialState::Running
+            },
+            reason: pruned.then(|| "MedianPruner".to_string()),
+            message: pruned.then(|| "worse than the median".to_string()),
+            seconds: 1.0,
+        }
+    }
+
+    #[test]
+    fn reports_grow_running_curves_and_prune_with_the_reason() {
+        let mut r = results(Vec::new());
+        let updates = apply_reports(
+            &mut r,
+            &[report(0, 0, 0.9, false), report(0, 1, 0.7, false)],
+        );
+        // A new trial changes the study's counts; its update carries both points.
+        assert!(matches!(&updates[0], Update::Study { study } if study.running == 1));
+        match &updates[1] {
+            Update::Trial { trial, points, .. } => {
+                assert_eq!(trial.state, "Running");
+                assert_eq!(trial.step, Some(1));
+                assert_eq!(points, &[(0, 0.9), (1, 0.7)]);
+            }
+            u => panic!("{u:?}"),
+        }
+        let updates = apply_reports(&mut r, &[report(0, 2, 0.8, true)]);
+        match &updates[1] {
+            Update::Trial { trial, points, .. } => {
+                assert_eq!(trial.state, "Pruned");
+                assert_eq!(trial.reason.as_deref(), Some("MedianPruner"));
+                assert_eq!(points, &[(2, 0.8)]);
+            }
+            u => panic!("{u:?}"),
+        }
+        // After the pruning, nothing more is recorded for it.
+        assert!(
+            apply_reports(&mut r, &[report(0, 3, 0.1, false)])
+                .iter()
+                .all(|u| matches!(u, Update::Study { .. }))
+        );
+        assert_eq!(r.trials[0].intermediate.len(), 3);
+    }
+
+    #[test]
+    fn a_reread_file_never_takes_newer_reports_back() {
+        let mut live = results(Vec::new());
+        apply_reports(
+            &mut live,
+            &[
+                report(0, 0, 0.9, false),
+                report(0, 1, 0.7, false),
+                report(1, 0, 0.5, false),
+            ],
+        );
+        // The file as written when trial 0 had one point and trial 1 had not started.
+        let mut older = live.clone();
+        older.trials.truncate(1);
+        older.trials[0].intermediate.truncate(1);
+        let kept = keep_newer_reports(&live, older);
+        assert_eq!(kept.trials.len(), 2);
+        assert_eq!(kept.trials[0].intermediate, [(0, 0.9), (1, 0.7)]);
+        // A file that has the trial finished wins.
+        let mut done = live.clone();
+        done.trials[0].state = TrialState::Complete;
+        done.trials[0].intermediate.push((2, 0.6));
+        let kept = keep_newer_reports(&live, done);
+        assert_eq!(kept.trials[0].state, TrialState::Complete);
+        assert_eq!(kept.trials[0].intermediate.len(), 3);
+    }
+}
