@@ -212,7 +212,7 @@ impl Source for ViewSource {
         trials.sort_by_key(|t| t.spec.number);
         let mut curves = Curves::default();
         for t in &trials {
-            curves.push(t.spec.number, self.curve(t));
+            curves.push(t.spec.number, &self.curve(t));
         }
         Some(curves)
     }

@@ -61,15 +61,26 @@ pub struct Curves {
     pub values: Vec<f32>,
 }
 
+/// At most this many points of one trial in the study page's curves (plus its last point): the
+/// plot is a few hundred pixels wide, and 10,000 trials of 5,000 steps would otherwise be 400 MB.
+/// A trial's own page has every point.
+pub const OVERVIEW_POINTS: usize = 300;
+
 impl Curves {
-    pub fn push(&mut self, trial: u64, points: impl IntoIterator<Item = (i64, f64)>) {
+    /// Adds `trial`'s curve, thinned to every k-th point when longer than [`OVERVIEW_POINTS`]
+    /// (the last point always kept: where a pruned trial stopped).
+    pub fn push(&mut self, trial: u64, points: &[(i64, f64)]) {
         if self.offsets.is_empty() {
             self.offsets.push(0);
         }
         self.trials.push(trial);
-        for (s, v) in points {
-            self.steps.push(s);
-            self.values.push(v as f32);
+        let n = points.len();
+        let stride = n.div_ceil(OVERVIEW_POINTS).max(1);
+        for (i, &(s, v)) in points.iter().enumerate() {
+            if i % stride == 0 || i + 1 == n {
+                self.steps.push(s);
+                self.values.push(v as f32);
+            }
         }
         self.offsets.push(self.steps.len());
     }
@@ -209,4 +220,20 @@ pub enum Update {
         trial: TrialRow,
         points: Vec<(i64, f64)>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_curves_are_thinned_for_the_overview_keeping_the_end() {
+        let mut c = Curves::default();
+        c.push(0, &(0..100).map(|s| (s, s as f64)).collect::<Vec<_>>());
+        c.push(1, &(0..1001).map(|s| (s, s as f64)).collect::<Vec<_>>());
+        assert_eq!(c.offsets[1], 100, "short curves whole");
+        let long = &c.steps[c.offsets[1]..c.offsets[2]];
+        assert!(long.len() <= OVERVIEW_POINTS + 1, "{}", long.len());
+        assert_eq!((long[0], long[1], *long.last().unwrap()), (0, 4, 1000));
+    }
 }

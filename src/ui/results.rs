@@ -368,7 +368,7 @@ pub fn study_page(r: &Results) -> StudyPage {
 pub fn study_curves(r: &Results) -> Curves {
     let mut curves = Curves::default();
     for t in &r.trials {
-        curves.push(t.number, t.intermediate.iter().copied());
+        curves.push(t.number, &t.intermediate);
     }
     curves
 }
