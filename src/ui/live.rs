@@ -54,6 +54,8 @@ impl ViewSource {
                     Err(_) => return,
                 },
                 t = trials.recv() => match t {
+                    // Nobody watching: a report costs the operator nothing here.
+                    Ok(_) if self.tx.receiver_count() == 0 => continue,
                     Ok(t) => Update::Trial {
                         namespace: t.namespace().unwrap_or_default(),
                         study: t.spec.study.clone(),
