@@ -1,6 +1,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use lopper::cli;
 
 /// Hyperparameter-tuning studies on Kubernetes, with Optuna-exact pruning.

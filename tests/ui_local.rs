@@ -313,3 +313,103 @@ fn lopper_run_ui_shows_trials_as_they_finish() {
     let r = Results::read(&out).unwrap();
     assert!(r.trials.len() >= 3);
 }
+
+/// Under `lopper run --ui` a running trial's curve grows on the open study page as the trainer
+/// reports (the results file is only written when a trial finishes), and a pruned trial ends
+/// where it was pruned, with the pruner's reason.
+#[test]
+fn lopper_run_ui_curves_grow_while_trials_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("slow.results.json");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ui/slow-study.yaml");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_lopper"))
+        .arg("run")
+        .arg(&manifest)
+        .arg("--output")
+        .arg(&out)
+        .args(["--ui", "0", "--no-progress"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lopper run");
+    let url = dashboard_url(&mut run);
+    let mut run = Server(run);
+    let mut b = Browser::launch(1200, 900);
+    open(&mut b, &format!("{url}#/study/local/slow"));
+    // What the page holds of trial 0 while it runs: its row's state and last step (DOM), and
+    // the points of its curve the canvas draws.
+    let seen = "(() => { const row = document.querySelector('#trials tr[data-trial=\"0\"]'); \
+        const c = window.lopper.curves.get(0); \
+        return row ? { state: row.querySelector('[data-field=state]').textContent, \
+          step: row.querySelector('[data-field=step]').textContent, \
+          points: c ? c.steps.length : 0, last: c && c.steps.length ? c.values[c.steps.length - 1] : null } : null; })()";
+    let first = b.wait_for(
+        &format!("(s => s && s.state === 'Running' && s.points >= 1 && s)({seen})"),
+        Duration::from_secs(30),
+    );
+    let n = first["points"].as_u64().unwrap();
+    // Grown, and the table (redrawn at most 4 times a second) shows the curve's last step.
+    let grown = b.wait_for(
+        &format!(
+            "(s => s && s.state === 'Running' && s.points > {n} && s.step === String(s.points - 1) && s)({seen})"
+        ),
+        Duration::from_secs(10),
+    );
+    let points = grown["points"].as_u64().unwrap();
+    // The value drawn is the trainer's, not a placeholder (the fixture's loss at that step).
+    let last = grown["last"].as_f64().unwrap();
+    assert!(last > 1.0 && last < 2.1, "{grown}");
+    // The file did not carry these points: nothing finished yet, or it holds fewer.
+    let in_file = Results::read(&out)
+        .ok()
+        .and_then(|r| {
+            r.trials
+                .iter()
+                .find(|t| t.number == 0)
+                .map(|t| t.intermediate.len())
+        })
+        .unwrap_or(0);
+    assert!(
+        (in_file as u64) < points,
+        "the page's {points} points came from the file ({in_file})"
+    );
+    assert_eq!(b.eval("document.body.dataset.ready"), "1", "no reload");
+
+    // Trial 1 is worse at every step: the median pruner cuts it at step 2 (after warm-up).
+    b.wait_for(
+        "(r => r && r.querySelector('[data-field=state]').textContent === 'Pruned')(document.querySelector('#trials tr[data-trial=\"1\"]'))",
+        Duration::from_secs(40),
+    );
+    assert_eq!(
+        text(&mut b, "#trials tr[data-trial=\"1\"] [data-field=reason]"),
+        "MedianPruner"
+    );
+    assert_eq!(b.eval("window.lopper.curves.get(1).steps.length"), 3);
+    // Hovering where the pruned curve ends names the trial, its state and the pruner.
+    let at = b.eval(
+        "(() => { const c = window.lopper.curves.get(1), s = window.lopper.curveScale, \
+           r = document.getElementById('curves').getBoundingClientRect(), i = c.steps.length - 1; \
+           return [r.left + s.sx(c.steps[i]), r.top + s.sy(c.values[i])]; })()",
+    );
+    b.call(
+        "Input.dispatchMouseEvent",
+        serde_json::json!({"type": "mouseMoved", "x": at[0], "y": at[1]}),
+    );
+    let tip = b.wait_for(
+        "(t => !t.hidden && t.textContent)(document.getElementById('tip'))",
+        Duration::from_secs(5),
+    );
+    assert!(
+        tip.as_str()
+            .unwrap()
+            .starts_with("trial 1 · Pruned (MedianPruner)\nstep 2 · "),
+        "{tip}"
+    );
+    b.screenshot(&screenshot_dir().join("local-run-live.png"));
+    let status = run.0.wait().expect("lopper run ends");
+    assert!(status.success(), "{status:?}");
+    let r = Results::read(&out).unwrap();
+    assert_eq!(r.trials[0].intermediate.len(), 16);
+    assert_eq!(r.trials[1].state, TrialState::Pruned);
+    assert_eq!(r.trials[1].intermediate.len(), 3);
+}

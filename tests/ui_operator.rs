@@ -263,15 +263,81 @@ async fn operator_dashboard_shows_the_objects_and_live_reports() {
     let _: Arc<View> = view;
 }
 
-/// With the token check on, only a token whose user may list Studies reads the dashboard: by
-/// header, or once by `?token=` (then by the cookie it sets).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// `helm template` of the chart in `charts/lopper` (the pinned helm of `e2e/cluster.sh`).
+fn helm_template(namespace: &str, values: &str, extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, values).unwrap();
+    let (ok, out, err) = support::run(
+        std::process::Command::new(support::bin("helm"))
+            .args(["template", "lopper"])
+            .arg(support::repo_root().join("charts/lopper"))
+            .args(["--namespace", namespace, "-f"])
+            .arg(&file)
+            .args(extra),
+    );
+    assert!(ok, "helm template with {values:?}: {err}");
+    out
+}
+
+fn kubectl_apply(yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let (ok, out, err) = support::run(
+        support::kubectl()
+            .args(["apply", "--server-side", "-f"])
+            .arg(&file),
+    );
+    assert!(ok, "kubectl apply: {out}{err}");
+}
+
+/// A client authorised as `user` (impersonation), as RBAC authorises the operator's pod.
+async fn client_as(user: &str) -> Client {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read_from(support::kubeconfig_path()).expect("read kubeconfig");
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    config.auth_info.impersonate = Some(user.to_string());
+    Client::try_from(config).expect("client")
+}
+
+/// The chart's `ui.auth.tokenReview: true`, end to end: the operator gets `--ui-auth=token-review`
+/// and, with only the RBAC the chart grants its ServiceAccount, answers 401 without a token or
+/// with one whose user may not list Studies, 200 to a ServiceAccount token that may (by header,
+/// or once by `?token=`, then by the cookie it sets); and no response carries a Secret's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn token_review_lets_only_study_readers_in() {
     let client = support::cluster().await;
     support::apply_crds(&client).await;
     let ns = TestNamespace::new(&client, "ui-auth").await;
+
+    // The chart: off by default (no flag, no extra RBAC); on, both.
+    let fullname = format!("lopper-{}", ns.name);
+    let off = format!("fullnameOverride: {fullname}\n");
+    let on = format!("{off}ui: {{enabled: true, auth: {{tokenReview: true}}}}\n");
+    let default = helm_template(&ns.name, &off, &[]);
+    assert!(!default.contains("--ui-auth") && !default.contains("tokenreviews"));
+    let deployment = helm_template(&ns.name, &on, &["--show-only", "templates/deployment.yaml"]);
+    assert!(
+        deployment.contains("- --ui-auth=token-review"),
+        "{deployment}"
+    );
+    kubectl_apply(&helm_template(
+        &ns.name,
+        &on,
+        &[
+            "--show-only",
+            "templates/serviceaccount.yaml",
+            "--show-only",
+            "templates/ui-rbac.yaml",
+        ],
+    ));
+    let operator_user = format!("system:serviceaccount:{}:{fullname}", ns.name);
+
     let role = format!("{}-study-reader", ns.name);
-    let manifest = format!(
+    kubectl_apply(&format!(
         r#"
 apiVersion: v1
 kind: ServiceAccount
@@ -291,14 +357,14 @@ kind: ClusterRoleBinding
 metadata: {{name: {role}}}
 roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}
 subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: trainer-credentials, namespace: {ns}}}
+stringData: {{API_KEY: {SECRET_VALUE}}}
 "#,
         ns = ns.name
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rbac.yaml");
-    std::fs::write(&file, manifest).unwrap();
-    let (ok, _, err) = support::run(support::kubectl().arg("apply").arg("-f").arg(&file));
-    assert!(ok, "{err}");
+    ));
     let token = |sa: &str| {
         let (ok, out, err) =
             support::run(support::kubectl().args(["create", "token", sa, "-n", &ns.name]));
@@ -307,10 +373,47 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
     };
     let (reader, nobody) = (token("reader"), token("nobody"));
 
+    // A study whose trials take the Secret in their environment (by reference).
+    let operator = tokio::spawn(lopper::controller::run(
+        client.clone(),
+        Config {
+            namespaces: vec![ns.name.clone()],
+            concurrency: 4,
+            ..Default::default()
+        },
+    ));
+    let mut study: Study = serde_yaml::from_str(STUDY).unwrap();
+    study.spec.max_trials = Some(1);
+    study.spec.trial_template.spec["template"]["spec"]["containers"][0]["env"] = serde_json::json!([{
+        "name": "API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "trainer-credentials", "key": "API_KEY"}}
+    }]);
+    Api::<Study>::namespaced(client.clone(), &ns.name)
+        .create(&PostParams::default(), &study)
+        .await
+        .expect("create study");
     let view = View::start(client.clone(), std::slice::from_ref(&ns.name));
     assert!(view.ready(Duration::from_secs(60)).await, "view synced");
-    let router =
-        lopper::ui::server::router(ViewSource::start(view), Auth::token_review(client.clone()));
+    let trial = wait_for(Duration::from_secs(60), || {
+        let (client, ns) = (client.clone(), ns.name.clone());
+        async move {
+            trials(&client, &ns)
+                .await
+                .into_iter()
+                .find(|t| t.phase() == TrialPhase::Running)
+        }
+    })
+    .await
+    .expect("a running trial");
+    observe(&view, &ns.name, &trial.name_any(), &[(0, 0.5)])
+        .await
+        .expect("report");
+
+    // The dashboard as `lopper controller --ui-auth=token-review` serves it, its reviews made
+    // with the chart's RBAC only.
+    let auth = Auth::token_review(client_as(&operator_user).await);
+    let view_for_reports = view.clone();
+    let router = lopper::ui::server::router(ViewSource::start(view), auth);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -320,6 +423,11 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
     let studies = format!("{base}/ui/api/studies");
 
     assert_eq!(status(http.get(&studies)).await, 401, "no token");
+    assert_eq!(
+        status(http.get(format!("{base}/ui/"))).await,
+        401,
+        "no token, the page"
+    );
     assert_eq!(
         status(http.get(&studies).bearer_auth(&nobody)).await,
         401,
@@ -354,12 +462,91 @@ subjects: [{{kind: ServiceAccount, name: reader, namespace: {ns}}}]
         "by cookie"
     );
 
+    // Every route a reader can reach, with the trial in it: no Secret value, plain or base64.
+    let study_path = format!("{base}/ui/api/studies/{}/board", ns.name);
+    let encoded = base64_of(SECRET_VALUE);
+    for url in [
+        format!("{base}/ui/"),
+        format!("{base}/ui/app.js"),
+        studies.clone(),
+        study_path.clone(),
+        format!("{study_path}/curves"),
+        format!("{study_path}/trials/{}", trial.spec.number),
+    ] {
+        let resp = http.get(&url).bearer_auth(&reader).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{url}");
+        let body = resp.bytes().await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains(SECRET_VALUE) && !text.contains(&encoded),
+            "{url} carries the Secret's value"
+        );
+    }
+    // The events stream too, while a report is pushed through it.
+    let mut events = http
+        .get(format!("{base}/ui/api/events"))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status().as_u16(), 200);
+    observe(&view_for_reports, &ns.name, &trial.name_any(), &[(1, 0.25)])
+        .await
+        .expect("report");
+    let mut streamed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !streamed.contains("event: trial") && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), events.chunk()).await {
+            Ok(Ok(Some(c))) => streamed.push_str(&String::from_utf8_lossy(&c)),
+            _ => break,
+        }
+    }
+    assert!(streamed.contains("event: trial"), "{streamed}");
+    assert!(
+        !streamed.contains(SECRET_VALUE) && !streamed.contains(&encoded),
+        "the events stream carries the Secret's value"
+    );
+    drop(events);
+
+    // The trial page does show the trial (what was checked is a real page).
+    let page: Value = http
+        .get(format!("{study_path}/trials/{}", trial.spec.number))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["trial"]["name"], trial.name_any());
+    assert_eq!(page["curve"], serde_json::json!([[0, 0.5], [1, 0.25]]));
+
     server.abort();
+    operator.abort();
     let _ = support::run(support::kubectl().args([
         "delete",
         "clusterrolebinding,clusterrole",
         &role,
+        &format!("{fullname}-ui-auth"),
         "--wait=false",
     ]));
     ns.delete(&client).await;
+}
+
+/// A value no response may carry (the test's Secret holds it).
+const SECRET_VALUE: &str = "s3cr3t-ui-test-value-4f1c";
+
+fn base64_of(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
 }

@@ -61,13 +61,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         grace: args.grace.map(|g| Duration::from_secs_f64(g.max(0.0))),
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         verbose: args.verbose,
+        live: None,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let mut opts = opts;
     if let (Some(port), Some(out)) = (args.ui, &args.output) {
-        rt.block_on(serve_ui(port, out))?;
+        opts.live = Some(rt.block_on(serve_ui(port, &args.file, out))?);
     }
     let results = rt.block_on(crate::runner::run(&args.file, opts))?;
     print!("{}", crate::runner::ui::summary(&results));
@@ -88,24 +90,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Starts the dashboard on `port` of loopback, following `results` (written after each finished
-/// trial; a file not written yet shows an empty study until it is).
-async fn serve_ui(port: u16, results: &std::path::Path) -> anyhow::Result<()> {
+/// Starts the dashboard on `port` of loopback: the study of `manifest` as the loop reports
+/// (the returned sender) and as it writes `results` (after each finished trial).
+async fn serve_ui(
+    port: u16,
+    manifest: &std::path::Path,
+    results: &std::path::Path,
+) -> anyhow::Result<tokio::sync::mpsc::UnboundedSender<crate::runner::LiveReport>> {
     use crate::ui::results::ResultsSource;
-    let source = match ResultsSource::open(results) {
-        Ok(s) => s,
-        Err(_) => {
-            let name = results
-                .file_stem()
-                .map(|s| s.to_string_lossy().trim_end_matches(".results").to_string())
-                .unwrap_or_default();
-            let empty = serde_json::from_value(serde_json::json!({
-                "study": name, "direction": "minimize", "best": null, "trials": [],
-                "stepsRun": 0, "stepsSavedEstimate": 0
-            }))?;
-            ResultsSource::with(results, None, empty)
-        }
-    };
+    let study = crate::runner::LocalStudy::load(manifest)?;
+    let empty = serde_json::from_value(serde_json::json!({
+        "study": study.name, "direction": study.direction, "objective": study.metric,
+        "phase": "Running", "best": null, "trials": [], "stepsRun": 0, "stepsSavedEstimate": 0
+    }))?;
+    // A results file left by an earlier run is not this study: shown once this run rewrites it.
+    let mtime = std::fs::metadata(results).and_then(|m| m.modified()).ok();
+    let source = ResultsSource::with(results, mtime, empty);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(source.clone().follow_reports(rx));
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port)).await?;
     println!("dashboard: http://{}/ui/", listener.local_addr()?);
     tokio::spawn(source.clone().follow());
@@ -116,5 +118,5 @@ async fn serve_ui(port: u16, results: &std::path::Path) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "the dashboard stopped");
         }
     });
-    Ok(())
+    Ok(tx)
 }

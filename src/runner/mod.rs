@@ -53,6 +53,23 @@ pub struct RunOptions {
     pub progress: bool,
     /// Echo every line the trials print (prefixed by the trial's name).
     pub verbose: bool,
+    /// Each recorded report, as it is recorded (the dashboard of `lopper run --ui`). Unbounded
+    /// so that sending never waits on the page.
+    pub live: Option<mpsc::UnboundedSender<LiveReport>>,
+}
+
+/// One report the loop recorded, and the trial's state after the pruner's decision.
+#[derive(Clone, Debug)]
+pub struct LiveReport {
+    pub number: u64,
+    pub params: crate::engine::Params,
+    pub step: i64,
+    pub value: f64,
+    pub state: TrialState,
+    /// The pruner's reason and message when this report pruned the trial.
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub seconds: f64,
 }
 
 /// One event from a trial's supervisor (or the push endpoint) to the loop.
@@ -456,6 +473,7 @@ impl Loop {
         };
         self.trials[idx].rungs.extend(decision.record_rungs);
         if !decision.prune {
+            self.publish(idx, step, value);
             return false;
         }
         let t = &mut self.trials[idx];
@@ -473,7 +491,25 @@ impl Loop {
             "{name} pruned at step {step} ({}: {})",
             decision.reason, decision.message
         ));
+        self.publish(idx, step, value);
         true
+    }
+
+    /// Hands a recorded report to the dashboard, if one listens.
+    fn publish(&self, idx: usize, step: i64, value: f64) {
+        if let Some(live) = &self.opts.live {
+            let (t, l) = (&self.trials[idx], &self.local[idx]);
+            let _ = live.send(LiveReport {
+                number: t.number,
+                params: t.params.clone(),
+                step,
+                value,
+                state: t.state,
+                reason: l.reason.clone(),
+                message: l.message.clone(),
+                seconds: l.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+            });
+        }
     }
 
     fn grace(&self) -> Duration {

@@ -54,6 +54,8 @@ impl ViewSource {
                     Err(_) => return,
                 },
                 t = trials.recv() => match t {
+                    // Nobody watching: a report costs the operator nothing here.
+                    Ok(_) if self.tx.receiver_count() == 0 => continue,
                     Ok(t) => Update::Trial {
                         namespace: t.namespace().unwrap_or_default(),
                         study: t.spec.study.clone(),
@@ -199,16 +201,22 @@ impl Source for ViewSource {
         let s = self.view.study(namespace, name)?;
         let mut trials = self.view.study_trials(namespace, name);
         trials.sort_by_key(|t| t.spec.number);
-        let mut curves = Curves::default();
-        for t in &trials {
-            curves.push(t.spec.number, self.curve(t));
-        }
         Some(StudyPage::new(
             study_row(&s),
             s.spec.parameters.iter().map(|p| p.name.clone()).collect(),
             trials.iter().map(|t| trial_row(t)).collect(),
-            curves,
         ))
+    }
+
+    fn curves(&self, namespace: &str, name: &str) -> Option<Curves> {
+        self.view.study(namespace, name)?;
+        let mut trials = self.view.study_trials(namespace, name);
+        trials.sort_by_key(|t| t.spec.number);
+        let mut curves = Curves::default();
+        for t in &trials {
+            curves.push(t.spec.number, &self.curve(t));
+        }
+        Some(curves)
     }
 
     fn trial(&self, namespace: &str, study: &str, number: u64) -> BoxFuture<'_, Option<TrialPage>> {

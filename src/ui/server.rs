@@ -6,6 +6,7 @@
 //! /ui/app.js, style.css, uplot.min.{js,css}   embedded assets
 //! /ui/api/studies                             [StudyRow]
 //! /ui/api/studies/NS/NAME                     StudyPage
+//! /ui/api/studies/NS/NAME/curves              Curves (binary, `Curves::encode`)
 //! /ui/api/studies/NS/NAME/trials/N            TrialPage
 //! /ui/api/events                              server-sent Updates
 //! ```
@@ -28,6 +29,7 @@ pub fn router(source: Shared, auth: Auth) -> Router {
     let api = Router::new()
         .route("/ui/api/studies", get(studies))
         .route("/ui/api/studies/{ns}/{name}", get(study))
+        .route("/ui/api/studies/{ns}/{name}/curves", get(curves))
         .route("/ui/api/studies/{ns}/{name}/trials/{number}", get(trial))
         .route("/ui/api/events", get(events))
         .route("/ui/", get(|| async { asset("") }))
@@ -83,8 +85,31 @@ async fn studies(State(s): State<Shared>) -> Response {
 
 async fn study(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
     // Building a 10,000-trial page takes a while: off the async workers.
-    match tokio::task::spawn_blocking(move || s.study(&ns, &name)).await {
-        Ok(Some(p)) => json(&p),
+    match tokio::task::spawn_blocking(move || s.study_json(&ns, &name)).await {
+        Ok(Some(body)) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn curves(State(s): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
+    // Fetched beside the page (the browser asks for both at once): also off the async workers.
+    match tokio::task::spawn_blocking(move || s.curves_binary(&ns, &name)).await {
+        Ok(Some(body)) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -174,8 +199,32 @@ mod tests {
         let (s, body) = get(&app, "/ui/api/studies/local/s").await;
         assert_eq!(s, 200);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["curves"]["offsets"], serde_json::json!([0, 2, 3]));
         assert_eq!(v["trials"][1]["reason"], "MedianPruner");
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get("/ui/api/studies/local/s/curves")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let b = axum::body::to_bytes(resp.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        let u32s = |at: usize, k: usize| -> Vec<u32> {
+            (0..k)
+                .map(|i| u32::from_le_bytes(b[at + 4 * i..at + 4 * i + 4].try_into().unwrap()))
+                .collect()
+        };
+        // 2 trials, 3 points, narrow steps; then trials (f64), offsets, steps (i32), values.
+        assert_eq!(u32s(0, 4), [2, 3, 0, 0]);
+        assert_eq!(u32s(16 + 16, 3), [0, 2, 3], "offsets");
+        assert_eq!(u32s(16 + 16 + 12, 3), [0, 1, 0], "steps");
+        let v0 = f32::from_le_bytes(b[16 + 16 + 12 + 12..][..4].try_into().unwrap());
+        assert_eq!(v0, 0.9);
+        assert_eq!(b.len(), 16 + 16 + 12 + 12 + 12);
         let (s, body) = get(&app, "/ui/api/studies/local/s/trials/1").await;
         assert_eq!(s, 200, "{body}");
         assert!(body.contains("\"curve\":[[0,0.8]]"), "{body}");

@@ -44,6 +44,29 @@ async function api(path) {
   if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
   return r.json();
 }
+async function apiBinary(path) {
+  const r = await fetch('api/' + path, { credentials: 'same-origin' });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return r.arrayBuffer();
+}
+// The curves' binary layout (src/ui/model.rs `Curves::encode`) → trial number → { steps,
+// values }, typed-array views on the one buffer: no parsing, no copy per trial.
+function decodeCurves(buf) {
+  const [n, m, wide] = new Uint32Array(buf, 0, 3);
+  let at = 16;
+  const trials = new Float64Array(buf, at, n); at += 8 * n;
+  let steps = null;
+  if (wide) { steps = new Float64Array(buf, at, m); at += 8 * m; }
+  const offsets = new Uint32Array(buf, at, n + 1); at += 4 * (n + 1);
+  if (!wide) { steps = new Int32Array(buf, at, m); at += 4 * m; }
+  const values = new Float32Array(buf, at, m);
+  const curves = new Map();
+  for (let i = 0; i < n; i++) {
+    const a = offsets[i], b = offsets[i + 1];
+    curves.set(trials[i], { steps: steps.subarray(a, b), values: values.subarray(a, b) });
+  }
+  return curves;
+}
 function better(dir, a, b) { return dir === 'maximize' ? a > b : a < b; }
 function stat(label, value, field) { return el('div', {}, el('span', {}, label), el('b', { 'data-field': field }, value)); }
 function crumbs(...parts) {
@@ -96,13 +119,16 @@ async function showStudies() {
 
 // ---------- a study ----------
 async function showStudy(ns, name) {
-  const p = await api(`studies/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
+  const mark = timer();
+  const path = `studies/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`;
+  // The page and the curves at once: the server builds them in parallel.
+  const [p, bin] = await Promise.all([api(path), apiBinary(path + '/curves')]);
+  mark('fetch');
   ui.page = p;
   ui.byNumber = new Map(p.trials.map(t => [t.number, t]));
-  // Curves by trial number, as views on the columns (no copy per trial).
-  const c = p.curves, steps = Float64Array.from(c.steps), values = Float64Array.from(c.values, v => v == null ? NaN : v);
-  ui.curves = new Map(c.trials.map((n, i) => [n, { steps: steps.subarray(c.offsets[i], c.offsets[i + 1]), values: values.subarray(c.offsets[i], c.offsets[i + 1]) }]));
+  ui.curves = decodeCurves(bin);
   ui.pageNo = 0;
+  mark('prepare');
   const s = p.study;
   crumbs(el('span', {}, s.namespace), el('span', {}, s.name));
   const logBox = el('input', { type: 'checkbox', id: 'logy', onchange: e => { ui.logY = e.target.checked; drawStudyCharts(); } });
@@ -136,14 +162,23 @@ async function showStudy(ns, name) {
     el('table', { id: 'trials' }, el('thead'), el('tbody')));
   renderImportance();
   renderTable();
-  drawStudyCharts();
+  mark('table');
+  drawStudyCharts(mark);
 }
 
-function drawStudyCharts() {
+function drawStudyCharts(mark = () => {}) {
   destroyCharts();
-  drawHistory();
-  drawCurves();
-  drawParcoords();
+  drawHistory(); mark('history');
+  drawCurves(); mark('curves');
+  drawParcoords(); mark('parcoords');
+}
+
+// Where a study page's time goes (ms per stage, in `window.lopper.timings`; the scale test
+// prints them).
+function timer() {
+  ui.timings = {};
+  let t = performance.now();
+  return stage => { const now = performance.now(); ui.timings[stage] = Math.round(now - t); t = now; };
 }
 
 function drawHistory() {
@@ -216,7 +251,11 @@ function drawCurves() {
     ctx.beginPath(); trace(ctx, ui.curves.get(bestN), sx, sy, log);
     ctx.strokeStyle = '#111'; ctx.lineWidth = 2.5; ctx.stroke();
   }
-  cv.onmousemove = e => curveTip(e, cv);
+  // The nearest point is searched among every point (a million at 10,000 trials): once a frame.
+  cv.onmousemove = e => {
+    ui.tipEvent = e;
+    if (!ui.tipFrame) ui.tipFrame = requestAnimationFrame(() => { ui.tipFrame = 0; curveTip(ui.tipEvent, cv); });
+  };
   cv.onmouseleave = () => { document.getElementById('tip').hidden = true; };
 }
 
@@ -460,12 +499,33 @@ function onTrial(u) {
   const p = ui.page;
   if (!p || p.study.namespace !== u.namespace || p.study.name !== u.study) return;
   const old = ui.byNumber.get(u.trial.number);
+  // The history and parallel coordinates show completed trials only.
+  if (u.trial.state === 'Completed' && (!old || old.state !== 'Completed')) dirty.finished = true;
   if (old) Object.assign(old, u.trial); else { p.trials.push(u.trial); ui.byNumber.set(u.trial.number, u.trial); }
   const c = ui.curves.get(u.trial.number);
   const known = c ? Array.from(c.steps, (s, i) => [s, c.values[i]]) : [];
   const m = merge(known, u.points);
   ui.curves.set(u.trial.number, { steps: m.map(x => x[0]), values: m.map(x => x[1]) });
-  soon(() => { if (ui.page === p) { renderTable(); drawStudyCharts(); } });
+  redrawSoon(p);
+}
+// Live redraws of a study page draw only what changed (the table and the curves on a report;
+// the history and parallel coordinates when a trial completes), at most four times a second
+// and at most a quarter of the time: a 10,000-trial page takes ~100 ms to draw, and must stay
+// responsive while reports stream in.
+const dirty = { finished: false };
+let pending = null, drawCost = 0;
+function redrawSoon(p) {
+  if (pending) return;
+  pending = setTimeout(() => {
+    pending = null;
+    if (ui.page !== p) return;
+    const t = performance.now();
+    renderTable();
+    if (dirty.finished) drawStudyCharts(); else drawCurves();
+    dirty.finished = false;
+    drawCost = performance.now() - t;
+    ui.redraws = (ui.redraws || 0) + 1;
+  }, Math.max(250, 3 * drawCost));
 }
 function onStudy(u) {
   const s = u.study;
