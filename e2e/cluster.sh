@@ -728,11 +728,11 @@ subjectAltName=IP:127.0.0.1,DNS:localhost" >webhook.ext
   install -D -m 0600 "$pki/webhook/tls.key" /tmp/k8s-webhook-server/serving-certs/tls.key
   log "installing the Kueue, JobSet and Kubeflow Trainer CRDs from the pinned modules"
   local crd_dirs=() d f
-  moddir="$(cd "$TOOLS_DIR/kueue" && go list -mod=readonly -m -f '{{.Dir}}' sigs.k8s.io/kueue)" || fail_up "kueue module source"
+  moddir="$(module_dir kueue sigs.k8s.io/kueue)" || fail_up "kueue module source"
   crd_dirs+=("$moddir/config/components/crd/bases")
-  moddir="$(cd "$TOOLS_DIR/jobset" && go list -mod=readonly -m -f '{{.Dir}}' sigs.k8s.io/jobset)" || fail_up "jobset module source"
+  moddir="$(module_dir jobset sigs.k8s.io/jobset)" || fail_up "jobset module source"
   crd_dirs+=("$moddir/config/components/crd/bases")
-  moddir="$(cd "$TOOLS_DIR/kueue" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kubeflow/trainer/v2)" || fail_up "trainer module source"
+  moddir="$(module_dir trainer github.com/kubeflow/trainer/v2)" || fail_up "trainer module source"
   crd_dirs+=("$moddir/manifests/base/crds")
   local files=()
   for d in "${crd_dirs[@]}"; do
@@ -840,9 +840,18 @@ EOF
     || fail_up "kueue did not become ready"
   kctl apply -f "$CLUSTER_DIR/addon-webhooks.yaml" >/dev/null || fail_up "registering the webhooks"
   # The Trainer's torch runtime, for TrainJobs that name `torch-distributed`.
-  moddir="$(cd "$TOOLS_DIR/trainer" && go list -mod=readonly -m -f '{{.Dir}}' github.com/kubeflow/trainer/v2)" || fail_up "trainer module source"
+  moddir="$(module_dir trainer github.com/kubeflow/trainer/v2)" || fail_up "trainer module source"
   kctl apply --server-side --force-conflicts -f "$moddir/manifests/base/runtimes/torch_distributed.yaml" >/dev/null \
     || fail_up "installing the torch-distributed ClusterTrainingRuntime"
+}
+
+# module_dir TOOLS-SUBDIR MODULE: the source folder of MODULE at the version that module pins
+# (downloaded into the Go module cache when it is not there, e.g. binaries cached, modules not).
+module_dir() {
+  local dir
+  dir="$(cd "$TOOLS_DIR/$1" && go mod download "$2" && go list -mod=readonly -m -f '{{.Dir}}' "$2")" || return 1
+  [[ -n "$dir" && -d "$dir" ]] || return 1
+  echo "$dir"
 }
 
 # webhook_yaml Mutating|Validating CONFIG-NAME WEBHOOK-NAME PORT PATH GROUP VERSION RESOURCE OPS CA

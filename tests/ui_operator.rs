@@ -384,7 +384,7 @@ stringData: {{API_KEY: {SECRET_VALUE}}}
     ));
     let mut study: Study = serde_yaml::from_str(STUDY).unwrap();
     study.spec.max_trials = Some(1);
-    study.spec.trial_template.spec["template"]["spec"]["containers"][0]["env"] = serde_json::json!([{
+    study.spec.trial_template.spec.as_mut().unwrap()["template"]["spec"]["containers"][0]["env"] = serde_json::json!([{
         "name": "API_KEY",
         "valueFrom": {"secretKeyRef": {"name": "trainer-credentials", "key": "API_KEY"}}
     }]);
