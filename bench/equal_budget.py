@@ -145,19 +145,35 @@ def main() -> None:
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", type=int, default=40)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, help="seeds (default 3 on LCDB, 5 on digits)")
     ap.add_argument("--budget-trials", type=float, default=4.0,
                     help="budget in full-length trials' worth of steps")
     ap.add_argument("--min-anchors", type=int, default=10)
     ap.add_argument("--lopper", default=os.path.join(target, "release", "lopper"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", help="write every case's scores here")
+    ap.add_argument("--workload", choices=["lcdb", "digits"], default="lcdb")
+    dg = ap.add_argument_group("digits (--workload digits)")
+    dg.add_argument("--epochs", type=int, default=10, help="epochs of a full-length trial")
+    dg.add_argument("--budget", type=int, default=200, help="epoch budget of a study")
+    dg.add_argument("--venv", default=os.path.join(ROOT, ".venv"),
+                    help="the trainer's venv (created by examples/setup.sh when missing)")
+    dg.add_argument("--out", help="folder of the runs' results (default under the target dir)")
+    dg.add_argument("--only", action="append", help="run only this setting (repeatable)")
+    dg.add_argument("--force", action="append", help="rerun this setting (repeatable)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "lopper"], cwd=ROOT, check=True)
+    if args.workload == "digits":
+        import equal_budget_digits
 
+        args.seeds = args.seeds or 5
+        equal_budget_digits.main(args)
+        return
+
+    args.seeds = args.seeds or 3
     curves = load_curves()
     datasets = pick_datasets(curves, args.datasets, args.min_anchors)
     ours = {
