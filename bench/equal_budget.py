@@ -149,6 +149,9 @@ def main() -> None:
     ap.add_argument("--budget-trials", type=float, default=4.0,
                     help="budget in full-length trials' worth of steps")
     ap.add_argument("--min-anchors", type=int, default=10)
+    ap.add_argument("--skip-datasets", type=int, default=0,
+                    help="start after this many datasets (held-out: --skip-datasets 40)")
+    ap.add_argument("--first-seed", type=int, default=0, help="held-out seeds: e.g. 3")
     ap.add_argument("--lopper", default=os.path.join(target, "release", "lopper"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", help="write every case's scores here")
@@ -175,7 +178,8 @@ def main() -> None:
 
     args.seeds = args.seeds or 3
     curves = load_curves()
-    datasets = pick_datasets(curves, args.datasets, args.min_anchors)
+    datasets = pick_datasets(curves, args.skip_datasets + args.datasets,
+                             args.min_anchors)[args.skip_datasets:]
     ours = {
         "none": lambda L, B: {"none": {}},
         "median": lambda L, B: {"median": {}},
@@ -196,7 +200,7 @@ def main() -> None:
         full = max(len(c) for c in cs.values())
         budget = int(args.budget_trials * full)
         oracle = min(c[-1] for c in cs.values() if len(c) == full)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             seq = sequence(sorted(cs), budget, seed * 7919 + ds)
             trials = [{"values": cs[n]} for n in seq]
             score = {}

@@ -401,12 +401,24 @@ mod tests {
         // so standard runs 4 full-length trials (pruning would complete fewer).
         let p = plan(&input(56, 14, 1, Mode::Standard));
         assert_eq!(p.brackets.len(), 1, "{p:?}");
-        assert_eq!(p.brackets[0].rungs, vec![Rung { step: 14, trials: 4 }]);
+        assert_eq!(
+            p.brackets[0].rungs,
+            vec![Rung {
+                step: 14,
+                trials: 4
+            }]
+        );
         assert_eq!(p.startup_bracket(), None);
         // Twice that funds one bracket that stops trials, beside 4 full-length ones.
         let p = plan(&input(112, 14, 1, Mode::Standard));
         assert_eq!(p.brackets.len(), 2, "{p:?}");
-        assert_eq!(p.brackets[1].rungs, vec![Rung { step: 14, trials: 4 }]);
+        assert_eq!(
+            p.brackets[1].rungs,
+            vec![Rung {
+                step: 14,
+                trials: 4
+            }]
+        );
         assert!(p.brackets[0].rungs.len() > 1);
         // Aggressive never keeps a full-length bracket.
         let p = plan(&input(56, 14, 1, Mode::Aggressive));

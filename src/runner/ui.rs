@@ -231,7 +231,11 @@ mod tests {
         assert_eq!(t, Total::Steps(400));
         assert_eq!((t.len(), t.unit()), (400, "steps"));
         assert_eq!(t.position(3, 120, 9.0), 120);
-        assert_eq!(t.position(3, 422, 9.0), 400, "an overshoot keeps the bar full");
+        assert_eq!(
+            t.position(3, 422, 9.0),
+            400,
+            "an overshoot keeps the bar full"
+        );
 
         let gpu = Budget {
             gpu_hours: Some(0.5),
