@@ -232,8 +232,16 @@ def report(rows, theirs, n_datasets, args) -> None:
     cases = len(rows)
     print(f"\nLCDB validation error, {n_datasets} datasets x {args.seeds} seeds = {cases} cases, "
           f"budget {args.budget_trials:g} full-length trials of steps, random order, 1 at a time")
+    # Per dataset: a setting's mean best over the seeds against none's and top-K's.
+    by_ds: dict[int, list[dict]] = {}
+    for r in rows:
+        by_ds.setdefault(r["dataset"], []).append(r["score"])
+
+    def ds_mean(scores, n):
+        return statistics.mean(min(s[n], 1.0) for s in scores)
+
     print(f"{'setting':<24}{'median rank':>12}{'>= none':>9}{'> none':>8}{'>= top-K':>10}"
-          f"{'mean regret':>13}{'= Optuna':>10}")
+          f"{'mean regret':>13}{'= Optuna':>10}{'datasets >= none, top-K':>25}")
     for n in names:
         ge = sum(1 for r in rows if r["score"][n] <= r["score"]["none"])
         gt = sum(1 for r in rows if r["score"][n] < r["score"]["none"])
@@ -243,8 +251,11 @@ def report(rows, theirs, n_datasets, args) -> None:
         same = ""
         if n in theirs:
             same = f"{sum(1 for r in rows if r['score'][n] == r['score']['optuna ' + n])}/{cases}"
+        dn = sum(1 for sc in by_ds.values() if ds_mean(sc, n) <= ds_mean(sc, "none") + 1e-12)
+        dk = sum(1 for sc in by_ds.values()
+                 if ds_mean(sc, n) <= ds_mean(sc, "top-K after 1 step") + 1e-12)
         print(f"{n:<24}{statistics.median(ranks[n]):>12g}{ge:>9}{gt:>8}{gk:>10}"
-              f"{regret:>13.4f}{same:>10}")
+              f"{regret:>13.4f}{same:>10}{f'{dn}, {dk} of {len(by_ds)}':>25}")
 
 
 if __name__ == "__main__":
