@@ -145,21 +145,41 @@ def main() -> None:
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", type=int, default=40)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, help="seeds (default 3 on LCDB, 5 on digits)")
     ap.add_argument("--budget-trials", type=float, default=4.0,
                     help="budget in full-length trials' worth of steps")
     ap.add_argument("--min-anchors", type=int, default=10)
+    ap.add_argument("--skip-datasets", type=int, default=0,
+                    help="start after this many datasets (held-out: --skip-datasets 40)")
+    ap.add_argument("--first-seed", type=int, default=0, help="held-out seeds: e.g. 3")
     ap.add_argument("--lopper", default=os.path.join(target, "release", "lopper"))
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", help="write every case's scores here")
+    ap.add_argument("--workload", choices=["lcdb", "digits"], default="lcdb")
+    dg = ap.add_argument_group("digits (--workload digits)")
+    dg.add_argument("--epochs", type=int, default=10, help="epochs of a full-length trial")
+    dg.add_argument("--budget", type=int, default=200, help="epoch budget of a study")
+    dg.add_argument("--venv", default=os.path.join(ROOT, ".venv"),
+                    help="the trainer's venv (created by examples/setup.sh when missing)")
+    dg.add_argument("--out", help="folder of the runs' results (default under the target dir)")
+    dg.add_argument("--only", action="append", help="run only this setting (repeatable)")
+    dg.add_argument("--force", action="append", help="rerun this setting (repeatable)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "lopper"], cwd=ROOT, check=True)
+    if args.workload == "digits":
+        import equal_budget_digits
 
+        args.seeds = args.seeds or 5
+        equal_budget_digits.main(args)
+        return
+
+    args.seeds = args.seeds or 3
     curves = load_curves()
-    datasets = pick_datasets(curves, args.datasets, args.min_anchors)
+    datasets = pick_datasets(curves, args.skip_datasets + args.datasets,
+                             args.min_anchors)[args.skip_datasets:]
     ours = {
         "none": lambda L, B: {"none": {}},
         "median": lambda L, B: {"median": {}},
@@ -180,7 +200,7 @@ def main() -> None:
         full = max(len(c) for c in cs.values())
         budget = int(args.budget_trials * full)
         oracle = min(c[-1] for c in cs.values() if len(c) == full)
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             seq = sequence(sorted(cs), budget, seed * 7919 + ds)
             trials = [{"values": cs[n]} for n in seq]
             score = {}
@@ -212,8 +232,16 @@ def report(rows, theirs, n_datasets, args) -> None:
     cases = len(rows)
     print(f"\nLCDB validation error, {n_datasets} datasets x {args.seeds} seeds = {cases} cases, "
           f"budget {args.budget_trials:g} full-length trials of steps, random order, 1 at a time")
+    # Per dataset: a setting's mean best over the seeds against none's and top-K's.
+    by_ds: dict[int, list[dict]] = {}
+    for r in rows:
+        by_ds.setdefault(r["dataset"], []).append(r["score"])
+
+    def ds_mean(scores, n):
+        return statistics.mean(min(s[n], 1.0) for s in scores)
+
     print(f"{'setting':<24}{'median rank':>12}{'>= none':>9}{'> none':>8}{'>= top-K':>10}"
-          f"{'mean regret':>13}{'= Optuna':>10}")
+          f"{'mean regret':>13}{'= Optuna':>10}{'datasets >= none, top-K':>25}")
     for n in names:
         ge = sum(1 for r in rows if r["score"][n] <= r["score"]["none"])
         gt = sum(1 for r in rows if r["score"][n] < r["score"]["none"])
@@ -223,8 +251,11 @@ def report(rows, theirs, n_datasets, args) -> None:
         same = ""
         if n in theirs:
             same = f"{sum(1 for r in rows if r['score'][n] == r['score']['optuna ' + n])}/{cases}"
+        dn = sum(1 for sc in by_ds.values() if ds_mean(sc, n) <= ds_mean(sc, "none") + 1e-12)
+        dk = sum(1 for sc in by_ds.values()
+                 if ds_mean(sc, n) <= ds_mean(sc, "top-K after 1 step") + 1e-12)
         print(f"{n:<24}{statistics.median(ranks[n]):>12g}{ge:>9}{gt:>8}{gk:>10}"
-              f"{regret:>13.4f}{same:>10}")
+              f"{regret:>13.4f}{same:>10}{f'{dn}, {dk} of {len(by_ds)}':>25}")
 
 
 if __name__ == "__main__":

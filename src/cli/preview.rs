@@ -145,6 +145,13 @@ fn plan_table(out: &mut String, a: &AshaSpec, plan: &Plan) {
             100.0 * plan.steps as f64 / input.budget_steps as f64
         }
     );
+    if let Some(b) = plan.startup_bracket() {
+        let _ = writeln!(
+            out,
+            "bracket {b} runs first: its {} trials run to full length before any trial is stopped",
+            plan.brackets[b].trials()
+        );
+    }
     if plan.full_length_trials == 0 {
         let _ = writeln!(
             out,
@@ -190,14 +197,24 @@ spec:
             text.contains("planned for 1200 steps and 2 parallel trials"),
             "{text}"
         );
-        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(['0', '1'])).collect();
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(['0', '1', '2']))
+            .collect();
         assert_eq!(
             rows.len(),
-            2,
-            "standard mode on 4 rungs: 2 brackets\n{text}"
+            3,
+            "standard mode on 4 rungs: 2 brackets and a full-length one\n{text}"
         );
         assert!(
-            rows[0].ends_with("1: 206 · 3: 68 · 9: 22 · 27: 7"),
+            rows[0].ends_with("1: 134 · 3: 44 · 9: 14 · 27: 4"),
+            "{text}"
+        );
+        assert!(rows[2].ends_with("  27: 14"), "{text}");
+        assert!(
+            text.contains(
+                "bracket 2 runs first: its 14 trials run to full length before any trial is stopped"
+            ),
             "{text}"
         );
         let plan = match study.pruner() {

@@ -9,6 +9,15 @@
 //! spend is counted as synchronous successive halving would spend it (`floor(n / eta^k)`
 //! trials reach rung k); asynchronous promotion with parallel trials promotes a little
 //! more early on, which the study's budget then cuts.
+//!
+//! `standard` and `conservative` keep a full-length bracket (one rung: no trial stopped) and
+//! run its trials first. Low rungs can rank configurations badly (on LCDB's learning curves
+//! the ranking after the first anchors is close to noise), and asynchronous promotion lets
+//! the first trials of a rung through unopposed; a few full-length trials first give the
+//! study a floor that no rung decision can lose, and a model-based sampler full-length
+//! results before short trials dominate. When the budget cannot also fund a bracket that
+//! stops trials, the plan is that bracket alone: with a budget of a few full trials, pruning
+//! would bring fewer trials to full length than not pruning.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,10 +28,10 @@ use serde::{Deserialize, Serialize};
 pub enum Mode {
     /// One bracket, the most rungs: many short trials.
     Aggressive,
-    /// The more aggressive half of the brackets.
+    /// The more aggressive half of the brackets, and a full-length bracket run first.
     #[default]
     Standard,
-    /// Every bracket, down to one that runs every trial to full length.
+    /// Every bracket, down to one that runs every trial to full length (run first).
     Conservative,
 }
 
@@ -154,10 +163,11 @@ pub fn max_rungs(max_steps: u64, eta: u64, cap: u32) -> u32 {
     r
 }
 
-/// The plan for `input`; brackets most aggressive first. Its expected spend never exceeds
-/// the budget. A bracket too small to bring one trial to full length (or to keep the
-/// parallel slots busy at its first rung) is dropped and its share goes to the others; if
-/// none fits, the least aggressive bracket of the mode takes the whole budget.
+/// The plan for `input`; brackets most aggressive first (a full-length bracket, if any,
+/// last). Its expected spend never exceeds the budget. A bracket too small to bring one
+/// trial to full length (or to keep the parallel slots busy at its first rung) is dropped
+/// and its share goes to the others; if none fits, the least aggressive bracket of the mode
+/// takes the whole budget.
 pub fn plan(input: &PlanInput) -> Plan {
     let eta = input.reduction_factor.max(2);
     let l = input.max_steps.max(1);
@@ -168,6 +178,10 @@ pub fn plan(input: &PlanInput) -> Plan {
         Mode::Conservative => top,
     };
     let mut candidates: Vec<u32> = (0..count).map(|i| top - i).collect();
+    // The full-length bracket of standard (conservative's list already ends with it).
+    if input.mode != Mode::Aggressive && candidates.last() != Some(&1) {
+        candidates.push(1);
+    }
     let fits = |rungs: u32, budget: u64| {
         let steps = rung_steps(l, eta, rungs);
         let n = most_trials(budget, &steps, eta);
@@ -212,22 +226,73 @@ fn finish(brackets: Vec<Bracket>) -> Plan {
 }
 
 impl Plan {
-    /// The bracket of each trial number (cycling past the end): trials are dealt to
-    /// brackets in proportion to their sizes, interleaved so that every bracket has trials
-    /// early (trial j of bracket b sits at `(j + 0.5) / n_b` in the order).
-    pub fn deal(&self) -> Vec<usize> {
+    /// The full-length bracket that runs first, when the plan also stops trials.
+    pub fn startup_bracket(&self) -> Option<usize> {
+        if self.brackets.len() < 2 {
+            return None;
+        }
+        self.brackets.iter().position(|b| b.rungs.len() == 1)
+    }
+
+    /// The bracket of each trial number: first the full-length bracket's trials (see
+    /// [`Plan::startup_bracket`]), then the other brackets' in proportion to their sizes,
+    /// interleaved so that every bracket has trials early (trial j of bracket b sits at
+    /// `(j + 0.5) / n_b` in the order). Past the end, [`Plan::bracket_of`] cycles through
+    /// the interleaved part.
+    pub fn deal(&self) -> Deal {
         // A huge budget of short trials would deal millions: the same proportions in fewer.
         let scale = (MAX_DEAL as f64 / self.trials.max(1) as f64).min(1.0);
+        let scaled = |n: u64| match n {
+            0 => 0,
+            n => ((n as f64 * scale).round() as u64).max(1),
+        };
+        let first = self.startup_bracket();
         let mut order: Vec<(f64, usize)> = Vec::new();
         for (b, br) in self.brackets.iter().enumerate() {
-            let n = match br.trials() {
-                0 => 0,
-                n => ((n as f64 * scale).round() as u64).max(1),
-            };
+            if Some(b) == first {
+                continue;
+            }
+            let n = scaled(br.trials());
             order.extend((0..n).map(|j| ((2 * j + 1) as f64 / (2 * n) as f64, b)));
         }
         order.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-        order.into_iter().map(|(_, b)| b).collect()
+        let startup = first.map_or(0, |b| scaled(self.brackets[b].trials()) as usize);
+        let mut brackets = vec![first.unwrap_or(0); startup];
+        brackets.extend(order.into_iter().map(|(_, b)| b));
+        Deal { brackets, startup }
+    }
+}
+
+/// The order in which trials are dealt to brackets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deal {
+    /// The bracket of trial number i, for the planned trials.
+    pub brackets: Vec<usize>,
+    /// How many of them (at the front) are the full-length bracket run first.
+    pub startup: usize,
+}
+
+impl Deal {
+    pub fn len(&self) -> usize {
+        self.brackets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.brackets.is_empty()
+    }
+
+    /// The bracket of trial `number`; past the planned trials the order repeats without
+    /// the startup trials (the floor they set is already there).
+    pub fn bracket_of(&self, number: u64) -> Option<usize> {
+        let len = self.brackets.len() as u64;
+        if len == 0 {
+            return None;
+        }
+        if number < len {
+            return Some(self.brackets[number as usize]);
+        }
+        let s = (self.startup as u64).min(len - 1);
+        Some(self.brackets[(s + (number - s) % (len - s)) as usize])
     }
 }
 
@@ -258,8 +323,13 @@ mod tests {
         assert_eq!(a.full_length_trials, a.trials / 27);
 
         let s = plan(&input(1200, 27, 2, Mode::Standard));
-        assert_eq!(s.brackets.len(), 2);
+        assert_eq!(s.brackets.len(), 3, "{s:?}");
+        assert_eq!(s.brackets[0].rungs.len(), 4);
         assert_eq!(s.brackets[1].rungs.len(), 3);
+        assert_eq!(s.brackets[2].rungs.len(), 1, "a full-length bracket");
+        assert_eq!(s.brackets[2].trials(), 400 / 27);
+        assert_eq!(s.startup_bracket(), Some(2));
+        assert_eq!(a.startup_bracket(), None);
         let c = plan(&input(1200, 27, 2, Mode::Conservative));
         assert_eq!(c.brackets.len(), 4);
         let last = c.brackets.last().unwrap();
@@ -295,7 +365,7 @@ mod tests {
     #[test]
     fn trials_are_dealt_in_proportion() {
         let p = plan(&input(1200, 27, 2, Mode::Conservative));
-        let deal = p.deal();
+        let deal = p.deal().brackets;
         assert_eq!(deal.len() as u64, p.trials);
         let mut seen = vec![0u64; p.brackets.len()];
         for &b in &deal {
@@ -307,6 +377,52 @@ mod tests {
         let first: std::collections::BTreeSet<usize> =
             deal[..p.brackets.len() * 40].iter().copied().collect();
         assert_eq!(first.len(), p.brackets.len());
+    }
+
+    #[test]
+    fn the_full_length_bracket_runs_first() {
+        let p = plan(&input(1200, 27, 2, Mode::Standard));
+        let deal = p.deal();
+        let first = p.startup_bracket().unwrap();
+        let n = p.brackets[first].trials() as usize;
+        assert_eq!(deal.startup, n);
+        assert!(deal.brackets[..n].iter().all(|&b| b == first));
+        assert!(deal.brackets[n..].iter().all(|&b| b != first));
+        // Past the planned trials the order repeats without the startup trials.
+        let len = deal.len() as u64;
+        assert_eq!(deal.bracket_of(len), Some(deal.brackets[n]));
+        assert_eq!(deal.bracket_of(len + 1), Some(deal.brackets[n + 1]));
+        assert_ne!(deal.bracket_of(len), Some(first));
+    }
+
+    #[test]
+    fn a_budget_of_a_few_full_trials_is_not_pruned() {
+        // 4 trials' worth: no bracket that stops trials fits beside the full-length one,
+        // so standard runs 4 full-length trials (pruning would complete fewer).
+        let p = plan(&input(56, 14, 1, Mode::Standard));
+        assert_eq!(p.brackets.len(), 1, "{p:?}");
+        assert_eq!(
+            p.brackets[0].rungs,
+            vec![Rung {
+                step: 14,
+                trials: 4
+            }]
+        );
+        assert_eq!(p.startup_bracket(), None);
+        // Twice that funds one bracket that stops trials, beside 4 full-length ones.
+        let p = plan(&input(112, 14, 1, Mode::Standard));
+        assert_eq!(p.brackets.len(), 2, "{p:?}");
+        assert_eq!(
+            p.brackets[1].rungs,
+            vec![Rung {
+                step: 14,
+                trials: 4
+            }]
+        );
+        assert!(p.brackets[0].rungs.len() > 1);
+        // Aggressive never keeps a full-length bracket.
+        let p = plan(&input(56, 14, 1, Mode::Aggressive));
+        assert!(p.brackets.iter().all(|b| b.rungs.len() > 1), "{p:?}");
     }
 
     proptest! {

@@ -24,7 +24,7 @@ use anyhow::Context;
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::budget::Spent;
+use crate::engine::budget::{Spent, steps_spent};
 use crate::engine::policy::{self, End, Rules, StudyCounts};
 use crate::engine::pruners::Pruner;
 use crate::engine::samplers::{History, Sampler, Suggestion};
@@ -166,7 +166,10 @@ pub async fn run(path: &std::path::Path, opts: RunOptions) -> anyhow::Result<Res
             "spec.metrics.prometheus is not supported by `lopper run`: use logs, push, file or tensorboard locally"
         ),
     };
-    let ui = ui::Ui::new(opts.progress, study.max_trials.unwrap_or(0).into());
+    let ui = ui::Ui::new(
+        opts.progress,
+        ui::Total::of(study.max_trials, study.budget.as_ref()),
+    );
     let limit = match (study.max_trials, &study.budget) {
         (Some(m), None) => format!("{m} trials"),
         (Some(m), Some(b)) => format!("{m} trials, budget {}", b.limits()),
@@ -699,8 +702,14 @@ impl Loop {
         let best = self
             .best()
             .map(|(n, v)| format!("best {} (#{n})", ui::fmt_value(v)));
-        self.ui.progress(
+        let total = ui::Total::of(self.study.max_trials, self.study.budget.as_ref());
+        let position = total.position(
             (c.complete + c.pruned + c.failed) as u64,
+            steps_spent(&self.trials),
+            self.gpu_seconds(),
+        );
+        self.ui.progress(
+            position,
             &format!(
                 "running {} · complete {} · pruned {} · failed {}{}",
                 self.running(),

@@ -5,23 +5,75 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::Params;
+use crate::engine::budget::Budget;
 use crate::runner::results::Results;
 
 pub struct Ui {
     bar: Option<ProgressBar>,
 }
 
+/// What the bar counts: finished trials out of `maxTrials`, or, for a study bounded only
+/// by its budget (no trial count to fill a bar), the budget spent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Total {
+    Trials(u64),
+    Steps(u64),
+    GpuSeconds(u64),
+}
+
+impl Total {
+    /// The bar's total for a study: `maxTrials` when set, else the step budget, else the
+    /// GPU-hour budget in GPU-seconds.
+    pub fn of(max_trials: Option<u32>, budget: Option<&Budget>) -> Total {
+        match (max_trials, budget) {
+            (Some(m), _) => Total::Trials(m.into()),
+            (None, Some(b)) => match (b.steps, b.gpu_hours) {
+                (Some(s), _) => Total::Steps(s),
+                (None, Some(h)) => Total::GpuSeconds((h * 3600.0).ceil() as u64),
+                (None, None) => Total::Trials(0),
+            },
+            (None, None) => Total::Trials(0),
+        }
+    }
+
+    fn len(self) -> u64 {
+        match self {
+            Total::Trials(n) | Total::Steps(n) | Total::GpuSeconds(n) => n,
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Total::Trials(_) => "trials",
+            Total::Steps(_) => "steps",
+            Total::GpuSeconds(_) => "GPU-s",
+        }
+    }
+
+    /// The bar's position: finished trials, steps reported or GPU-seconds used.
+    pub fn position(self, finished: u64, steps: u64, gpu_seconds: f64) -> u64 {
+        match self {
+            Total::Trials(_) => finished,
+            // Past the budget (onSpent: finish overshoots) the bar stays full.
+            Total::Steps(n) => steps.min(n),
+            Total::GpuSeconds(n) => (gpu_seconds.max(0.0) as u64).min(n),
+        }
+    }
+}
+
 impl Ui {
     /// With `progress`, a bar on stderr; otherwise every event is one line on stderr.
-    pub fn new(progress: bool, total: u64) -> Ui {
+    pub fn new(progress: bool, total: Total) -> Ui {
         let bar = progress.then(|| {
-            let bar = ProgressBar::new(total);
+            let bar = ProgressBar::new(total.len());
+            let template = format!(
+                "{{spinner}} [{{elapsed_precise}}] {{bar:30.cyan/blue}} {{pos}}/{{len}} {} · {{msg}}",
+                total.unit()
+            );
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} trials · {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template(&template)
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -163,4 +215,39 @@ pub fn summary(r: &Results) -> String {
         None => out.push_str("best: none (no trial completed)\n"),
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_only_study_counts_the_budget() {
+        let steps = Budget {
+            steps: Some(400),
+            ..Default::default()
+        };
+        let t = Total::of(None, Some(&steps));
+        assert_eq!(t, Total::Steps(400));
+        assert_eq!((t.len(), t.unit()), (400, "steps"));
+        assert_eq!(t.position(3, 120, 9.0), 120);
+        assert_eq!(
+            t.position(3, 422, 9.0),
+            400,
+            "an overshoot keeps the bar full"
+        );
+
+        let gpu = Budget {
+            gpu_hours: Some(0.5),
+            ..Default::default()
+        };
+        let t = Total::of(None, Some(&gpu));
+        assert_eq!((t.len(), t.unit()), (1800, "GPU-s"));
+        assert_eq!(t.position(3, 120, 90.4), 90);
+
+        // With maxTrials the bar counts finished trials, budget or not.
+        let t = Total::of(Some(30), Some(&steps));
+        assert_eq!((t.len(), t.unit()), (30, "trials"));
+        assert_eq!(t.position(3, 120, 9.0), 3);
+    }
 }

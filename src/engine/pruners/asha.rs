@@ -1,5 +1,6 @@
 //! The budget-aware ASHA planner as a pruner: the [`plan`](crate::engine::planner) deals
-//! each trial to a bracket; at each of its bracket's rungs a trial goes on only if its
+//! each trial to a bracket (the full-length bracket's trials first, when the plan has
+//! one); at each of its bracket's rungs a trial goes on only if its
 //! value is in the top `1/eta` of the values its bracket's trials had at that rung
 //! (asynchronous successive halving, ties promoted). A stopped trial is pruned, so its Job
 //! is deleted as with every pruner. Rungs count reported steps, so 0- and 1-based step
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use super::spec::{Fields, PrunerParams, SpecError, at_least, invalid};
 use super::successive_halving::promotable;
 use super::{Decision, Pruner};
-use crate::engine::planner::{self, Mode, Plan, PlanInput};
+use crate::engine::planner::{self, Deal, Mode, Plan, PlanInput};
 use crate::engine::{Direction, PrunerState, StudyView, TrialRecord};
 
 const R: &str = "AshaPlanner";
@@ -19,7 +20,7 @@ const R: &str = "AshaPlanner";
 #[derive(Clone, Debug)]
 pub struct AshaPruner {
     plan: Plan,
-    deal: Vec<usize>,
+    deal: Deal,
     eta: i64,
 }
 
@@ -29,7 +30,7 @@ impl AshaPruner {
     }
 
     fn bracket_of(&self, number: u64) -> Option<usize> {
-        (!self.deal.is_empty()).then(|| self.deal[(number % self.deal.len() as u64) as usize])
+        self.deal.bracket_of(number)
     }
 }
 
