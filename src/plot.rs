@@ -566,6 +566,8 @@ pub mod cluster {
             steps_saved_estimate: 0,
             seconds: 0.0,
             budget: study.status.as_ref().and_then(|s| s.budget.clone()),
+            max_trials: study.spec.max_trials,
+            pruner: study.pruner().key().to_string(),
         };
         r.summarize();
         Ok(r)

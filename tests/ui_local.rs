@@ -356,6 +356,21 @@ fn lopper_run_ui_curves_grow_while_trials_run() {
         Duration::from_secs(10),
     );
     let points = grown["points"].as_u64().unwrap();
+    // The studies list names the manifest's maxTrials and pruner while the study runs.
+    let studies: Value = serde_json::from_str(&get(&format!("{url}api/studies"))).unwrap();
+    assert_eq!(
+        (
+            &studies[0]["maxTrials"],
+            &studies[0]["pruner"],
+            &studies[0]["phase"]
+        ),
+        (
+            &Value::from(2),
+            &Value::from("median"),
+            &Value::from("Running")
+        ),
+        "{studies}"
+    );
     // The value drawn is the trainer's, not a placeholder (the fixture's loss at that step).
     let last = grown["last"].as_f64().unwrap();
     assert!(last > 1.0 && last < 2.1, "{grown}");
@@ -412,4 +427,21 @@ fn lopper_run_ui_curves_grow_while_trials_run() {
     assert_eq!(r.trials[0].intermediate.len(), 16);
     assert_eq!(r.trials[1].state, TrialState::Pruned);
     assert_eq!(r.trials[1].intermediate.len(), 3);
+}
+
+/// A plain HTTP/1.0 GET of `url` (`http://127.0.0.1:PORT/...`): the body.
+fn get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let mut c = std::net::TcpStream::connect(host).expect("connect to the dashboard");
+    write!(c, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    c.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_string()
 }

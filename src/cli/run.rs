@@ -101,7 +101,8 @@ async fn serve_ui(
     let study = crate::runner::LocalStudy::load(manifest)?;
     let empty = serde_json::from_value(serde_json::json!({
         "study": study.name, "direction": study.direction, "objective": study.metric,
-        "phase": "Running", "best": null, "trials": [], "stepsRun": 0, "stepsSavedEstimate": 0
+        "phase": "Running", "best": null, "trials": [], "stepsRun": 0, "stepsSavedEstimate": 0,
+        "maxTrials": study.max_trials, "pruner": study.pruner.key()
     }))?;
     // A results file left by an earlier run is not this study: shown once this run rewrites it.
     let mtime = std::fs::metadata(results).and_then(|m| m.modified()).ok();

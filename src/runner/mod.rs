@@ -777,6 +777,8 @@ impl Loop {
                 .study
                 .budget
                 .map(|b| b.status(&Spent::of(&self.trials, self.gpu_seconds()))),
+            max_trials: self.study.max_trials,
+            pruner: self.study.pruner.key().to_string(),
         };
         r.summarize();
         r

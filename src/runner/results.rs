@@ -42,6 +42,11 @@ pub struct Results {
     /// Spent and left of `spec.budget`, when the study has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<crate::engine::budget::BudgetStatus>,
+    /// `spec.maxTrials` and the pruner's name, for the dashboard's progress and pruner columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_trials: Option<u32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pruner: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

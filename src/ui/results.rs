@@ -328,7 +328,7 @@ pub fn study_row(r: &Results) -> StudyRow {
         direction: r.direction,
         best: r.best.as_ref().map(|b| b.value),
         best_trial: r.best.as_ref().map(|b| b.number),
-        max_trials: None,
+        max_trials: r.max_trials,
         completed: count(TrialState::Complete),
         running: count(TrialState::Running),
         pruned: count(TrialState::Pruned),
@@ -336,7 +336,7 @@ pub fn study_row(r: &Results) -> StudyRow {
         gpu_hours: None,
         gpu_hours_saved: None,
         created: None,
-        pruner: String::new(),
+        pruner: r.pruner.clone(),
         message: r.reason.clone(),
     }
 }
