@@ -102,7 +102,7 @@ pub fn job_state(job: &Job) -> JobState {
 }
 
 /// A failed pod's container termination, as text ("container trainer exited with code 1 (Error)").
-pub(super) fn pod_failure(pods: &[Pod]) -> Option<String> {
+fn pod_failure(pods: &[Pod]) -> Option<String> {
     for p in pods {
         let st = p.status.as_ref()?;
         for cs in st.container_statuses.iter().flatten() {
@@ -258,17 +258,7 @@ async fn reconcile_inner(trial: &Trial, ctx: &Context) -> Result<Action, Error> 
             return super::queued::preempted(ctx, trial, &old, study, &message).await;
         }
         TrialPlan::FailWithPodDetail { reason, message } => {
-            // The one read of this path, and only once a Job has failed.
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let list = pods
-                .list(&ListParams::default().labels(&format!("{TRIAL_LABEL}={name}")))
-                .await?;
-            let msg = match pod_failure(&list.items) {
-                Some(d) if message.is_empty() => d,
-                Some(d) => format!("{message}; {d}"),
-                None => message,
-            };
-            return fail(ctx, trial, &old, &reason, &msg).await;
+            return fail_with_pod_detail(ctx, trial, &old, &reason, message).await;
         }
     };
 
@@ -444,6 +434,30 @@ pub(super) async fn write(
 }
 
 /// Fails the trial with a reason and message (and deletes its Job if it still runs).
+/// Fails the trial with its pods' termination detail added to `message` (the one read of
+/// the reconcile, and only once its workload has failed).
+pub(super) async fn fail_with_pod_detail(
+    ctx: &Context,
+    trial: &Trial,
+    old: &TrialStatus,
+    reason: &str,
+    message: String,
+) -> Result<Action, Error> {
+    let pods: Api<Pod> = Api::namespaced(
+        ctx.view.client.clone(),
+        &trial.namespace().unwrap_or_default(),
+    );
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{TRIAL_LABEL}={}", trial.name_any())))
+        .await?;
+    let msg = match pod_failure(&list.items) {
+        Some(d) if message.is_empty() => d,
+        Some(d) => format!("{message}; {d}"),
+        None => message,
+    };
+    fail(ctx, trial, old, reason, &msg).await
+}
+
 pub(super) async fn fail(
     ctx: &Context,
     trial: &Trial,

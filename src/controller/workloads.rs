@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
@@ -15,9 +14,9 @@ use std::sync::Arc;
 
 use super::observe::{ObserveError, observe};
 use super::status::is_status;
-use super::trial::{JobState, TrialPlan, fail, plan_state, pod_failure, write};
+use super::trial::{JobState, TrialPlan, fail, plan_state, write};
 use super::{Context, Error};
-use crate::crd::{Study, TRIAL_LABEL, Trial, TrialPhase};
+use crate::crd::{Study, Trial, TrialPhase};
 use crate::workload::kinds::{WorkloadKind, render};
 
 /// How often a running JobSet or TrainJob trial is looked at.
@@ -156,16 +155,7 @@ pub async fn reconcile(ctx: &Context, trial: &Trial, study: &Study) -> Result<Ac
             return fail(ctx, trial, &old, &reason, &message).await;
         }
         TrialPlan::FailWithPodDetail { reason, message } => {
-            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-            let list = pods
-                .list(&ListParams::default().labels(&format!("{TRIAL_LABEL}={name}")))
-                .await?;
-            let msg = match pod_failure(&list.items) {
-                Some(d) if message.is_empty() => d,
-                Some(d) => format!("{message}; {d}"),
-                None => message,
-            };
-            return fail(ctx, trial, &old, &reason, &msg).await;
+            return super::trial::fail_with_pod_detail(ctx, trial, &old, &reason, message).await;
         }
         TrialPlan::Preempted { message } => {
             return super::queued::preempted(ctx, trial, &old, study, &message).await;

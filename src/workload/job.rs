@@ -41,6 +41,14 @@ pub enum RenderError {
 }
 
 impl RenderError {
+    /// A problem at `field` of a `jobSet` or `trainJob` template.
+    pub fn template(field: &str, msg: impl Into<String>) -> RenderError {
+        RenderError::Template {
+            field: field.to_string(),
+            msg: msg.into(),
+        }
+    }
+
     /// The same problem, said of `field` (e.g. `jobSet.replicatedJobs[1]`) rather than of a
     /// Job template.
     pub fn within(self, field: &str) -> RenderError {

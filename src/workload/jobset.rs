@@ -26,13 +26,6 @@ pub fn primary_name(study: &Study) -> String {
     })
 }
 
-fn err(field: &str, msg: impl Into<String>) -> RenderError {
-    RenderError::Template {
-        field: field.to_string(),
-        msg: msg.into(),
-    }
-}
-
 /// The JobSet's metadata and spec for `trial`.
 pub fn render(
     study: &Study,
@@ -50,12 +43,14 @@ pub fn render(
         .get_mut("replicatedJobs")
         .and_then(Value::as_array_mut)
         .filter(|r| !r.is_empty())
-        .ok_or_else(|| err("jobSet.replicatedJobs", "needs at least one replicated job"))?;
+        .ok_or_else(|| {
+            RenderError::template("jobSet.replicatedJobs", "needs at least one replicated job")
+        })?;
     if !rjobs
         .iter()
         .any(|r| r.get("name").and_then(Value::as_str) == Some(&primary))
     {
-        return Err(err(
+        return Err(RenderError::template(
             "primaryReplicatedJob",
             format!("{primary:?} names no replicated job"),
         ));
@@ -63,15 +58,16 @@ pub fn render(
     for (i, rj) in rjobs.iter_mut().enumerate() {
         let field = format!("jobSet.replicatedJobs[{i}].template.spec.template");
         let Some(slot) = rj.pointer_mut("/template/spec/template") else {
-            return Err(err(&field, "missing"));
+            return Err(RenderError::template(&field, "missing"));
         };
         let mut pod: PodTemplateSpec = serde_json::from_value(slot.clone())
-            .map_err(|e| err(&field, format!("not a pod template: {e}")))?;
+            .map_err(|e| RenderError::template(&field, format!("not a pod template: {e}")))?;
         decorate_pod(study, trial, &mut pod, true).map_err(|e| e.within(&field))?;
         if let Some(p) = pod.spec.as_mut() {
             set_env(&mut p.containers, &extras.env);
         }
-        *slot = serde_json::to_value(&pod).map_err(|e| err(&field, e.to_string()))?;
+        *slot =
+            serde_json::to_value(&pod).map_err(|e| RenderError::template(&field, e.to_string()))?;
         let job_spec = rj
             .pointer_mut("/template/spec")
             .and_then(Value::as_object_mut);

@@ -9,13 +9,6 @@ use serde_json::{Value, json};
 use super::job::{RenderError, Substitutions, TrialExtras, gpu_resource, workload_labels};
 use crate::crd::{Study, Trial};
 
-fn err(field: &str, msg: impl Into<String>) -> RenderError {
-    RenderError::Template {
-        field: field.to_string(),
-        msg: msg.into(),
-    }
-}
-
 /// The TrainJob's metadata and spec for `trial`.
 pub fn render(
     study: &Study,
@@ -29,14 +22,14 @@ pub fn render(
         .map_err(|e| e.within("trainJob"))?;
     let obj = raw
         .as_object_mut()
-        .ok_or_else(|| err("trainJob", "must be an object"))?;
+        .ok_or_else(|| RenderError::template("trainJob", "must be an object"))?;
     let trainer = obj.entry("trainer").or_insert_with(|| json!({}));
     let trainer = trainer
         .as_object_mut()
-        .ok_or_else(|| err("trainJob.trainer", "must be an object"))?;
+        .ok_or_else(|| RenderError::template("trainJob.trainer", "must be an object"))?;
     let mut env: Vec<EnvVar> = match trainer.get("env") {
         Some(e) => serde_json::from_value(e.clone()).map_err(|e| {
-            err(
+            RenderError::template(
                 "trainJob.trainer.env",
                 format!("not a list of env vars: {e}"),
             )
@@ -68,7 +61,7 @@ pub fn render(
             .entry("resourcesPerNode")
             .or_insert_with(|| json!({}));
         let Some(r) = r.as_object_mut() else {
-            return Err(err(
+            return Err(RenderError::template(
                 "trainJob.trainer.resourcesPerNode",
                 "must be an object",
             ));
