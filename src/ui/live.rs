@@ -122,6 +122,7 @@ pub fn study_row(s: &Study) -> StudyRow {
         max_trials: s.spec.max_trials,
         completed: counts.completed,
         running: counts.running,
+        queued: counts.queued,
         pruned: counts.pruned,
         failed: counts.failed,
         gpu_hours: st.gpu_seconds.as_ref().map(|g| g.used / 3600.0),
@@ -288,5 +289,28 @@ async fn events(client: &kube::Client, ns: &str, trial: &str) -> Vec<EventRow> {
             tracing::debug!(namespace = ns, trial, error = %e, "listing a trial's events");
             Vec::new()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{StudyStatus, TrialCounts};
+
+    #[test]
+    fn the_study_row_counts_queued_trials() {
+        let mut s = crate::workload::job::tests::study(serde_json::json!({}), Some(1));
+        s.status = Some(StudyStatus {
+            trials: Some(TrialCounts {
+                running: 2,
+                queued: 3,
+                pruned: 1,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let row = study_row(&s);
+        assert_eq!((row.running, row.queued, row.pruned), (2, 3, 1));
+        assert_eq!((row.namespace.as_str(), row.name.as_str()), ("ns", "digits"));
     }
 }

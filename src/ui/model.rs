@@ -20,6 +20,8 @@ pub struct StudyRow {
     pub max_trials: Option<u32>,
     pub completed: u32,
     pub running: u32,
+    /// Waiting for quota (Kueue) or requeued after a preemption; 0 for local runs.
+    pub queued: u32,
     pub pruned: u32,
     pub failed: u32,
     pub gpu_hours: Option<f64>,
@@ -36,7 +38,7 @@ pub struct StudyRow {
 pub struct TrialRow {
     pub number: u64,
     pub name: String,
-    /// `Pending`, `Running`, `Completed`, `Pruned`, `Failed`.
+    /// `Pending`, `Queued`, `Running`, `Completed`, `Pruned`, `Failed`.
     pub state: String,
     pub params: Params,
     pub value: Option<f64>,

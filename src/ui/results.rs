@@ -331,6 +331,8 @@ pub fn study_row(r: &Results) -> StudyRow {
         max_trials: r.max_trials,
         completed: count(TrialState::Complete),
         running: count(TrialState::Running),
+        // Local trials start at once: nothing waits for quota.
+        queued: 0,
         pruned: count(TrialState::Pruned),
         failed: count(TrialState::Failed),
         gpu_hours: None,

@@ -5,7 +5,7 @@
 // (one legend entry and path builder each) would not render in the 2 s the page has.
 'use strict';
 
-const COLORS = { Completed: '#2563eb', Pruned: '#d97706', Failed: '#dc2626', Running: '#16a34a', Pending: '#16a34a' };
+const COLORS = { Completed: '#2563eb', Pruned: '#d97706', Failed: '#dc2626', Running: '#16a34a', Queued: '#7c3aed', Pending: '#16a34a' };
 const PAGE = 50;
 const main = document.getElementById('main');
 const ui = { page: null, trial: null, logY: false, sort: { key: 'number', dir: 1 }, filter: '', pageNo: 0, charts: [] };
@@ -99,7 +99,7 @@ window.addEventListener('hashchange', route);
 async function showStudies() {
   const rows = await api('studies');
   crumbs();
-  const head = ['namespace', 'study', 'phase', 'best', 'progress', 'running', 'pruned', 'failed', 'GPU-h used', 'GPU-h saved', 'age'];
+  const head = ['namespace', 'study', 'phase', 'best', 'progress', 'running', 'queued', 'pruned', 'failed', 'GPU-h used', 'GPU-h saved', 'age'];
   main.replaceChildren(el('h1', {}, 'Studies'), el('table', { id: 'studies' },
     el('thead', {}, el('tr', {}, head.map(h => el('th', {}, h)))),
     el('tbody', {}, rows.map(s => el('tr', { 'data-study': `${s.namespace}/${s.name}` },
@@ -109,6 +109,7 @@ async function showStudies() {
       el('td', { 'data-field': 'best', class: 'num' }, fmt(s.best)),
       el('td', { 'data-field': 'progress', class: 'num' }, s.maxTrials ? `${s.completed}/${s.maxTrials}` : String(s.completed)),
       el('td', { 'data-field': 'running', class: 'num' }, s.running),
+      el('td', { 'data-field': 'queued', class: 'num' }, s.queued ?? 0),
       el('td', { 'data-field': 'pruned', class: 'num' }, s.pruned),
       el('td', { 'data-field': 'failed', class: 'num' }, s.failed),
       el('td', { 'data-field': 'gpuHours', class: 'num' }, hours(s.gpuHours)),
@@ -139,7 +140,7 @@ async function showStudy(ns, name) {
       stat(`best ${s.objective} (${s.direction})`, fmt(s.best), 'best'),
       stat('best trial', s.bestTrial ?? '—', 'bestTrial'),
       stat('completed', s.maxTrials ? `${s.completed}/${s.maxTrials}` : s.completed, 'progress'),
-      stat('running', s.running, 'running'), stat('pruned', s.pruned, 'pruned'), stat('failed', s.failed, 'failed'),
+      stat('running', s.running, 'running'), stat('queued', s.queued ?? 0, 'queued'), stat('pruned', s.pruned, 'pruned'), stat('failed', s.failed, 'failed'),
       stat('GPU-h used', hours(s.gpuHours), 'gpuHours'), stat('GPU-h saved by pruning', hours(s.gpuHoursSaved), 'gpuHoursSaved'),
       s.pruner ? stat('pruner', s.pruner, 'pruner') : null),
     s.message ? el('p', { class: 'muted' }, s.message) : '',
@@ -147,7 +148,7 @@ async function showStudy(ns, name) {
     el('div', { class: 'grid' },
       el('div', { class: 'card' }, el('h2', {}, 'History'), el('div', { id: 'history' })),
       el('div', { class: 'card' }, el('h2', {}, 'Intermediate values'),
-        el('div', { class: 'legend' }, Object.entries(COLORS).slice(0, 4).map(([k, v]) => el('span', { style: `color:${v}` }, '— ' + k))),
+        el('div', { class: 'legend' }, Object.entries(COLORS).slice(0, 5).map(([k, v]) => el('span', { style: `color:${v}` }, '— ' + k))),
         el('canvas', { id: 'curves', class: 'plot' })),
       el('div', { class: 'card' }, el('h2', {}, 'Parallel coordinates'), el('canvas', { id: 'parcoords', class: 'plot' })),
       el('div', { class: 'card' }, el('h2', {}, 'Parameter importance'), el('div', { id: 'importance' }),
@@ -237,7 +238,7 @@ function drawCurves() {
   axes(ctx, w, h, L, R, T, B, x0, x1, y0, y1, log, 'step');
   const bestN = p.study.bestTrial;
   // One path per state: a few strokes for any number of trials.
-  for (const state of ['Failed', 'Pruned', 'Completed', 'Running', 'Pending']) {
+  for (const state of ['Failed', 'Pruned', 'Completed', 'Queued', 'Running', 'Pending']) {
     ctx.beginPath();
     for (const t of p.trials) {
       if (t.state !== state || t.number === bestN) continue;
@@ -532,7 +533,7 @@ function onStudy(u) {
   if (ui.page && ui.page.study.namespace === s.namespace && ui.page.study.name === s.name) {
     Object.assign(ui.page.study, s);
     for (const [f, v] of [['best', fmt(s.best)], ['bestTrial', s.bestTrial ?? '—'], ['progress', s.maxTrials ? `${s.completed}/${s.maxTrials}` : s.completed],
-      ['running', s.running], ['pruned', s.pruned], ['failed', s.failed], ['phase', s.phase], ['gpuHours', hours(s.gpuHours)], ['gpuHoursSaved', hours(s.gpuHoursSaved)]]) {
+      ['running', s.running], ['queued', s.queued ?? 0], ['pruned', s.pruned], ['failed', s.failed], ['phase', s.phase], ['gpuHours', hours(s.gpuHours)], ['gpuHoursSaved', hours(s.gpuHoursSaved)]]) {
       const e = main.querySelector(`#summary [data-field="${f}"], h1 [data-field="${f}"]`); if (e) e.textContent = v;
     }
   } else if (!ui.page && !ui.trial) soon(() => { if (!ui.page && !ui.trial) route(); });
