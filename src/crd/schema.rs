@@ -346,6 +346,10 @@ pub fn study_rules(root: &mut Value) {
                 "!has(self.maxTrials) || self.maxTrials <= 100000",
                 "maxTrials must be at most 100000",
             ),
+            rule(
+                "!has(self.priorityClassName) || !has(self.trialTemplate.trainJob)",
+                crate::workload::spec::PRIORITY_TRAINJOB,
+            ),
         ],
     );
     for (field, what) in [

@@ -311,6 +311,9 @@ mod tests {
         });
         let row = study_row(&s);
         assert_eq!((row.running, row.queued, row.pruned), (2, 3, 1));
-        assert_eq!((row.namespace.as_str(), row.name.as_str()), ("ns", "digits"));
+        assert_eq!(
+            (row.namespace.as_str(), row.name.as_str()),
+            ("ns", "digits")
+        );
     }
 }

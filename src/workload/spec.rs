@@ -73,6 +73,11 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
                 kind.field()
             ));
         }
+        // A TrainJob's pods come from its runtime: the Trainer lets no one patch their priority.
+        if study.spec.priority_class_name.is_some() && kind == super::kinds::WorkloadKind::TrainJob
+        {
+            return Err(PRIORITY_TRAINJOB.into());
+        }
         if tt.primary_container.is_some() && kind == super::kinds::WorkloadKind::TrainJob {
             return Err("spec.trialTemplate.primaryContainer: a trainJob's container is the runtime's trainer; leave it out".into());
         }
@@ -85,6 +90,9 @@ pub fn validate(study: &Study) -> Result<(SearchSpace, SamplerSpec, Box<dyn Samp
     super::kinds::render(study, &probe, &Default::default()).map_err(|e| e.to_string())?;
     Ok((space, sampler_spec, sampler))
 }
+
+/// Why `spec.priorityClassName` is refused with a trainJob template (CEL says the same).
+pub const PRIORITY_TRAINJOB: &str = "spec.priorityClassName: not applied to a trainJob template (its pods' priority comes from the TrainingRuntime); set priorityClassName there, or label trialTemplate.metadata with kueue.x-k8s.io/priority-class for a Kueue WorkloadPriorityClass";
 
 /// A default seed stable for the life of the study (its UID), so a restart proposes the same.
 fn study_seed(study: &Study) -> u64 {
@@ -105,5 +113,43 @@ pub fn rules(study: &Study) -> Rules {
         parallelism: study.spec.parallelism,
         max_failed_trials: study.spec.max_failed_trials,
         budget: study.spec.budget,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trainjob_study(priority: Option<&str>) -> Study {
+        let mut s = crate::workload::job::tests::study(serde_json::json!({}), None);
+        s.spec.trial_template.spec = None;
+        s.spec.trial_template.train_job = Some(
+            serde_json::from_value(serde_json::json!({
+                "runtimeRef": {"name": "torch-distributed"},
+                "trainer": {"numNodes": 2}
+            }))
+            .unwrap(),
+        );
+        s.spec.priority_class_name = priority.map(String::from);
+        s
+    }
+
+    #[test]
+    fn a_trainjob_template_refuses_a_priority_class_it_cannot_apply() {
+        assert!(validate(&trainjob_study(None)).is_ok());
+        let e = validate(&trainjob_study(Some("research-low")))
+            .err()
+            .unwrap();
+        assert!(
+            e.starts_with("spec.priorityClassName: not applied to a trainJob"),
+            "{e}"
+        );
+        // A Job template takes it (every pod gets it).
+        let mut job = crate::workload::job::tests::study(
+            serde_json::json!({"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "t", "image": "i"}]}}}),
+            None,
+        );
+        job.spec.priority_class_name = Some("research-low".into());
+        assert!(validate(&job).is_ok(), "{:?}", validate(&job).err());
     }
 }
