@@ -347,6 +347,10 @@ pub fn study_rules(root: &mut Value) {
                 "maxTrials must be at most 100000",
             ),
             rule(
+                "!has(self.pruner) || !has(self.pruner.asha) || has(self.pruner.asha.budgetSteps) || (has(self.budget) && has(self.budget.steps))",
+                "spec.pruner.asha.budgetSteps is required: set spec.budget.steps (or budgetSteps here)",
+            ),
+            rule(
                 "!has(self.priorityClassName) || !has(self.trialTemplate.trainJob)",
                 crate::workload::spec::PRIORITY_TRAINJOB,
             ),
@@ -394,6 +398,15 @@ pub fn study_rules(root: &mut Value) {
     if let Some(m) = props_mut(spec, "metrics") {
         shared_path_rules(m, "file", "path", false);
         shared_path_rules(m, "tensorboard", "dir", true);
+        if let Some(p) = props_mut(m, "prometheus") {
+            add_rules(
+                p,
+                vec![rule(
+                    "isURL(self.url) && url(self.url).getScheme() in ['http', 'https'] && url(self.url).getHostname() != ''",
+                    "spec.metrics.prometheus.url must be an http:// or https:// URL with a host, e.g. http://prometheus.monitoring:9090",
+                )],
+            );
+        }
     }
     if let Some(p) = props_mut(spec, "pruner")
         && let Some(th) = props_mut(p, "threshold")

@@ -297,6 +297,21 @@ impl MetricsSpec {
                 if p.url.trim().is_empty() {
                     return Err("spec.metrics.prometheus.url must not be empty".into());
                 }
+                match reqwest::Url::parse(p.url.trim()) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                    Ok(_) => {
+                        return Err(format!(
+                            "spec.metrics.prometheus.url {:?} must be an http:// or https:// URL with a host",
+                            p.url
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "spec.metrics.prometheus.url {:?} is not a URL ({e}); e.g. http://prometheus.monitoring:9090",
+                            p.url
+                        ));
+                    }
+                }
                 if p.value.trim().is_empty() {
                     return Err("spec.metrics.prometheus.value must not be empty".into());
                 }
@@ -431,6 +446,31 @@ mod tests {
             ..Default::default()
         });
         assert!(bad.validate().unwrap_err().contains("pattern"));
+    }
+
+    #[test]
+    fn a_prometheus_url_must_be_http_with_a_host() {
+        let check = |url: &str| {
+            MetricsSpec::Prometheus(PrometheusSpec {
+                url: url.into(),
+                value: "val_loss".into(),
+                step: None,
+                interval: None,
+                auth: None,
+            })
+            .validate()
+        };
+        assert!(check("http://prometheus.monitoring:9090").is_ok());
+        assert!(check("https://prom.example.com/prefix").is_ok());
+        for bad in [
+            "prometheus:9090",
+            "not a url",
+            "ftp://p:21",
+            "file:///tmp/x",
+        ] {
+            let e = check(bad).unwrap_err();
+            assert!(e.starts_with("spec.metrics.prometheus.url"), "{bad}: {e}");
+        }
     }
 
     #[test]
