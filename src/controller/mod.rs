@@ -20,6 +20,7 @@ pub mod study;
 pub mod telemetry;
 pub mod trial;
 pub mod view;
+pub mod workload_watch;
 pub mod workloads;
 
 use std::collections::{HashMap, HashSet};
@@ -78,6 +79,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Studies with per-study gauges (removed when the study is gone).
     gauged: Mutex<HashSet<(String, String)>>,
+    /// Caches of JobSets and TrainJobs, where the cluster serves them.
+    pub workloads: Option<Arc<workload_watch::WorkloadWatches>>,
 }
 
 impl Context {
@@ -87,6 +90,7 @@ impl Context {
             env_hook,
             failures: Mutex::new(HashMap::new()),
             gauged: Mutex::new(HashSet::new()),
+            workloads: None,
         }
     }
 
@@ -246,9 +250,14 @@ fn trial_relevance(t: &Trial) -> u64 {
 }
 
 async fn run_scope(view: Arc<View>, scope: usize, cfg: Config) {
-    let ctx = Arc::new(Context::new(view.clone(), cfg.env_hook.clone()));
     let s = &view.scopes()[scope];
     let ns = s.namespace.clone();
+    let (workloads, watch_workloads, workload_events) =
+        workload_watch::start(view.client.clone(), ns.clone());
+    let ctx = Arc::new(Context {
+        workloads: Some(workloads),
+        ..Context::new(view.clone(), cfg.env_hook.clone())
+    });
     let cc = ControllerConfig::default().concurrency(cfg.concurrency);
 
     // Studies: only spec changes (generation) trigger from the Study itself, so our own
@@ -273,6 +282,7 @@ async fn run_scope(view: Arc<View>, scope: usize, cfg: Config) {
     let jobs = triggers(s.jobs.clone(), &view.job_events, ns.clone());
     let trial_ctl = Controller::for_shared_stream(trials, s.trials.clone())
         .owns_shared_stream(jobs)
+        .reconcile_on(workload_events)
         .with_config(cc)
         .run(trial::reconcile, error_policy, ctx.clone())
         .for_each(|r| async move {
@@ -281,7 +291,7 @@ async fn run_scope(view: Arc<View>, scope: usize, cfg: Config) {
             }
         });
     let janitor = janitor(ctx.clone(), scope);
-    futures::join!(study_ctl, trial_ctl, janitor);
+    futures::join!(study_ctl, trial_ctl, janitor, watch_workloads);
 }
 
 /// Drops what is kept for studies that are gone: books, samplers, per-study gauges.

@@ -19,8 +19,10 @@ use super::{Context, Error};
 use crate::crd::{Study, Trial, TrialPhase};
 use crate::workload::kinds::{WorkloadKind, render};
 
-/// How often a running JobSet or TrainJob trial is looked at.
+/// How often a running JobSet or TrainJob trial is looked at while its kind is not watched.
 const POLL: Duration = Duration::from_secs(2);
+/// A safety net when it is: the watch's events wake the trial.
+const POLL_WATCHED: Duration = Duration::from_secs(60);
 
 /// Maps a JobSet's or TrainJob's status to a [`JobState`] (pure).
 pub fn workload_state(kind: WorkloadKind, obj: &DynamicObject) -> JobState {
@@ -105,7 +107,17 @@ pub async fn reconcile(ctx: &Context, trial: &Trial, study: &Study) -> Result<Ac
     }
     let generation = trial.meta().generation;
     let mut status = old.clone();
-    let obj = match api.get_opt(&wl_name).await? {
+    let watch = ctx.workloads.as_ref().and_then(|w| w.of(kind));
+    let poll = match watch {
+        Some(w) if w.is_ready() => POLL_WATCHED,
+        _ => POLL,
+    };
+    let cached = watch.and_then(|w| w.get(&ns, &wl_name));
+    let found = match cached {
+        Some(o) => Some((*o).clone()),
+        None => api.get_opt(&wl_name).await?,
+    };
+    let obj = match found {
         Some(o) => o,
         None if old.job.is_some() => {
             let msg = format!(
@@ -143,7 +155,7 @@ pub async fn reconcile(ctx: &Context, trial: &Trial, study: &Study) -> Result<Ac
             status.job = Some(wl_name);
             status.phase = Some(super::queued::created_phase(study));
             write(ctx, trial, &status, &old).await?;
-            return Ok(Action::requeue(POLL));
+            return Ok(Action::requeue(poll));
         }
     };
     status.job = Some(wl_name);
@@ -174,5 +186,5 @@ pub async fn reconcile(ctx: &Context, trial: &Trial, study: &Study) -> Result<Ac
     if status.phase.is_some_and(TrialPhase::is_finished) {
         return Ok(Action::await_change());
     }
-    Ok(Action::requeue(POLL))
+    Ok(Action::requeue(poll))
 }

@@ -91,15 +91,15 @@ namespaces) or into one Role per watched namespace. Keep config/rbac/role.yaml i
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# Multi-node trials: a JobSet or a Kubeflow TrainJob, read by name (polled, not watched: the
-# CRDs may be absent), created, deleted on prune. Kueue needs nothing: it is read back from
+# Multi-node trials: a JobSet or a Kubeflow TrainJob, watched where the cluster serves the kind
+# (read by name and polled where not), created, deleted on prune. Kueue needs nothing: it is read back from
 # the workload's spec.suspend.
 - apiGroups: ["jobset.x-k8s.io"]
   resources: ["jobsets"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 - apiGroups: ["trainer.kubeflow.org"]
   resources: ["trainjobs"]
-  verbs: ["get", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 # Trial pods: failure reasons; the `logs` metric source finds the pod and follows its log.
 - apiGroups: [""]
   resources: ["pods"]
