@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use lopper::crd::{Study, TRIAL_LABEL, Trial, TrialPhase};
@@ -461,41 +461,11 @@ spec:
         .await
         .expect("create study");
     let tapi: Api<Trial> = Api::namespaced(client.clone(), n);
-    let trial = wait_for(Duration::from_secs(90), || async {
-        let t = tapi.get_opt("multinode-0").await.ok()??;
-        (t.phase() == TrialPhase::Running).then_some(t)
-    })
-    .await
-    .unwrap_or_else(|| {
-        let t = futures::executor::block_on(tapi.get_opt("multinode-0"));
-        panic!("the JobSet trial runs within 90s: {t:?}")
-    });
+    let trial = wait_running(&tapi, "multinode-0", 90).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), n);
     let sel = ListParams::default().labels(&format!("{TRIAL_LABEL}=multinode-0"));
-    let running = wait_for(Duration::from_secs(60), || async {
-        let ps = pods.list(&sel).await.ok()?.items;
-        (ps.len() == 4
-            && ps
-                .iter()
-                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
-        .then_some(ps)
-    })
-    .await
-    .expect("4 pods of the trial run");
-    for p in &running {
-        let c = &p.spec.as_ref().unwrap().containers[0];
-        assert_eq!(
-            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0,
-            "2"
-        );
-        let env: BTreeMap<_, _> = c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect();
-        assert_eq!(env["LOPPER_TRIAL"].as_deref(), Some("multinode-0"));
-        assert!(env.contains_key("LOPPER_TOKEN"));
+    for p in &running_pods(&pods, &sel, 4).await {
+        trainer_container(p, "multinode-0", "2");
     }
     assert_eq!(gpus_in_use(&client, n).await, 8);
     let js: Api<DynamicObject> =
@@ -514,48 +484,8 @@ spec:
     );
 
     // The trainer reports a diverging loss: pruned, the whole JobSet goes.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), n);
-    let token = String::from_utf8(
-        secrets
-            .get("multinode-0")
-            .await
-            .expect("token")
-            .data
-            .unwrap()["token"]
-            .0
-            .clone(),
-    )
-    .unwrap();
-    let url = format!(
-        "http://{addr}{}",
-        lopper::metrics::push::report_path(n, "multinode-0")
-    );
-    let http = reqwest::Client::new();
-    for (step, v) in [(0, 0.9), (1, 5.0)] {
-        let r = http
-            .post(&url)
-            .bearer_auth(&token)
-            .json(&json!({"step": step, "metrics": {"val_loss": v}}))
-            .send()
-            .await
-            .expect("report");
-        assert!(r.status().is_success(), "{}", r.status());
-    }
-    let t = wait_for(Duration::from_secs(30), || async {
-        let t = tapi.get("multinode-0").await.ok()?;
-        (t.phase() == TrialPhase::Pruned).then_some(t)
-    })
-    .await
-    .expect("pruned");
-    let s = t.status.as_ref().unwrap();
-    assert_eq!(s.pruned_at_step, Some(1));
-    assert!(
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Pruned" && c.status == "True" && !c.message.is_empty()),
-        "{:?}",
-        s.conditions
-    );
+    push(&client, addr, n, "multinode-0", &[(0, 0.9), (1, 5.0)]).await;
+    pruned_and_charged(&api, &tapi, "multinode", "multinode-0", 1, 8.0).await;
     wait_for(Duration::from_secs(60), || async {
         let gone = js.get_opt("multinode-0").await.ok()?.is_none();
         let left = pods.list(&sel).await.ok()?.items.len();
@@ -563,22 +493,93 @@ spec:
     })
     .await
     .expect("the JobSet and all 4 pods are gone");
+    cleanup_cluster_scoped(n).await;
+    ns.delete(&client).await;
+}
+
+/// Waits until trial `name` runs; panics with what it is after `secs`.
+async fn wait_running(tapi: &Api<Trial>, name: &str, secs: u64) -> Trial {
+    wait_for(Duration::from_secs(secs), || async {
+        let t = tapi.get_opt(name).await.ok()??;
+        (t.phase() == TrialPhase::Running).then_some(t)
+    })
+    .await
+    .unwrap_or_else(|| {
+        let t = futures::executor::block_on(tapi.get_opt(name));
+        panic!("trial {name} runs within {secs}s: {t:?}")
+    })
+}
+
+/// Waits until `n` pods match `sel` and all run.
+async fn running_pods(pods: &Api<Pod>, sel: &ListParams, n: usize) -> Vec<Pod> {
+    wait_for(Duration::from_secs(60), || async {
+        let ps = pods.list(sel).await.ok()?.items;
+        (ps.len() == n
+            && ps
+                .iter()
+                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
+        .then_some(ps)
+    })
+    .await
+    .unwrap_or_else(|| panic!("{n} pods of the trial run"))
+}
+
+/// A trial pod's first container: its GPUs and the LOPPER_* env of `trial`.
+fn trainer_container<'a>(p: &'a Pod, trial: &str, gpus: &str) -> &'a Container {
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        c.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0,
+        gpus
+    );
+    let env: BTreeMap<_, _> = c
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect();
+    assert_eq!(env["LOPPER_TRIAL"].as_deref(), Some(trial));
+    assert!(env.contains_key("LOPPER_TOKEN"));
+    c
+}
+
+/// Waits until `trial` is pruned at `step` and its study counts it; checks that the study
+/// charged `gpus` GPUs for the time it ran.
+async fn pruned_and_charged(
+    api: &Api<Study>,
+    tapi: &Api<Trial>,
+    study: &str,
+    trial: &str,
+    step: i64,
+    gpus: f64,
+) {
+    let t = wait_for(Duration::from_secs(30), || async {
+        let t = tapi.get(trial).await.ok()?;
+        (t.phase() == TrialPhase::Pruned).then_some(t)
+    })
+    .await
+    .expect("pruned");
+    let s = t.status.as_ref().unwrap();
+    assert_eq!(s.pruned_at_step, Some(step));
+    assert!(
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Pruned" && c.status == "True" && !c.message.is_empty()),
+        "{:?}",
+        s.conditions
+    );
     let st = wait_for(Duration::from_secs(20), || async {
-        let s = api.get("multinode").await.ok()?.status?;
+        let s = api.get(study).await.ok()?.status?;
         (s.trials.as_ref()?.pruned == 1).then_some(s)
     })
     .await
     .expect("study counts the pruned trial");
-    // 8 GPUs held while it ran.
     let used = st.gpu_seconds.unwrap().used;
     let ran = (s.completion_time.as_ref().unwrap().0.as_second()
         - s.start_time.as_ref().unwrap().0.as_second()) as f64;
     assert!(
-        (used - 8.0 * ran).abs() <= 8.0 * 2.0,
-        "gpu seconds {used} = 8 GPUs × {ran}s"
+        (used - gpus * ran).abs() <= gpus * 2.0,
+        "gpu seconds {used} = {gpus} GPUs × {ran}s"
     );
-    cleanup_cluster_scoped(n).await;
-    ns.delete(&client).await;
 }
 
 /// Posts `(step, val_loss)` reports as the trainer of `trial` would (token from its Secret).
@@ -645,41 +646,11 @@ spec:
         .await
         .expect("create study");
     let tapi: Api<Trial> = Api::namespaced(client.clone(), n);
-    wait_for(Duration::from_secs(120), || async {
-        let t = tapi.get_opt("tj-0").await.ok()??;
-        (t.phase() == TrialPhase::Running).then_some(t)
-    })
-    .await
-    .unwrap_or_else(|| {
-        let t = futures::executor::block_on(tapi.get_opt("tj-0"));
-        panic!("the TrainJob trial runs within 120s: {t:?}")
-    });
+    wait_running(&tapi, "tj-0", 120).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), n);
     let sel = ListParams::default().labels("jobset.sigs.k8s.io/jobset-name=tj-0");
-    let running = wait_for(Duration::from_secs(60), || async {
-        let ps = pods.list(&sel).await.ok()?.items;
-        (ps.len() == 2
-            && ps
-                .iter()
-                .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")))
-        .then_some(ps)
-    })
-    .await
-    .expect("the trainer's 2 pods run");
-    for p in &running {
-        let c = &p.spec.as_ref().unwrap().containers[0];
-        assert_eq!(
-            c.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0,
-            "2"
-        );
-        let env: BTreeMap<_, _> = c
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone()))
-            .collect();
-        assert_eq!(env["LOPPER_TRIAL"].as_deref(), Some("tj-0"));
-        assert!(env.contains_key("LOPPER_TOKEN"));
+    for p in &running_pods(&pods, &sel, 2).await {
+        let c = trainer_container(p, "tj-0", "2");
         assert!(
             c.args.iter().flatten().any(|a| a == "--run=tj-0"),
             "{:?}",
@@ -694,14 +665,7 @@ spec:
     );
 
     push(&client, addr, n, "tj-0", &[(0, 0.8), (1, 3.0)]).await;
-    let t = wait_for(Duration::from_secs(30), || async {
-        let t = tapi.get("tj-0").await.ok()?;
-        (t.phase() == TrialPhase::Pruned).then_some(t)
-    })
-    .await
-    .expect("pruned");
-    let s = t.status.as_ref().unwrap();
-    assert_eq!(s.pruned_at_step, Some(1));
+    pruned_and_charged(&api, &tapi, "tj", "tj-0", 1, 4.0).await;
     let js: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), n, &WorkloadKind::JobSet.api_resource());
     wait_for(Duration::from_secs(60), || async {
@@ -711,19 +675,6 @@ spec:
     })
     .await
     .expect("the TrainJob, its JobSet and both pods are gone");
-    let st = wait_for(Duration::from_secs(20), || async {
-        let s = api.get("tj").await.ok()?.status?;
-        (s.trials.as_ref()?.pruned == 1).then_some(s)
-    })
-    .await
-    .expect("study counts the pruned trial");
-    let used = st.gpu_seconds.unwrap().used;
-    let ran = (s.completion_time.as_ref().unwrap().0.as_second()
-        - s.start_time.as_ref().unwrap().0.as_second()) as f64;
-    assert!(
-        (used - 4.0 * ran).abs() <= 4.0 * 2.0,
-        "gpu seconds {used} = 2 nodes × 2 GPUs × {ran}s"
-    );
     cleanup_cluster_scoped(n).await;
     ns.delete(&client).await;
 }
