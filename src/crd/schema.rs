@@ -70,41 +70,12 @@ pub fn job_spec_schema(_: &mut SchemaGenerator) -> Schema {
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
         "required": ["template"],
-        "properties": {
-            "template": {
-                "type": "object",
-                "x-kubernetes-preserve-unknown-fields": true,
-                "required": ["spec"],
-                "properties": {
-                    "spec": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": true,
-                        "required": ["containers"],
-                        "properties": {
-                            "restartPolicy": {"type": "string", "enum": ["Never", "OnFailure"]},
-                            "containers": {
-                                "type": "array",
-                                "minItems": 1,
-                                "maxItems": 64,
-                                "items": {
-                                    "type": "object",
-                                    "x-kubernetes-preserve-unknown-fields": true,
-                                    "required": ["name", "image"],
-                                    "properties": {
-                                        "name": {"type": "string", "minLength": 1, "maxLength": 63},
-                                        "image": {"type": "string", "minLength": 1},
-                                    },
-                                },
-                            },
-                        },
-                    },
-                },
-            },
-        },
+        "properties": {"template": pod_template_schema()},
     })
 }
 
-/// The pod template of a Job inside a JobSet's replicated job (`template.spec.template`).
+/// A Job's pod template (`trialTemplate.spec.template`, and `template.spec.template` of a
+/// JobSet's replicated job): a Job's pods never restart in place (`Always` is refused).
 fn pod_template_schema() -> Value {
     json!({
         "type": "object",
@@ -116,6 +87,7 @@ fn pod_template_schema() -> Value {
                 "x-kubernetes-preserve-unknown-fields": true,
                 "required": ["containers"],
                 "properties": {
+                    "restartPolicy": {"type": "string", "enum": ["Never", "OnFailure"]},
                     "containers": {
                         "type": "array",
                         "minItems": 1,
