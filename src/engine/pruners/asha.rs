@@ -330,6 +330,7 @@ mod tests {
             }
             if t.state == TrialState::Running {
                 t.state = TrialState::Complete;
+                t.value = t.last_value();
             }
             done.push(t);
         }
