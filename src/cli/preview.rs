@@ -151,6 +151,10 @@ fn plan_table(out: &mut String, a: &AshaSpec, plan: &Plan) {
             "bracket {b} runs first: its {} trials run to full length before any trial is stopped",
             plan.brackets[b].trials()
         );
+        let _ = writeln!(
+            out,
+            "no rung stops a trial as good at that step as the best of them was (it may spend more than planned; the budget cuts it)"
+        );
     }
     if plan.full_length_trials == 0 {
         let _ = writeln!(
@@ -215,6 +219,10 @@ spec:
             text.contains(
                 "bracket 2 runs first: its 14 trials run to full length before any trial is stopped"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("no rung stops a trial as good at that step as the best of them was"),
             "{text}"
         );
         let plan = match study.pruner() {

@@ -17,7 +17,13 @@
 //! study a floor that no rung decision can lose, and a model-based sampler full-length
 //! results before short trials dominate. When the budget cannot also fund a bracket that
 //! stops trials, the plan is that bracket alone: with a budget of a few full trials, pruning
-//! would bring fewer trials to full length than not pruning.
+//! would bring fewer trials to full length than not pruning. On a budget that cannot fund
+//! all of `standard`'s brackets, it gives up its least aggressive ones first: a small
+//! bracket whose first rung comes late sees few configurations more than the full-length
+//! bracket does, so the budget goes to the bracket that sees the most, or (when even that
+//! one does not fit beside the full-length bracket) to full-length trials. The `asha`
+//! pruner never stops a trial that is at least as good at a rung as the best full-length
+//! trial was at the same step (see [`crate::engine::pruners::asha`]).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -28,7 +34,8 @@ use serde::{Deserialize, Serialize};
 pub enum Mode {
     /// One bracket, the most rungs: many short trials.
     Aggressive,
-    /// The more aggressive half of the brackets, and a full-length bracket run first.
+    /// The more aggressive half of the brackets (on a tight budget the most aggressive one,
+    /// or none), and a full-length bracket run first.
     #[default]
     Standard,
     /// Every bracket, down to one that runs every trial to full length (run first).
@@ -164,10 +171,13 @@ pub fn max_rungs(max_steps: u64, eta: u64, cap: u32) -> u32 {
 }
 
 /// The plan for `input`; brackets most aggressive first (a full-length bracket, if any,
-/// last). Its expected spend never exceeds the budget. A bracket too small to bring one
-/// trial to full length (or to keep the parallel slots busy at its first rung) is dropped
-/// and its share goes to the others; if none fits, the least aggressive bracket of the mode
-/// takes the whole budget.
+/// last). Its expected spend never exceeds the budget. When a bracket is too small to bring
+/// one trial to full length (or to keep the parallel slots busy at its first rung), a
+/// bracket is dropped and its share goes to the others: in `standard` the least aggressive
+/// bracket that stops trials (so that a tight budget keeps the bracket that sees the most
+/// configurations beside the full-length one, or no bracket that stops trials at all), in
+/// `conservative` the most aggressive one that does not fit. If none fits, the least
+/// aggressive bracket of the mode takes the whole budget.
 pub fn plan(input: &PlanInput) -> Plan {
     let eta = input.reduction_factor.max(2);
     let l = input.max_steps.max(1);
@@ -196,9 +206,17 @@ pub fn plan(input: &PlanInput) -> Plan {
         if brackets.iter().all(Option::is_some) {
             return finish(brackets.into_iter().flatten().collect());
         }
-        // Drop the most aggressive bracket that does not fit, and share again.
+        // Drop a bracket and share again: standard drops its least aggressive bracket that
+        // stops trials (it keeps the one that sees the most configurations, or none);
+        // conservative the most aggressive one that does not fit.
         if candidates.len() > 1 {
             let i = brackets.iter().position(Option::is_none).unwrap_or(0);
+            let pruning = candidates.iter().filter(|&&r| r > 1).count();
+            let i = if input.mode == Mode::Standard && pruning > 1 {
+                pruning - 1
+            } else {
+                i
+            };
             candidates.remove(i);
             continue;
         }
@@ -419,10 +437,35 @@ mod tests {
                 trials: 4
             }]
         );
-        assert!(p.brackets[0].rungs.len() > 1);
+        // The bracket kept is standard's most aggressive (4 rungs: 1, 2, 5, 14 steps).
+        assert_eq!(p.brackets[0].rungs.len(), 4, "{p:?}");
         // Aggressive never keeps a full-length bracket.
         let p = plan(&input(56, 14, 1, Mode::Aggressive));
         assert!(p.brackets.iter().all(|b| b.rungs.len() > 1), "{p:?}");
+    }
+
+    #[test]
+    fn standard_drops_its_least_aggressive_bracket_first() {
+        // 6 trials' worth of 14 steps: the 4-rung bracket (27 trials, 55 steps) does not fit
+        // in a third of the budget. Standard drops its 3-rung bracket rather than the 4-rung
+        // one; with half the budget the 4-rung one still does not fit beside the
+        // full-length bracket, so standard does not prune.
+        let p = plan(&input(84, 14, 1, Mode::Standard));
+        assert_eq!(
+            p.brackets,
+            vec![Bracket {
+                rungs: vec![Rung {
+                    step: 14,
+                    trials: 6
+                }],
+                steps: 84
+            }]
+        );
+        // Conservative drops the most aggressive bracket that does not fit and keeps the
+        // others: the 2-rung bracket (5, 14 steps) beside the full-length one.
+        let c = plan(&input(84, 14, 1, Mode::Conservative));
+        let rungs: Vec<usize> = c.brackets.iter().map(|b| b.rungs.len()).collect();
+        assert_eq!(rungs, vec![2, 1], "{c:?}");
     }
 
     proptest! {

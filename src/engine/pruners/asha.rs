@@ -2,7 +2,12 @@
 //! each trial to a bracket (the full-length bracket's trials first, when the plan has
 //! one); at each of its bracket's rungs a trial goes on only if its
 //! value is in the top `1/eta` of the values its bracket's trials had at that rung
-//! (asynchronous successive halving, ties promoted). A stopped trial is pruned, so its Job
+//! (asynchronous successive halving, ties promoted), or at least as good as the best
+//! completed trial of the full-length bracket was at the same step (the floor: a trial on
+//! course to beat the trials no rung stopped goes on; low rungs rank badly, and this keeps
+//! the rung from stopping the trials that matter most). The floor can promote more than
+//! `1/eta` of a rung, so a study may spend a little more than the plan expects; its budget
+//! cuts that. A stopped trial is pruned, so its Job
 //! is deleted as with every pruner. Rungs count reported steps, so 0- and 1-based step
 //! numbers plan alike.
 
@@ -12,7 +17,7 @@ use super::spec::{Fields, PrunerParams, SpecError, at_least, invalid};
 use super::successive_halving::promotable;
 use super::{Decision, Pruner};
 use crate::engine::planner::{self, Deal, Mode, Plan, PlanInput};
-use crate::engine::{Direction, PrunerState, StudyView, TrialRecord};
+use crate::engine::{Direction, PrunerState, StudyView, TrialRecord, TrialState};
 
 const R: &str = "AshaPlanner";
 
@@ -31,6 +36,35 @@ impl AshaPruner {
 
     fn bracket_of(&self, number: u64) -> Option<usize> {
         self.deal.bracket_of(number)
+    }
+
+    /// The floor at a rung: the value, at its `step`-th reported step, of the best
+    /// completed trial of the full-length bracket run first (ties: the earliest). `None`
+    /// without such a trial (no full-length bracket, or none of its trials done yet).
+    fn floor_at(&self, study: &StudyView<'_>, step: u64, maximize: bool) -> Option<f64> {
+        let first = self.plan.startup_bracket()?;
+        let mut best: Option<(f64, &TrialRecord)> = None;
+        for t in study.trials {
+            if t.state != TrialState::Complete
+                || (t.intermediate.len() as u64) < step
+                || self.bracket_of(t.number) != Some(first)
+            {
+                continue;
+            }
+            let Some(v) = t.value.filter(|v| !v.is_nan()) else {
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some((b, _)) => (maximize && v > b) || (!maximize && v < b),
+            };
+            if better {
+                best = Some((v, t));
+            }
+        }
+        let (_, t) = best?;
+        let at = t.intermediate.values().nth(step.checked_sub(1)? as usize)?;
+        (!at.is_nan()).then_some(*at)
     }
 }
 
@@ -83,6 +117,19 @@ impl Pruner for AshaPruner {
                 }
             }
             if !promotable(n, self.eta, better) {
+                if let Some(floor) = self.floor_at(study, rung_step, maximize)
+                    && ((maximize && value >= floor) || (!maximize && value <= floor))
+                {
+                    d.message = message!(
+                        "bracket {b}: value {value} at rung {k} is not in the top 1/{eta} but as good as the best full-length trial was at that step ({floor}): goes on",
+                        b,
+                        value,
+                        k,
+                        eta = self.eta,
+                        floor
+                    );
+                    continue;
+                }
                 d.prune = true;
                 d.message = message!(
                     "bracket {b}: value {value} is not in the top 1/{eta} of {n} trials at rung {k}",
@@ -283,6 +330,7 @@ mod tests {
             }
             if t.state == TrialState::Running {
                 t.state = TrialState::Complete;
+                t.value = t.last_value();
             }
             done.push(t);
         }
@@ -307,6 +355,38 @@ mod tests {
         assert!(trials[2].state == TrialState::Pruned);
         let spent: usize = lengths.iter().sum();
         assert!(spent < 9 * levels.len(), "pruning saved steps: {spent}");
+    }
+
+    #[test]
+    fn never_stops_a_trial_as_good_as_the_best_full_length_trial_was() {
+        // Standard, 9 steps, 10 trials' worth: 3 full-length trials first, then a 3-rung
+        // bracket (rungs at 1 and 3 steps) and a 2-rung one.
+        let s = AshaSpec {
+            mode: Mode::Standard,
+            budget_steps: Some(90),
+            ..spec(90)
+        };
+        let deal = s.plan().deal();
+        assert_eq!(deal.startup, 3);
+        let first: Vec<usize> = (3..deal.len())
+            .filter(|&n| deal.bracket_of(n as u64) == Some(0))
+            .take(3)
+            .collect();
+        let [a, b, c] = first[..] else {
+            panic!("{deal:?}")
+        };
+        let lengths = |level_c: f64| {
+            let mut levels: Vec<f64> = (0..=c).map(|n| 20.0 + n as f64).collect();
+            levels[..3].copy_from_slice(&[5.0, 6.0, 7.0]);
+            (levels[a], levels[b], levels[c]) = (1.0, 2.0, level_c);
+            let trials = run(s.build().as_ref(), &levels);
+            trials[c].intermediate.len()
+        };
+        // Third of three at the first rung, so not in its top 1/3; but as good at that step
+        // as the best full-length trial (level 5.0) was: it goes on to full length.
+        assert_eq!(lengths(4.0), 9);
+        // Worse than that trial was at that step: stopped at the first rung.
+        assert_eq!(lengths(5.5), 1);
     }
 
     #[test]
