@@ -112,9 +112,13 @@ impl LocalStudy {
         let probe = super::template::command_line(&study, 0, &crate::engine::Params::new())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::ensure!(
-            !probe.argv.is_empty(),
-            "container {:?}: a local run needs `command` (the image's entrypoint is unknown here)",
-            probe.container
+            probe.has_command,
+            "container {:?}: a local run needs `command` (the image's entrypoint is unknown here{})",
+            probe.container,
+            match probe.argv.first() {
+                Some(a) => format!("; args alone would start {a:?} as the program"),
+                None => String::new(),
+            }
         );
         for name in &probe.unresolved {
             tracing::warn!("env {name}: valueFrom cannot be resolved locally, skipped");
@@ -183,4 +187,48 @@ pub fn warm_start_file(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
          and {} has none",
         dir.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn study(container: &str) -> String {
+        format!(
+            r#"
+apiVersion: lopper.dev/v1alpha1
+kind: Study
+metadata: {{name: s}}
+spec:
+  objective: {{metric: loss}}
+  parameters:
+    - {{name: lr, float: {{low: 0.001, high: 0.1}}}}
+  maxTrials: 2
+  trialTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+            - {container}
+"#
+        )
+    }
+
+    #[test]
+    fn a_local_run_needs_the_command_not_only_args() {
+        let ok = study(
+            r#"{name: t, image: i, command: [python, train.py], args: ["--lr=${params.lr}"]}"#,
+        );
+        assert!(LocalStudy::parse(&ok, PathBuf::from(".")).is_ok());
+        let args_only = study(r#"{name: t, image: i, args: ["--lr=${params.lr}"]}"#);
+        let e = LocalStudy::parse(&args_only, PathBuf::from("."))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("container \"t\": a local run needs `command`") && e.contains("\"--lr="),
+            "{e}"
+        );
+    }
 }

@@ -20,6 +20,8 @@ pub struct CommandLine {
     pub env: Vec<(String, String)>,
     /// Names of the `valueFrom` variables left out.
     pub unresolved: Vec<String>,
+    /// The container sets `command` (without it a pod runs the image's entrypoint).
+    pub has_command: bool,
 }
 
 /// Renders trial `number` of `study` with `params`.
@@ -45,6 +47,7 @@ pub fn command_line(
         .ok_or(RenderError::NoContainers)?;
     let at = primary_index(study, &pod.containers)?;
     let primary = pod.containers.swap_remove(at);
+    let has_command = primary.command.as_ref().is_some_and(|c| !c.is_empty());
     let argv = primary
         .command
         .unwrap_or_default()
@@ -58,6 +61,7 @@ pub fn command_line(
         .partition(|e| e.value_from.is_some());
     Ok(CommandLine {
         container: primary.name,
+        has_command,
         argv,
         env: literal
             .into_iter()
