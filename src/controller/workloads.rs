@@ -1,7 +1,9 @@
 //! Trials that run as a JobSet or a Kubeflow TrainJob: the same lifecycle as a Job trial
 //! ([`super::trial`]'s plan), read from the workload's own status. These kinds are optional
-//! in a cluster, so they are read per reconcile (polled while the trial runs) instead of
-//! watched: a watch on a CRD that is not installed would fail the whole view.
+//! in a cluster, so they are not part of the view (a watch on a CRD that is not installed
+//! would hold up the whole view): [`super::workload_watch`] caches them where the cluster
+//! serves them and wakes the trial on a change; elsewhere a running trial reads its workload
+//! by name and polls.
 
 use std::time::Duration;
 
