@@ -2,7 +2,8 @@
 scikit-learn MLP) at one epoch budget for every setting, several seeds.
 
 Ours run through `lopper run` (the study of examples/digits/budget.yaml with the setting's
-pruner, `budget: {steps: B, onSpent: stop}`, TPE with the seed, parallelism 2). Optuna 5.0's
+pruner, `budget: {steps: B, onSpent: stop}`, multivariate TPE with the seed as Optuna 5.0's
+default, parallelism 2). Optuna 5.0's
 pruners run the same trainer as subprocesses from Optuna's ask/report/should_prune/tell
 loop with its TPE sampler, two trials at a time, under the same budget rule (steps reported
 by all trials; once spent no trial starts and the running ones are stopped as pruned). The
@@ -47,13 +48,20 @@ def settings(epochs: int) -> dict[str, dict]:
     return out
 
 
+def sampler(seed: int) -> dict:
+    """Ours as Optuna's: Optuna 5.0's TPESampler() is multivariate for a single-objective
+    study (ours is independent unless told), so the same sampler means multivariate on both
+    sides."""
+    return {"tpe": {"seed": seed, "multivariate": True}}
+
+
 def manifest(name: str, pruner: dict, seed: int, epochs: int, budget: int | None,
              max_trials: int | None = None) -> dict:
     with open(os.path.join(DIGITS, "budget.yaml")) as f:
         m = yaml.safe_load(f)
     spec = m["spec"]
     m["metadata"]["name"] = name
-    spec["sampler"] = {"tpe": {"seed": seed}}
+    spec["sampler"] = sampler(seed)
     spec["pruner"] = pruner
     spec["parallelism"] = 2
     if budget is None:
@@ -255,8 +263,11 @@ def main(args) -> None:
             path = os.path.join(out, f"{name.replace(' ', '_')}-seed{seed}.json")
             if os.path.exists(path) and name not in (args.force or []):
                 with open(path) as f:
-                    runs[(name, seed)] = json.load(f)
-                continue
+                    cached = json.load(f)
+                # A run of ours with another sampler than today's is run again.
+                if name.startswith("optuna ") or cached.get("sampler") == sampler(seed):
+                    runs[(name, seed)] = cached
+                    continue
             print(f"seed {seed} {name} ...", file=sys.stderr, flush=True)
             base = os.path.join(out, f"{name.replace(' ', '_')}-seed{seed}")
             if name in ours:
@@ -268,6 +279,8 @@ def main(args) -> None:
             else:
                 r = top_k_run(args.lopper, venv, seed, epochs, budget, base)
             r["best"] = best_of(r)
+            if not name.startswith("optuna "):
+                r["sampler"] = sampler(seed)
             r["stepsRun"] = sum(t["steps"] for t in r["trials"])
             with open(path, "w") as f:
                 json.dump(r, f)
