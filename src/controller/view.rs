@@ -120,17 +120,38 @@ where
             .for_each(move |ev| {
                 if let Ok(ev) = &ev {
                     on_event(ev, &r);
-                }
-                if let (Some(tx), Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) =
-                    (&tx, &ev)
-                    && let Some(a) = r.get(&ObjectRef::from_obj(o))
-                {
-                    let _ = tx.send(a);
+                    if let Some(tx) = &tx {
+                        forward(ev, &r, tx);
+                    }
                 }
                 futures::future::ready(())
             }),
     );
     (reader, task)
+}
+
+/// Sends what a watch event changed in `store` to the controllers' triggers. A (re)list's
+/// objects reach the store only at its end (`InitDone`), so all of them go out then: after
+/// a watch gap (a 410 when a CRD changes, a dropped connection) an object created or changed
+/// meanwhile wakes its reconcile like any other change.
+fn forward<K>(ev: &watcher::Event<K>, store: &Store<K>, tx: &broadcast::Sender<Arc<K>>)
+where
+    K: Resource + Clone,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+{
+    match ev {
+        watcher::Event::Apply(o) => {
+            if let Some(a) = store.get(&ObjectRef::from_obj(o)) {
+                let _ = tx.send(a);
+            }
+        }
+        watcher::Event::InitDone => {
+            for a in store.state() {
+                let _ = tx.send(a);
+            }
+        }
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Delete(_) => {}
+    }
 }
 
 /// For watches that keep nothing beside their store.
@@ -586,6 +607,40 @@ mod tests {
         let mut v: Vec<String> = v.iter().map(|t| t.name_any()).collect();
         v.sort();
         v
+    }
+
+    /// What a relist brings (an object created while the watch was down) reaches the
+    /// triggers once the store holds it; an applied object at once.
+    #[test]
+    fn a_relist_wakes_every_object_it_brings() {
+        let mut w = reflector::store::Writer::<Trial>::default();
+        let store = w.as_reader();
+        let (tx, mut rx) = broadcast::channel(16);
+        let mut feed = |ev: watcher::Event<Trial>| {
+            w.apply_watcher_event(&ev);
+            forward(&ev, &store, &tx);
+        };
+        let mut sent = || {
+            let mut v = Vec::new();
+            while let Ok(a) = rx.try_recv() {
+                v.push(a);
+            }
+            names(v)
+        };
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(trial("a", "s", 0)));
+        feed(watcher::Event::InitDone);
+        assert_eq!(sent(), ["s-0"]);
+        feed(watcher::Event::Apply(trial("a", "s", 1)));
+        assert_eq!(sent(), ["s-1"]);
+        // A 410 and a relist that brings a new object: nothing goes out before the store has
+        // it, then every object does.
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(trial("a", "s", 1)));
+        feed(watcher::Event::InitApply(trial("a", "s", 2)));
+        assert!(sent().is_empty());
+        feed(watcher::Event::InitDone);
+        assert_eq!(sent(), ["s-1", "s-2"]);
     }
 
     /// The index follows the store: applied, deleted, and a relist that misses a deletion.
