@@ -121,7 +121,9 @@ where
                 if let Ok(ev) = &ev {
                     on_event(ev, &r);
                     if let Some(tx) = &tx {
-                        forward(ev, &r, tx);
+                        forward(ev, &r, &Default::default(), |a| {
+                            let _ = tx.send(a);
+                        });
                     }
                 }
                 futures::future::ready(())
@@ -130,26 +132,26 @@ where
     (reader, task)
 }
 
-/// Sends what a watch event changed in `store` to the controllers' triggers. A (re)list's
-/// objects reach the store only at its end (`InitDone`), so all of them go out then: after
-/// a watch gap (a 410 when a CRD changes, a dropped connection) an object created or changed
-/// meanwhile wakes its reconcile like any other change.
-fn forward<K>(ev: &watcher::Event<K>, store: &Store<K>, tx: &broadcast::Sender<Arc<K>>)
-where
+/// Passes to `wake` what a watch event changed in `store` (after the reflector applied it).
+/// A (re)list's objects reach the store only at its end (`InitDone`), so all of them go out
+/// then: after a watch gap (a 410 when a CRD changes, a dropped connection) an object
+/// created or changed meanwhile wakes its reconcile like any other change.
+pub(super) fn forward<K>(
+    ev: &watcher::Event<K>,
+    store: &Store<K>,
+    dt: &K::DynamicType,
+    mut wake: impl FnMut(Arc<K>),
+) where
     K: Resource + Clone,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Default,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
 {
     match ev {
         watcher::Event::Apply(o) => {
-            if let Some(a) = store.get(&ObjectRef::from_obj(o)) {
-                let _ = tx.send(a);
+            if let Some(a) = store.get(&ObjectRef::from_obj_with(o, dt.clone())) {
+                wake(a);
             }
         }
-        watcher::Event::InitDone => {
-            for a in store.state() {
-                let _ = tx.send(a);
-            }
-        }
+        watcher::Event::InitDone => store.state().into_iter().for_each(wake),
         watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Delete(_) => {}
     }
 }
@@ -618,7 +620,9 @@ mod tests {
         let (tx, mut rx) = broadcast::channel(16);
         let mut feed = |ev: watcher::Event<Trial>| {
             w.apply_watcher_event(&ev);
-            forward(&ev, &store, &tx);
+            forward(&ev, &store, &(), |a| {
+                let _ = tx.send(a);
+            });
         };
         let mut sent = || {
             let mut v = Vec::new();

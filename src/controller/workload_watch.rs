@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use super::status::is_status;
+use super::view::forward;
 use crate::crd::{TRIAL_LABEL, Trial};
 use crate::workload::kinds::WorkloadKind;
 
@@ -134,21 +135,18 @@ async fn run(
             }
         };
         writer.apply_watcher_event(&ev);
+        let wake = |o: &DynamicObject| {
+            if let Some(t) = trial_of(o) {
+                let _ = tx.unbounded_send(t);
+            }
+        };
         match &ev {
             watcher::Event::InitDone => w.ready.store(true, Ordering::Release),
-            watcher::Event::Apply(o) | watcher::Event::Delete(o) => {
-                if let Some(t) = trial_of(o) {
-                    let _ = tx.unbounded_send(t);
-                }
-            }
-            // After a relist, every trial's reconcile may have missed a change.
-            watcher::Event::InitApply(o) if w.is_ready() => {
-                if let Some(t) = trial_of(o) {
-                    let _ = tx.unbounded_send(t);
-                }
-            }
+            // A deleted workload fails its running trial (`JobDeleted`).
+            watcher::Event::Delete(o) => wake(o),
             _ => {}
         }
+        forward(&ev, &w.store, &ar, |o| wake(&o));
     }
 }
 

@@ -114,10 +114,9 @@ pub async fn reconcile(ctx: &Context, trial: &Trial, study: &Study) -> Result<Ac
         Some(w) if w.is_ready() => POLL_WATCHED,
         _ => POLL,
     };
-    let cached = watch.and_then(|w| w.get(&ns, &wl_name));
-    let found = match cached {
-        Some(o) => Some((*o).clone()),
-        None => api.get_opt(&wl_name).await?,
+    let found = match watch.and_then(|w| w.get(&ns, &wl_name)) {
+        Some(o) => Some(o),
+        None => api.get_opt(&wl_name).await?.map(Arc::new),
     };
     let obj = match found {
         Some(o) => o,
