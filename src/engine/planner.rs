@@ -210,12 +210,11 @@ pub fn plan(input: &PlanInput) -> Plan {
         // stops trials (it keeps the one that sees the most configurations, or none);
         // conservative the most aggressive one that does not fit.
         if candidates.len() > 1 {
-            let i = brackets.iter().position(Option::is_none).unwrap_or(0);
             let pruning = candidates.iter().filter(|&&r| r > 1).count();
             let i = if input.mode == Mode::Standard && pruning > 1 {
                 pruning - 1
             } else {
-                i
+                brackets.iter().position(Option::is_none).unwrap_or(0)
             };
             candidates.remove(i);
             continue;

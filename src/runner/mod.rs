@@ -702,8 +702,7 @@ impl Loop {
         let best = self
             .best()
             .map(|(n, v)| format!("best {} (#{n})", ui::fmt_value(v)));
-        let total = ui::Total::of(self.study.max_trials, self.study.budget.as_ref());
-        let position = total.position(
+        let position = self.ui.total.position(
             (c.complete + c.pruned + c.failed) as u64,
             steps_spent(&self.trials),
             self.gpu_seconds(),

@@ -10,6 +10,8 @@ use crate::runner::results::Results;
 
 pub struct Ui {
     bar: Option<ProgressBar>,
+    /// What the bar counts.
+    pub total: Total,
 }
 
 /// What the bar counts: finished trials out of `maxTrials`, or, for a study bounded only
@@ -78,7 +80,7 @@ impl Ui {
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Ui { bar }
+        Ui { bar, total }
     }
 
     /// One log line (above the bar on a terminal).
